@@ -1,0 +1,142 @@
+"""``cellbench data ...``: info, convert, synth, download."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+
+from tqdm import tqdm
+
+from cellbench.data import LAYOUTS, Dataset, read_dataset
+from cellbench.data.download import REMOTE_DATASETS, default_cache_dir, download
+from cellbench.data.export import write_dataset
+from cellbench.data.synth import split_counts, synth_glioma_c6
+from cellbench.instances import policy_from_name
+
+__all__ = ["add_data_commands"]
+
+
+def _shape(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 1944x2592, got {text!r}") from None
+    return h, w
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help="dataset folder or file")
+    p.add_argument("--layout", required=True, choices=list(LAYOUTS), help="how the dataset is laid out")
+    p.add_argument("--split", help="split to read (glioma-c6: train, valid, test, gen; folders: a sub-folder)")
+    p.add_argument("--task", default="all", help="classes to keep (glioma-c6: cells, soma, type-a, type-b)")
+    p.add_argument(
+        "--invalid-polygons", choices=["raise", "skip", "keep"], default="raise",
+        help="polygons outside the image or crossing themselves: stop (default), skip, or keep as drawn",
+    )
+    p.add_argument("--images", dest="image_dir", help="coco: folder holding the images, if not beside the json")
+    p.add_argument("--channels", choices=["nuclear", "whole-cell", "dual"], default="dual",
+                   help="tissuenet: image channels to use (default dual)")
+
+
+def _read(args: argparse.Namespace) -> Dataset:
+    reader = LAYOUTS[args.layout]
+    accepted = inspect.signature(reader).parameters
+    candidates = {
+        "invalid": args.invalid_polygons,
+        "image_dir": args.image_dir,
+        "channels": args.channels,
+        "progress": sys.stderr.isatty(),
+    }
+    options = {k: v for k, v in candidates.items() if k in accepted and v is not None}
+    return read_dataset(args.path, args.layout, split=args.split, task=args.task, **options)
+
+
+def _info(args: argparse.Namespace) -> int:
+    summary = _read(args).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['layout']} dataset at {summary['root']}")
+    print(f"  split {summary['split'] or 'all'}, task {summary['task']} (tasks: {', '.join(summary['tasks'])})")
+    print(f"  {summary['n_images']} images, {summary['n_instances']} instances, "
+          f"{summary['n_overlapping_instances']} overlapping another instance")
+    for name, n in summary["per_class"].items():
+        print(f"  {name:>14}: {n}")
+    for split, counts in summary["per_split"].items():
+        print(f"  split {split}: {counts['n_images']} images, {counts['n_instances']} instances")
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    dataset = _read(args)
+    policy = policy_from_name(args.flatten) if args.flatten else None
+    manifest = write_dataset(
+        dataset, args.out, args.to, policy=policy, with_images=args.with_images,
+        overwrite=args.overwrite, progress=sys.stderr.isatty(),
+    )
+    flat = manifest["flatten"]["flatten_policy"] if manifest["flatten"] else "none (overlaps kept)"
+    print(f"wrote {manifest['n_instances']} instances of {manifest['n_images']} images as {args.to} "
+          f"to {args.out} (flatten: {flat})")
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    counts = split_counts(args.images)
+    with tqdm(total=args.images, desc="synthesising", unit="image", disable=not sys.stderr.isatty()) as bar:
+        summary = synth_glioma_c6(
+            args.out, n_images=args.images, seed=args.seed, shape=args.shape,
+            cells_per_image=args.cells_per_image, overwrite=args.overwrite, progress=bar.update,
+        )
+    print(f"wrote a synthetic Glioma C6 dataset to {args.out}/dataset: "
+          + ", ".join(f"{k} {counts[k]} images / {v['n_annotations']} annotations" for k, v in summary.items()))
+    return 0
+
+
+def _download(args: argparse.Namespace) -> int:
+    remote = REMOTE_DATASETS[args.dataset]
+    if args.archive is None:
+        print(f"downloading {remote.filename} ({remote.size_hint}, licence {remote.licence}) from {remote.url}",
+              file=sys.stderr)
+    path = download(args.dataset, args.cache, archive=args.archive, progress=sys.stderr.isatty())
+    print(path)
+    return 0
+
+
+def add_data_commands(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="read, inspect, convert, synthesise and download datasets")
+    cmds = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+
+    info = cmds.add_parser("info", help="count images, instances per class and overlaps")
+    _add_source(info)
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.set_defaults(func=_info)
+
+    convert = cmds.add_parser("convert", help="write a dataset as label TIFF, COCO, ImageJ ROI or GeoJSON")
+    _add_source(convert)
+    convert.add_argument("--to", required=True, choices=["labels", "coco", "roi", "geojson"])
+    convert.add_argument(
+        "--flatten", choices=["priority-first", "priority-last", "nearest-centroid"],
+        help="flatten overlaps first (labels always flatten; default priority-last)",
+    )
+    convert.add_argument("--out", required=True, help="output folder (written all or nothing)")
+    convert.add_argument("--with-images", action="store_true", help="copy the images into OUT/images")
+    convert.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    convert.set_defaults(func=_convert)
+
+    synth = cmds.add_parser("synth", help="generate a synthetic dataset in the Glioma C6 layout")
+    synth.add_argument("--layout", choices=["glioma-c6"], default="glioma-c6")
+    synth.add_argument("--images", type=int, required=True, help="number of images (split 30/4/11/30)")
+    synth.add_argument("--out", required=True)
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--shape", type=_shape, default=(1944, 2592), help="HEIGHTxWIDTH (default 1944x2592)")
+    synth.add_argument("--cells-per-image", type=int, default=180)
+    synth.add_argument("--overwrite", action="store_true")
+    synth.set_defaults(func=_synth)
+
+    dl = cmds.add_parser("download", help="download a public dataset into the cache, verified")
+    dl.add_argument("dataset", choices=list(REMOTE_DATASETS))
+    dl.add_argument("--cache", help=f"cache folder (default {default_cache_dir()})")
+    dl.add_argument("--archive", help="use this already downloaded archive instead of the network")
+    dl.set_defaults(func=_download)

@@ -1,0 +1,225 @@
+"""COCO instance annotations (polygons and RLE): LIVECell, Glioma C6 and others.
+
+One annotation is one instance, even when its segmentation has several polygon
+parts. Instances keep the order of the annotation list (the priority order of
+the ``priority`` flatten policy). Crowd annotations (``iscrowd: 1``) are
+regions, not instances: they are skipped and counted in ``Dataset.meta``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from cellbench.data.dataset import Dataset, Sample
+from cellbench.data.images import image_shape, is_image_file
+from cellbench.errors import DataError
+from cellbench.instances import InstanceSet, polygon_problem, rasterize_polygon, rle_to_instance
+
+__all__ = ["InvalidPolygons", "load_coco_json", "parse_coco", "read_coco"]
+
+log = logging.getLogger(__name__)
+
+InvalidPolygons = Literal["raise", "skip", "keep"]
+"""What to do with a polygon outside the image or crossing itself: raise
+(default), skip the annotation (counted in meta), or keep it as drawn."""
+
+
+def load_coco_json(path: Path) -> dict:
+    """Parse a COCO json file and check its top-level structure."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise DataError("annotation file not found", path=path) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"not valid JSON ({exc})", path=path) from exc
+    if not isinstance(data, dict):
+        raise DataError("COCO json must be an object with images, annotations, categories", path=path)
+    for key in ("images", "annotations", "categories"):
+        if key not in data:
+            raise DataError(f"COCO json has no {key!r} list", path=path)
+    if isinstance(data["annotations"], dict):  # LIVECell keys annotations by id
+        data["annotations"] = list(data["annotations"].values())
+    return data
+
+
+def _image_finder(json_path: Path, image_dirs: Sequence[Path]) -> Callable[[str], Path | None]:
+    """Look for an image as written, then under ``images/`` beside the json, then anywhere below."""
+    roots = [*image_dirs, json_path.parent, json_path.parent / "images", json_path.parent.parent / "images"]
+    index: dict[str, Path] | None = None
+
+    def find(file_name: str) -> Path | None:
+        nonlocal index
+        for root in roots:
+            candidate = root / file_name
+            if candidate.is_file():
+                return candidate
+        if index is None:  # nested layouts (LIVECell): index once, by file name
+            index = {}
+            for root in roots:
+                if root.is_dir():
+                    for p in sorted(root.rglob("*")):
+                        if is_image_file(p):
+                            index.setdefault(p.name, p)
+        return index.get(Path(file_name).name)
+
+    return find
+
+
+def parse_coco(
+    data: Mapping,
+    *,
+    json_path: Path,
+    category_class: Mapping[int, str],
+    classes: Sequence[str],
+    image_dirs: Sequence[Path] = (),
+    split: str | None = None,
+    invalid: InvalidPolygons = "raise",
+    check_images: bool = True,
+) -> tuple[list[Sample], dict]:
+    """Samples of a parsed COCO json; ``category_class`` maps category id to class name.
+
+    Annotations whose category is not in ``category_class`` are left out.
+    Returns the samples and counts of what was skipped.
+    """
+    class_index = {name: k for k, name in enumerate(classes)}
+    find = _image_finder(json_path, image_dirs)
+    images = {}
+    for img in data["images"]:
+        try:
+            iid, file_name, h, w = img["id"], img["file_name"], int(img["height"]), int(img["width"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataError(f"image entry {img!r} lacks id, file_name, width or height ({exc})", path=json_path)
+        path = find(file_name) if check_images else None
+        if check_images:
+            if path is None:
+                raise DataError(
+                    f"image id {iid} ({file_name!r}) not found beside the json, in images/ or in {list(map(str, image_dirs))}",
+                    path=json_path,
+                )
+            actual = image_shape(path)
+            if actual != (h, w):
+                raise DataError(f"image is {actual[0]} x {actual[1]} (h x w) but {json_path.name} says {h} x {w}", path=path)
+        images[iid] = (file_name, path, (h, w), [])
+    skipped = {"crowd": 0, "invalid_polygon": 0, "other_category": 0}
+    for ann in data["annotations"]:
+        aid = ann.get("id")
+        iid = ann.get("image_id")
+        if iid not in images:
+            raise DataError(f"annotation {aid} points at image_id {iid!r}, which is not in 'images'", path=json_path)
+        if ann.get("iscrowd", 0):
+            skipped["crowd"] += 1
+            continue
+        name = category_class.get(ann.get("category_id"))
+        if name is None:
+            skipped["other_category"] += 1
+            continue
+        file_name, _, shape, found = images[iid]
+        where = f"annotation {aid} (image {file_name})"
+        inst = _instance(ann, shape, where, json_path, invalid, class_id=class_index[name])
+        if inst is None:
+            skipped["invalid_polygon"] += 1
+        else:
+            found.append(inst)
+    samples = [
+        Sample(
+            name=Path(file_name).stem,
+            instances=InstanceSet(shape=shape, instances=tuple(found), classes=tuple(classes)),
+            image_path=path,
+            split=split,
+            meta={"image_id": iid, "file_name": file_name},
+        )
+        for iid, (file_name, path, shape, found) in images.items()
+    ]
+    return samples, skipped
+
+
+def _instance(ann: Mapping, shape, where: str, json_path: Path, invalid: InvalidPolygons, *, class_id: int):
+    seg = ann.get("segmentation")
+    fields = {"class_id": class_id, "score": ann.get("score"), "source_id": ann.get("id")}
+    if isinstance(seg, dict):
+        if list(seg.get("size", [])) != list(shape):
+            raise DataError(f"{where}: RLE size {seg.get('size')} differs from image size {list(shape)}", path=json_path)
+        try:
+            return rle_to_instance(seg, **fields)
+        except ValueError:
+            return _refuse(f"{where}: RLE covers no pixel", json_path, invalid)
+    if not isinstance(seg, list) or not seg:
+        raise DataError(f"{where}: segmentation is neither polygons nor RLE", path=json_path)
+    parts = []
+    for flat in seg:
+        if not isinstance(flat, list) or len(flat) % 2:
+            raise DataError(f"{where}: polygon must be a flat list of x, y pairs", path=json_path)
+        part = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
+        problem = polygon_problem(part, shape)
+        if problem is not None:
+            _refuse(f"{where}: {problem}", json_path, invalid)
+            drawable = np.isfinite(part).all() and len(np.unique(part, axis=0)) >= 3
+            if invalid == "skip" or not drawable:
+                return None
+        parts.append(part)
+    try:
+        return rasterize_polygon(parts, shape, **fields)
+    except ValueError:
+        return _refuse(f"{where}: polygon covers no pixel", json_path, invalid)
+
+
+def _refuse(message: str, json_path: Path, invalid: InvalidPolygons) -> None:
+    if invalid == "raise":
+        raise DataError(message + " (use invalid='skip' or 'keep' to read past it)", path=json_path)
+    log.warning("%s: %s (%s)", json_path, message, "skipped" if invalid == "skip" else "kept as drawn")
+    return None
+
+
+def read_coco(
+    path: str | Path,
+    *,
+    split: str | None = None,
+    image_dir: str | Path | None = None,
+    invalid: InvalidPolygons = "raise",
+) -> Dataset:
+    """Read a COCO json (or a folder holding one; ``split`` picks among several).
+
+    Every category becomes a class, named as in the file.
+    """
+    path = Path(path)
+    json_path = _pick_json(path, split)
+    data = load_coco_json(json_path)
+    cats = sorted(data["categories"], key=lambda c: c["id"])
+    names = [str(c["name"]) for c in cats]
+    if len(set(names)) != len(names):  # keep classes distinct when names repeat
+        names = [f"{c['name']}#{c['id']}" for c in cats]
+    samples, skipped = parse_coco(
+        data,
+        json_path=json_path,
+        category_class={c["id"]: n for c, n in zip(cats, names)},
+        classes=names,
+        image_dirs=[Path(image_dir)] if image_dir else [],
+        split=split,
+        invalid=invalid,
+    )
+    return Dataset(
+        layout="coco", root=json_path, samples=tuple(samples), classes=tuple(names), split=split,
+        meta={"skipped": skipped},
+    )
+
+
+def _pick_json(path: Path, split: str | None) -> Path:
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise DataError("no such file or folder", path=path)
+    found = sorted(path.glob("*.json")) or sorted(path.glob("annotations/*.json"))
+    if split is not None:
+        found = [p for p in found if split in p.stem]
+    if len(found) != 1:
+        listing = ", ".join(p.name for p in found) or "none"
+        hint = " (pass --split to choose)" if len(found) > 1 else ""
+        raise DataError(f"expected one COCO json{' for split ' + split if split else ''}, found: {listing}{hint}", path=path)
+    return found[0]

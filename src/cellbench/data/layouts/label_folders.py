@@ -1,0 +1,160 @@
+"""Folders of images with one label image each, in the layouts the field uses.
+
+- ``cellpose``: ``x.tif`` beside ``x_masks.tif`` (or ``.tiff`` / ``.png``).
+- ``neurips`` (NeurIPS-2022 cell segmentation challenge, MEDIAR):
+  ``images/x.*`` and ``labels/x_label.tiff``.
+- ``dsb`` (StarDist / DSB2018): ``images/x.tif`` and ``masks/x.tif``, same names.
+- ``folder``: ``images/`` and ``masks/`` (or ``labels/``), paired by stem,
+  tolerating ``_mask(s)`` / ``_label(s)`` suffixes on the masks.
+
+When ``split`` is given, the layout is read from ``PATH/<split>/`` (StarDist's
+DSB2018 ships ``train/`` and ``test/``). Label images are integer; ids may
+have gaps; every image must have its labels, and the shapes must agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cellbench.data.dataset import Dataset, Sample
+from cellbench.data.images import image_shape, is_image_file, read_label_image
+from cellbench.errors import DataError
+from cellbench.instances import InstanceSet
+
+__all__ = ["read_cellpose", "read_dsb", "read_folder", "read_neurips"]
+
+Pairs = list[tuple[Path, Path]]
+_MASK_SUFFIXES = ("_masks", "_mask", "_labels", "_label")
+
+
+def _split_root(path: Path, split: str | None) -> Path:
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError("no such folder", path=path)
+    if split is None:
+        return path
+    root = path / split
+    if not root.is_dir():
+        subdirs = ", ".join(sorted(p.name for p in path.iterdir() if p.is_dir())) or "none"
+        raise DataError(f"split folder {split!r} not found; sub-folders: {subdirs}", path=path)
+    return root
+
+
+def _subdir(root: Path, names: tuple[str, ...]) -> Path:
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    raise DataError(f"expected a {' or '.join(n + '/' for n in names)} folder", path=root)
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if is_image_file(p))
+
+
+def _unpaired(root: Path, what: str, names: list[str]) -> DataError:
+    shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+    return DataError(f"{len(names)} {what}: {shown}", path=root)
+
+
+def _cellpose_pairs(root: Path) -> Pairs:
+    files = _images(root)
+    masks = {p.stem[: -len("_masks")]: p for p in files if p.stem.endswith("_masks")}
+    images = [p for p in files if not p.stem.endswith(("_masks", "_flows", "_outlines", "_cp_masks"))]
+    missing = [p.name for p in images if p.stem not in masks]
+    if missing:
+        raise _unpaired(root, "images without a <stem>_masks file", missing)
+    orphans = sorted(set(masks) - {p.stem for p in images})
+    if orphans:
+        raise _unpaired(root, "mask files without an image", [masks[s].name for s in orphans])
+    return [(p, masks[p.stem]) for p in images]
+
+
+def _neurips_pairs(root: Path) -> Pairs:
+    images, labels = _subdir(root, ("images",)), _subdir(root, ("labels",))
+    by_stem = {p.stem[: -len("_label")]: p for p in _images(labels) if p.stem.endswith("_label")}
+    return _match(root, _images(images), by_stem, "images without labels/<stem>_label.tiff")
+
+
+def _dsb_pairs(root: Path) -> Pairs:
+    images, masks = _subdir(root, ("images",)), _subdir(root, ("masks",))
+    by_name = {p.name: p for p in _images(masks)}
+    pairs, missing = [], []
+    for img in _images(images):
+        if img.name in by_name:
+            pairs.append((img, by_name.pop(img.name)))
+        else:
+            missing.append(img.name)
+    if missing:
+        raise _unpaired(root, "images without a mask of the same name in masks/", missing)
+    if by_name:
+        raise _unpaired(root, "masks without an image of the same name in images/", sorted(by_name))
+    return pairs
+
+
+def _folder_pairs(root: Path) -> Pairs:
+    images, masks = _subdir(root, ("images", "imgs", "raw")), _subdir(root, ("masks", "labels", "label"))
+    by_stem = {}
+    for p in _images(masks):
+        stem = p.stem
+        for suffix in _MASK_SUFFIXES:
+            if stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        by_stem[stem] = p
+    return _match(root, _images(images), by_stem, "images without a mask in the mask folder")
+
+
+def _match(root: Path, images: list[Path], by_stem: dict[str, Path], what: str) -> Pairs:
+    missing = [p.name for p in images if p.stem not in by_stem]
+    if missing:
+        raise _unpaired(root, what, missing)
+    orphans = sorted(set(by_stem) - {p.stem for p in images})
+    if orphans:
+        raise _unpaired(root, "label files without an image", [by_stem[s].name for s in orphans])
+    return [(p, by_stem[p.stem]) for p in images]
+
+
+def _read(layout: str, path: Path, split: str | None, pairing: Callable[[Path], Pairs], progress: bool) -> Dataset:
+    root = _split_root(path, split)
+    pairs = pairing(root)
+    if not pairs:
+        raise DataError(f"no images found for layout {layout}", path=root)
+    samples = []
+    for image_path, mask_path in tqdm(pairs, desc=f"reading {layout}", disable=not progress, unit="image"):
+        labels = read_label_image(mask_path)
+        shape = image_shape(image_path)
+        if shape != labels.shape:
+            raise DataError(
+                f"image is {shape[0]} x {shape[1]} but its labels {mask_path.name} are "
+                f"{labels.shape[0]} x {labels.shape[1]}",
+                path=image_path,
+            )
+        instances = InstanceSet.from_label_image(labels, source=str(mask_path))
+        samples.append(
+            Sample(name=image_path.stem, instances=instances, image_path=image_path, split=split,
+                   meta={"labels_path": str(mask_path)})
+        )
+    return Dataset(layout=layout, root=root, samples=tuple(samples), classes=("cell",), split=split)
+
+
+def read_cellpose(path: str | Path, *, split: str | None = None, progress: bool = False) -> Dataset:
+    """Cellpose layout: ``x.tif`` with ``x_masks.tif|tiff|png`` in one folder."""
+    return _read("cellpose", Path(path), split, _cellpose_pairs, progress)
+
+
+def read_neurips(path: str | Path, *, split: str | None = None, progress: bool = False) -> Dataset:
+    """NeurIPS-2022 / MEDIAR layout: ``images/`` and ``labels/<stem>_label.tiff``."""
+    return _read("neurips", Path(path), split, _neurips_pairs, progress)
+
+
+def read_dsb(path: str | Path, *, split: str | None = None, progress: bool = False) -> Dataset:
+    """StarDist / DSB2018 layout: ``images/`` and ``masks/`` with the same file names."""
+    return _read("dsb", Path(path), split, _dsb_pairs, progress)
+
+
+def read_folder(path: str | Path, *, split: str | None = None, progress: bool = False) -> Dataset:
+    """Plain ``images/`` + ``masks/`` (or ``labels/``), paired by stem."""
+    return _read("folder", Path(path), split, _folder_pairs, progress)
