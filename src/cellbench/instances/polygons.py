@@ -1,8 +1,8 @@
 """Polygons <-> instance masks.
 
 Coordinates follow COCO, ImageJ and QuPath: ``x, y`` with pixel ``(r, c)``
-spanning ``[c, c+1] x [r, r+1]``. Rasterisation uses pycocotools (what COCO
-tools do), run on the polygon's bounding box only. Outlines of masks are traced
+spanning ``[c, c+1] x [r, r+1]``. Rasterisation is pycocotools' own (what COCO
+tools do, pixel for pixel); its RLE is expanded over the bounding box only. Outlines of masks are traced
 along pixel edges, so rasterising a traced outline gives back the same pixels.
 """
 
@@ -15,6 +15,7 @@ import pycocotools.mask as mask_utils
 import shapely
 
 from cellbench.instances.instance import Instance
+from cellbench.instances.rle import rle_to_instance
 
 __all__ = [
     "polygon_problem",
@@ -61,18 +62,10 @@ def rasterize_polygon(parts: Sequence[np.ndarray], shape: tuple[int, int], **fie
     (1, 1, 3, 3)
     """
     h, w = shape
-    allpts = np.concatenate(parts)
-    x0 = max(int(np.floor(allpts[:, 0].min())) - 1, 0)
-    y0 = max(int(np.floor(allpts[:, 1].min())) - 1, 0)
-    x1 = min(int(np.ceil(allpts[:, 0].max())) + 1, w)
-    y1 = min(int(np.ceil(allpts[:, 1].max())) + 1, h)
-    if x1 <= x0 or y1 <= y0:
-        raise ValueError("polygon covers no pixel")
-    shifted = [(p - (x0, y0)).ravel().tolist() for p in parts]
-    rles = mask_utils.frPyObjects(shifted, y1 - y0, x1 - x0)
-    crop = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    rles = mask_utils.frPyObjects([np.asarray(p, dtype=np.float64).ravel().tolist() for p in parts], h, w)
+    merged = mask_utils.merge(rles) if len(rles) > 1 else rles[0]
     polygon = tuple(np.asarray(p, dtype=np.float64) for p in parts)
-    return Instance.from_mask(crop, offset=(y0, x0), polygon=polygon, **fields)
+    return rle_to_instance(merged, polygon=polygon, **fields)
 
 
 def trace_outline(mask: np.ndarray) -> list[tuple[np.ndarray, list[np.ndarray]]]:

@@ -44,19 +44,51 @@ def instance_to_rle(instance: Instance, shape: tuple[int, int]) -> dict:
     return rle
 
 
+def _runs(counts: bytes) -> list[int]:
+    """Run lengths of a compressed COCO RLE string (the LEB128-like format of maskApi.c)."""
+    runs: list[int] = []
+    value = shift = 0
+    for char in counts:
+        c = char - 48
+        value |= (c & 0x1F) << shift
+        shift += 5
+        if c & 0x20:
+            continue
+        if c & 0x10:
+            value |= -1 << shift
+        if len(runs) > 2:
+            value += runs[-2]
+        runs.append(value)
+        value = shift = 0
+    return runs
+
+
 def rle_to_instance(rle: dict, **fields) -> Instance:
     """Decode a COCO RLE (compressed or not) into a bbox-cropped :class:`Instance`.
 
-    Raises ``ValueError`` when the RLE covers no pixel.
+    Only the columns of the object's bounding box are expanded, never the
+    whole image. Raises ``ValueError`` when the RLE covers no pixel.
     """
-    h, w = rle["size"]
-    if isinstance(rle["counts"], list):
-        rle = mask_utils.frPyObjects(rle, h, w)
-    elif isinstance(rle["counts"], str):
-        rle = {"size": [h, w], "counts": rle["counts"].encode("ascii")}
-    x, y, bw, bh = (int(round(v)) for v in mask_utils.toBbox(rle))
-    full = mask_utils.decode(rle)
-    return Instance.from_mask(full[y : y + bh, x : x + bw], offset=(y, x), **fields)
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, list):
+        runs = [int(c) for c in counts]
+    else:
+        runs = _runs(counts.encode("ascii") if isinstance(counts, str) else counts)
+    ends = np.cumsum(runs)
+    starts = ends - np.asarray(runs)
+    fg_start, fg_end = starts[1::2], ends[1::2]
+    keep = fg_end > fg_start
+    fg_start, fg_end = fg_start[keep], fg_end[keep]
+    if fg_start.size == 0:
+        raise ValueError("RLE covers no pixel")
+    x0, x1 = int(fg_start[0] // h), int((fg_end[-1] - 1) // h) + 1
+    strip = np.zeros((x1 - x0) * h, dtype=bool)
+    offset = x0 * h
+    for a, b in zip((fg_start - offset).tolist(), (fg_end - offset).tolist()):
+        strip[a:b] = True
+    columns = strip.reshape(x1 - x0, h).T
+    return Instance.from_mask(columns, offset=(0, x0), **fields)
 
 
 def rle_area(rle: dict) -> int:
