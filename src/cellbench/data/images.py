@@ -65,9 +65,12 @@ def read_image(path: str | Path) -> np.ndarray:
     if not path.is_file():
         raise DataError("image file not found", path=path)
     try:
-        return tifffile.imread(path) if _is_tiff(path) else iio.imread(path)
+        pixels = tifffile.imread(path) if _is_tiff(path) else iio.imread(path)
     except Exception as exc:
         raise DataError(f"corrupt or unreadable image ({type(exc).__name__}: {exc})", path=path) from exc
+    if pixels.size == 0:  # tifffile returns an empty array for a TIFF header with no readable page
+        raise DataError("corrupt or unreadable image (no pixel data)", path=path)
+    return pixels
 
 
 def read_label_image(path: str | Path) -> np.ndarray:

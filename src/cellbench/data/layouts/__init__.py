@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 
@@ -54,4 +55,11 @@ def read_dataset(
     reader = LAYOUTS.get(layout)
     if reader is None:
         raise DataError(f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}", path=path)
+    accepted = set(inspect.signature(reader).parameters) - {"path", "split"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise DataError(
+            f"layout {layout} takes no option {', '.join(unknown)}; its options: {', '.join(sorted(accepted)) or 'none'}",
+            path=path,
+        )
     return reader(Path(path), split=split, **options).with_task(task)

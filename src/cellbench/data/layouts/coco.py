@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -21,7 +22,7 @@ from cellbench.data.images import image_shape, is_image_file
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, polygon_problem, rasterize_polygon, rle_to_instance
 
-__all__ = ["InvalidPolygons", "load_coco_json", "parse_coco", "read_coco"]
+__all__ = ["InvalidPolygons", "load_coco_json", "parse_coco", "read_coco", "split_token"]
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def parse_coco(
             if actual != (h, w):
                 raise DataError(f"image is {actual[0]} x {actual[1]} (h x w) but {json_path.name} says {h} x {w}", path=path)
         images[iid] = (file_name, path, (h, w), [])
+    known_categories = {c.get("id") for c in data["categories"]}
     skipped = {"crowd": 0, "invalid_polygon": 0, "other_category": 0}
     for ann in data["annotations"]:
         aid = ann.get("id")
@@ -116,7 +118,10 @@ def parse_coco(
         if ann.get("iscrowd", 0):
             skipped["crowd"] += 1
             continue
-        name = category_class.get(ann.get("category_id"))
+        cid = ann.get("category_id")
+        if cid not in known_categories:
+            raise DataError(f"annotation {aid} has category_id {cid!r}, which is not in 'categories'", path=json_path)
+        name = category_class.get(cid)
         if name is None:
             skipped["other_category"] += 1
             continue
@@ -210,6 +215,17 @@ def read_coco(
     )
 
 
+def split_token(stem: str, split: str) -> bool:
+    """Is ``split`` a whole word (``_ - .`` separated) of a file stem? ``val`` is not in ``interval``.
+
+    >>> split_token("livecell_coco_val", "val"), split_token("coco_interval", "val")
+    (True, False)
+    >>> split_token("tissuenet_v1.1_test", "test")
+    True
+    """
+    return split.lower() in re.split(r"[_\-. ]+", stem.lower())
+
+
 def _pick_json(path: Path, split: str | None) -> Path:
     if path.is_file():
         return path
@@ -217,7 +233,7 @@ def _pick_json(path: Path, split: str | None) -> Path:
         raise DataError("no such file or folder", path=path)
     found = sorted(path.glob("*.json")) or sorted(path.glob("annotations/*.json"))
     if split is not None:
-        found = [p for p in found if split in p.stem]
+        found = [p for p in found if split_token(p.stem, split)]
     if len(found) != 1:
         listing = ", ".join(p.name for p in found) or "none"
         hint = " (pass --split to choose)" if len(found) > 1 else ""

@@ -103,11 +103,12 @@ def read_glioma_c6(
     if split is not None and split not in SPLITS:
         raise DataError(f"unknown Glioma C6 split {split!r}; choose from {', '.join(SPLITS)}", path=root)
     splits = [split] if split else [s for s in SPLITS if (root / SPLITS[s]).is_dir()]
-    samples, skipped = [], {}
+    samples, skipped, matched = [], {}, set()
     for name in splits:
         json_path = _split_json(root, name)
         data = load_coco_json(json_path)
         category_class = _match_categories(data, json_path)
+        matched.update(category_class.values())
         found, skip = parse_coco(
             data,
             json_path=json_path,
@@ -119,8 +120,7 @@ def read_glioma_c6(
         )
         samples.extend(found)
         skipped[name] = skip
-    present = {CLASSES[i.class_id] for s in samples for i in s.instances}
-    classes = tuple(c for c in CLASSES if c in present) or ("cell",)
+    classes = tuple(c for c in CLASSES if c in matched)  # the classes the files define, used or not
     keep = {c: c for c in classes}
     samples = [dataclasses.replace(s, instances=s.instances.remap_classes(keep, classes)) for s in samples]
     return Dataset(

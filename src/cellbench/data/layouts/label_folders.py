@@ -61,7 +61,10 @@ def _unpaired(root: Path, what: str, names: list[str]) -> DataError:
 
 def _cellpose_pairs(root: Path) -> Pairs:
     files = _images(root)
-    masks = {p.stem[: -len("_masks")]: p for p in files if p.stem.endswith("_masks")}
+    # x_cp_masks is Cellpose's own prediction for x, not ground truth: ignored like x_flows
+    masks = {
+        p.stem[: -len("_masks")]: p for p in files if p.stem.endswith("_masks") and not p.stem.endswith("_cp_masks")
+    }
     images = [p for p in files if not p.stem.endswith(("_masks", "_flows", "_outlines", "_cp_masks"))]
     missing = [p.name for p in images if p.stem not in masks]
     if missing:

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cellbench.data.dataset import Dataset, Sample, Task
+from cellbench.data.layouts.coco import split_token
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 
@@ -40,7 +41,7 @@ def _npz_path(path: Path, split: str | None) -> Path:
         raise DataError("no such file or folder", path=path)
     found = sorted(path.glob("*.npz"))
     if split is not None:
-        found = [p for p in found if p.stem.endswith(split) or f"_{split}" in p.stem]
+        found = [p for p in found if split_token(p.stem, split)]
     if len(found) != 1:
         listing = ", ".join(p.name for p in found) or "none"
         raise DataError(f"expected one TissueNet .npz{' for split ' + split if split else ''}, found: {listing}", path=path)
@@ -66,7 +67,18 @@ def read_tissuenet(
             if "X" not in data or "y" not in data:
                 raise DataError(f"TissueNet file must hold arrays X and y, found {sorted(data.files)}", path=npz)
             X, y = data["X"], data["y"]
-            extra = {k: data[k] for k in data.files if k not in ("X", "y") and data[k].shape[:1] == X.shape[:1]}
+            extra = {}
+            for k in data.files:
+                if k in ("X", "y"):
+                    continue
+                try:
+                    value = data[k]
+                except ValueError:  # an object array (TissueNet v1.1's 'meta' table) needs pickle: left out
+                    continue
+                if value.shape[:1] == X.shape[:1]:
+                    extra[k] = value
+    except DataError:
+        raise
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise DataError(f"not a readable .npz file ({exc})", path=npz) from exc
     if X.ndim != 4 or y.ndim != 4 or X.shape[:3] != y.shape[:3] or X.shape[-1] != 2 or y.shape[-1] != 2:
