@@ -23,7 +23,7 @@ import tifffile
 from cellbench.data import read_dataset
 from cellbench.data.export import staged_dir, write_dataset
 from cellbench.data.layouts import read_coco
-from cellbench.data.synth import synth_glioma_c6
+from cellbench.data.synth import split_counts, synth_glioma_c6
 from cellbench.errors import DataError
 from cellbench.instances import NearestCentroidFlatten, PriorityFlatten, flatten, instance_geometry
 from cellbench.report import draw_outlines
@@ -75,19 +75,21 @@ def _synthetic_glioma(out: Path, n_images: int, log) -> dict:
     tasks = {}
     for task in ("cells", "soma", "type-a", "type-b"):
         tasks[task] = dataset.with_task(task).summary()["per_class"]
-    test = read_dataset(root, "glioma-c6", split="test", task="cells")
+    # The test split, or train when there are too few images for a test split (n_images == 1).
+    split = "test" if split_counts(n_images)["test"] else "train"
+    test = read_dataset(root, "glioma-c6", split=split, task="cells")
     policies = {}
     for policy in (PriorityFlatten("first"), PriorityFlatten("last"), NearestCentroidFlatten()):
         lost = sum(len(flatten(s.instances, policy).lost) for s in test)
         policies[policy.name] = {"instances": sum(len(s.instances) for s in test), "lost": lost}
-    log("  flattening the test split (task cells): " + ", ".join(
+    log(f"  flattening the {split} split (task cells): " + ", ".join(
         f"{name} loses {p['lost']} of {p['instances']}" for name, p in policies.items()))
-    write_dataset(test, out / "glioma-c6-test-cells-labels", "labels", policy=PriorityFlatten("last"))
+    write_dataset(test, out / f"glioma-c6-{split}-cells-labels", "labels", policy=PriorityFlatten("last"))
     sample = dataset.samples[0]
     crop = (slice(500, 1300), slice(700, 1800))
     overlay = draw_outlines(sample.load_image(), sample.instances)[crop]
     iio.imwrite(out / "glioma-synth-overlay.png", overlay)
-    return {"summary": summary, "read_seconds": seconds, "tasks": tasks, "flatten_test_cells": policies}
+    return {"summary": summary, "read_seconds": seconds, "tasks": tasks, "flatten_split": split, "flatten_cells": policies}
 
 
 def run_demo(out: str | Path, *, n_images: int = 4, log=print) -> dict:

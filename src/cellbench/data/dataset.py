@@ -113,7 +113,7 @@ class Dataset:
             overlapping = s.instances.n_overlapping
             n_instances += len(s.instances)
             n_overlap += overlapping
-            split = per_split.setdefault(str(s.split), {"n_images": 0, "n_instances": 0})
+            split = per_split.setdefault(s.split or "all", {"n_images": 0, "n_instances": 0})
             split["n_images"] += 1
             split["n_instances"] += len(s.instances)
         return {

@@ -11,6 +11,7 @@ take the same path (that is how the tests run it offline).
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -19,6 +20,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,12 +122,19 @@ def fetch_archive(
     if target.is_file() and (md5 is None or _md5(target) == md5):
         return target
     part = target.with_name(target.name + ".part")
-    with _open(url, opener) as response, open(part, "wb") as out:
-        total = getattr(response, "length", None)
-        with tqdm(total=total, unit="B", unit_scale=True, desc=remote.filename, disable=not progress) as bar:
-            for block in iter(lambda: response.read(1 << 20), b""):
-                out.write(block)
-                bar.update(len(block))
+    try:
+        with _open(url, opener) as response, open(part, "wb") as out:
+            total = getattr(response, "length", None)
+            with tqdm(total=total, unit="B", unit_scale=True, desc=remote.filename, disable=not progress) as bar:
+                for block in iter(lambda: response.read(1 << 20), b""):
+                    out.write(block)
+                    bar.update(len(block))
+    except (OSError, http.client.HTTPException) as exc:  # connection lost mid-way (URLError is an OSError)
+        part.unlink(missing_ok=True)
+        raise DataError(f"download interrupted ({exc}); the partial download was removed", path=url) from exc
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
     got = _md5(part)
     if md5 is not None and got != md5:
         part.unlink()
@@ -139,7 +148,10 @@ def unpack(archive: str | Path, dest: str | Path) -> Path:
     archive, dest = Path(archive), Path(dest)
     try:
         with zipfile.ZipFile(archive) as zf:
-            bad = zf.testzip()
+            try:
+                bad = zf.testzip()
+            except (zlib.error, EOFError) as exc:  # a damaged deflate stream fails before its CRC is checked
+                raise DataError(f"corrupt archive: cannot decompress ({exc})", path=archive) from exc
             if bad is not None:
                 raise DataError(f"corrupt archive: CRC check failed for member {bad!r}", path=archive)
             for member in zf.namelist():

@@ -57,15 +57,11 @@ def split_counts(n_images: int) -> dict[str, int]:
     counts = dict.fromkeys(SPLIT_SHARES, 0)
     for name in order[: min(n_images, 4)]:
         counts[name] = 1
-    left = n_images - sum(counts.values())
-    if left:
-        exact = {k: v * n_images / total - counts[k] for k, v in SPLIT_SHARES.items()}
-        base = {k: max(int(np.floor(e)), 0) for k, e in exact.items()}
-        for k in base:
-            counts[k] += base[k]
-        left = n_images - sum(counts.values())
-        for k in sorted(exact, key=lambda k: exact[k] - base[k], reverse=True)[:left]:
-            counts[k] += 1
+    # Each further image goes to the split furthest below its share (ties: train, test, gen, valid).
+    # (Flooring the shares first could overshoot n when the one-image minimums exceed small shares.)
+    for _ in range(n_images - sum(counts.values())):
+        name = max(order, key=lambda k: SPLIT_SHARES[k] * n_images / total - counts[k])
+        counts[name] += 1
     return counts
 
 

@@ -94,7 +94,7 @@ def test_correct_read(tmp_path, layout):
     assert summary["n_instances"] == 5
     assert summary["per_class"] == {"cell": 5}
     assert summary["n_overlapping_instances"] == 0
-    assert summary["per_split"] == {"None": {"n_images": 2, "n_instances": 5}}
+    assert summary["per_split"] == {"all": {"n_images": 2, "n_instances": 5}}
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
