@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -19,10 +18,11 @@ import numpy as np
 
 from cellbench.data.dataset import Dataset, Sample
 from cellbench.data.images import image_shape, is_image_file
+from cellbench.data.layouts.split_files import pick_split_file
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, polygon_problem, rasterize_polygon, rle_to_instance
 
-__all__ = ["InvalidPolygons", "load_coco_json", "parse_coco", "read_coco", "split_token"]
+__all__ = ["InvalidPolygons", "load_coco_json", "parse_coco", "read_coco"]
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def read_coco(
     Every category becomes a class, named as in the file.
     """
     path = Path(path)
-    json_path = _pick_json(path, split)
+    json_path = pick_split_file(path, ("*.json", "annotations/*.json"), split, "COCO json")
     data = load_coco_json(json_path)
     cats = sorted(data["categories"], key=lambda c: c["id"])
     names = [str(c["name"]) for c in cats]
@@ -213,29 +213,3 @@ def read_coco(
         layout="coco", root=json_path, samples=tuple(samples), classes=tuple(names), split=split,
         meta={"skipped": skipped},
     )
-
-
-def split_token(stem: str, split: str) -> bool:
-    """Is ``split`` a whole word (``_ - .`` separated) of a file stem? ``val`` is not in ``interval``.
-
-    >>> split_token("livecell_coco_val", "val"), split_token("coco_interval", "val")
-    (True, False)
-    >>> split_token("tissuenet_v1.1_test", "test")
-    True
-    """
-    return split.lower() in re.split(r"[_\-. ]+", stem.lower())
-
-
-def _pick_json(path: Path, split: str | None) -> Path:
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise DataError("no such file or folder", path=path)
-    found = sorted(path.glob("*.json")) or sorted(path.glob("annotations/*.json"))
-    if split is not None:
-        found = [p for p in found if split_token(p.stem, split)]
-    if len(found) != 1:
-        listing = ", ".join(p.name for p in found) or "none"
-        hint = " (pass --split to choose)" if len(found) > 1 else ""
-        raise DataError(f"expected one COCO json{' for split ' + split if split else ''}, found: {listing}{hint}", path=path)
-    return found[0]

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from cellbench.data.dataset import Dataset, Sample, Task
-from cellbench.data.layouts.coco import split_token
+from cellbench.data.layouts.split_files import pick_split_file
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 
@@ -32,20 +32,6 @@ TASKS = {
     "whole-cell": Task("whole-cell", {"cell": "cell"}, "whole-cell segmentation"),
 }
 _CHANNEL_INDEX = {"nuclear": 0, "whole-cell": 1}
-
-
-def _npz_path(path: Path, split: str | None) -> Path:
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise DataError("no such file or folder", path=path)
-    found = sorted(path.glob("*.npz"))
-    if split is not None:
-        found = [p for p in found if split_token(p.stem, split)]
-    if len(found) != 1:
-        listing = ", ".join(p.name for p in found) or "none"
-        raise DataError(f"expected one TissueNet .npz{' for split ' + split if split else ''}, found: {listing}", path=path)
-    return found[0]
 
 
 def read_tissuenet(
@@ -61,7 +47,7 @@ def read_tissuenet(
         raise ValueError(f"channels must be nuclear, whole-cell or dual, got {channels!r}")
     if sorted(label_channels) != ["cell", "nucleus"]:
         raise ValueError(f"label_channels must name 'cell' and 'nucleus' once each, got {label_channels}")
-    npz = _npz_path(Path(path), split)
+    npz = pick_split_file(Path(path), ("*.npz",), split, "TissueNet .npz")
     try:
         with np.load(npz, allow_pickle=False) as data:
             if "X" not in data or "y" not in data:
