@@ -65,14 +65,8 @@ def _cellpose_pairs(root: Path) -> Pairs:
     masks = {
         p.stem[: -len("_masks")]: p for p in files if p.stem.endswith("_masks") and not p.stem.endswith("_cp_masks")
     }
-    images = [p for p in files if not p.stem.endswith(("_masks", "_flows", "_outlines", "_cp_masks"))]
-    missing = [p.name for p in images if p.stem not in masks]
-    if missing:
-        raise _unpaired(root, "images without a <stem>_masks file", missing)
-    orphans = sorted(set(masks) - {p.stem for p in images})
-    if orphans:
-        raise _unpaired(root, "mask files without an image", [masks[s].name for s in orphans])
-    return [(p, masks[p.stem]) for p in images]
+    images = [p for p in files if not p.stem.endswith(("_masks", "_flows", "_outlines"))]
+    return _match(root, images, masks, "images without a <stem>_masks file", "mask files without an image")
 
 
 def _neurips_pairs(root: Path) -> Pairs:
@@ -83,18 +77,14 @@ def _neurips_pairs(root: Path) -> Pairs:
 
 def _dsb_pairs(root: Path) -> Pairs:
     images, masks = _subdir(root, ("images",)), _subdir(root, ("masks",))
-    by_name = {p.name: p for p in _images(masks)}
-    pairs, missing = [], []
-    for img in _images(images):
-        if img.name in by_name:
-            pairs.append((img, by_name.pop(img.name)))
-        else:
-            missing.append(img.name)
-    if missing:
-        raise _unpaired(root, "images without a mask of the same name in masks/", missing)
-    if by_name:
-        raise _unpaired(root, "masks without an image of the same name in images/", sorted(by_name))
-    return pairs
+    return _match(
+        root,
+        _images(images),
+        {p.name: p for p in _images(masks)},
+        "images without a mask of the same name in masks/",
+        "masks without an image of the same name in images/",
+        key=lambda p: p.name,
+    )
 
 
 def _folder_pairs(root: Path) -> Pairs:
@@ -110,14 +100,23 @@ def _folder_pairs(root: Path) -> Pairs:
     return _match(root, _images(images), by_stem, "images without a mask in the mask folder")
 
 
-def _match(root: Path, images: list[Path], by_stem: dict[str, Path], what: str) -> Pairs:
-    missing = [p.name for p in images if p.stem not in by_stem]
+def _match(
+    root: Path,
+    images: list[Path],
+    labels: dict[str, Path],
+    missing_what: str,
+    orphan_what: str = "label files without an image",
+    *,
+    key: Callable[[Path], str] = lambda p: p.stem,
+) -> Pairs:
+    """Pair each image with ``labels[key(image)]``; an image or a label file left alone is an error."""
+    missing = [p.name for p in images if key(p) not in labels]
     if missing:
-        raise _unpaired(root, what, missing)
-    orphans = sorted(set(by_stem) - {p.stem for p in images})
+        raise _unpaired(root, missing_what, missing)
+    orphans = sorted(set(labels) - {key(p) for p in images})
     if orphans:
-        raise _unpaired(root, "label files without an image", [by_stem[s].name for s in orphans])
-    return [(p, by_stem[p.stem]) for p in images]
+        raise _unpaired(root, orphan_what, [labels[k].name for k in orphans])
+    return [(p, labels[key(p)]) for p in images]
 
 
 def _read(layout: str, path: Path, split: str | None, pairing: Callable[[Path], Pairs], progress: bool) -> Dataset:
