@@ -1,0 +1,144 @@
+"""The one small interface every segmentation method implements.
+
+A method is a class with a config dataclass, ``train`` and ``predict``, and a
+way to save and load its weights. Everything else (model directories,
+tiling, the CLI, the benchmark runner) is built on these few calls, so a new
+method is one module and one line in :data:`cellbench.methods.METHODS`.
+
+The contract, checked by ``tests/methods/test_contract.py`` for every method:
+
+* ``Method(config)`` builds an untrained method; ``config`` is an instance of
+  ``Method.Config`` (a frozen dataclass of plain JSON values) or ``None`` for
+  the defaults.
+* ``train(train, valid, *, seed, progress)`` fits on samples and returns a
+  :class:`TrainHistory`. Same samples and seed give the same weights.
+* ``predict(image)`` returns an :class:`~cellbench.instances.InstanceSet` of
+  the image's height and width (scores set when the method has them).
+* ``save_weights(folder)`` / ``load_weights(folder)`` write and read the
+  method's own files inside a model directory; ``predict`` after a reload
+  gives the same result as before it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from cellbench.data.dataset import Sample
+from cellbench.errors import DataError
+from cellbench.instances import InstanceSet
+
+__all__ = ["EpochRecord", "Method", "ProgressFactory", "TrainHistory", "config_from_dict", "config_to_dict"]
+
+#: Something that wraps an iterable with a progress bar, e.g. ``tqdm.tqdm``.
+ProgressFactory = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One line of training history."""
+
+    epoch: int
+    loss: float
+    val_score: float | None = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainHistory:
+    """What training did: per-epoch losses, the validation metric and the time taken."""
+
+    epochs: tuple[EpochRecord, ...] = ()
+    val_metric: str | None = None
+    best_epoch: int | None = None
+    wall_s: float | None = None
+    info: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainHistory:
+        epochs = tuple(EpochRecord(**e) for e in d.get("epochs", ()))
+        return cls(**{**d, "epochs": epochs})
+
+
+class Method(ABC):
+    """Base class of all methods. Subclasses set the class attributes and the four calls."""
+
+    #: Name used on the command line and in model directories.
+    name: ClassVar[str]
+    #: Bumped when saved weights of an older version can no longer be loaded.
+    version: ClassVar[str] = "1"
+    #: One line for ``cellbench methods``.
+    description: ClassVar[str] = ""
+    #: Import names this method needs beyond the core (``cellbench methods`` checks them).
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: The pip extra that installs them.
+    extra: ClassVar[str | None] = None
+    #: The frozen dataclass of this method's settings.
+    Config: ClassVar[type]
+
+    def __init__(self, config: Any = None) -> None:
+        self.config = self.Config() if config is None else config
+        if not isinstance(self.config, self.Config):
+            raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, not {type(self.config).__name__}")
+
+    @abstractmethod
+    def train(
+        self,
+        train: Sequence[Sample],
+        valid: Sequence[Sample] | None = None,
+        *,
+        seed: int = 0,
+        progress: ProgressFactory | None = None,
+    ) -> TrainHistory:
+        """Fit on ``train`` (select on ``valid`` when given)."""
+
+    @abstractmethod
+    def predict(self, image: np.ndarray) -> InstanceSet:
+        """Instances found in one image (H x W or H x W x C)."""
+
+    @abstractmethod
+    def save_weights(self, folder: Path) -> None:
+        """Write this method's learned state into ``folder`` (which exists)."""
+
+    @abstractmethod
+    def load_weights(self, folder: Path) -> None:
+        """Read what :meth:`save_weights` wrote."""
+
+
+def config_to_dict(config: Any) -> dict:
+    """A config dataclass as plain JSON values."""
+    return dataclasses.asdict(config)
+
+
+def config_from_dict(config_class: type, values: dict, *, source: Path | str | None = None) -> Any:
+    """Build a config dataclass from a dict, refusing unknown keys with their names.
+
+    Nested dataclass fields are built from nested dicts; lists become tuples when
+    the default is a tuple.
+    """
+    known = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise DataError(
+            f"unknown {config_class.__name__} field(s) {unknown}; known: {sorted(known)}",
+            path=source,
+        )
+    kwargs = {}
+    defaults = config_class()
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+            value = config_from_dict(type(default), value, source=source)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
+    return config_class(**kwargs)
