@@ -9,6 +9,7 @@ import sys
 from cellbench import __version__
 from cellbench.cli.data import add_data_commands
 from cellbench.cli.demo import add_demo_command
+from cellbench.cli.run import add_run_commands
 from cellbench.errors import DataError
 
 __all__ = ["build_parser", "main"]
@@ -24,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_demo_command(sub)
     add_data_commands(sub)
+    add_run_commands(sub)
     return parser
 
 

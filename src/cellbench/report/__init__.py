@@ -1,5 +1,20 @@
-"""Things people look at: overlays now; tables, plots and HTML reports later."""
+"""Things people look at: overlays, report tables, figures and the HTML report of a run."""
 
+from cellbench.report.build import ReportSummary, build_tables, write_report
 from cellbench.report.overlay import draw_outlines, normalize_for_display
+from cellbench.report.results import CellRecord, EvalRecord, RunResults, load_results
+from cellbench.report.tables import COUNT_BINS, Table
 
-__all__ = ["draw_outlines", "normalize_for_display"]
+__all__ = [
+    "COUNT_BINS",
+    "CellRecord",
+    "EvalRecord",
+    "ReportSummary",
+    "RunResults",
+    "Table",
+    "build_tables",
+    "draw_outlines",
+    "load_results",
+    "normalize_for_display",
+    "write_report",
+]

@@ -1,0 +1,83 @@
+"""``cellbench run`` (an experiment file -> a run folder) and ``cellbench report`` (a run -> HTML, CSV, PNG)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cellbench.errors import DataError
+
+__all__ = ["add_run_commands"]
+
+
+def _data_paths(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise DataError(f"--data takes NAME=PATH, got {item!r}")
+        out[name] = path
+    return out
+
+
+def _executor(args: argparse.Namespace):
+    from cellbench.runner import LocalExecutor, RayExecutor
+
+    if args.executor == "ray":
+        return RayExecutor(address=args.ray_address, num_cpus=args.ray_cpus)
+    if args.ray_address or args.ray_cpus:
+        raise DataError("--ray-address / --ray-cpus need --executor ray")
+    return LocalExecutor()
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cellbench.runner import load_experiment, run_experiment
+
+    experiment = load_experiment(args.experiment, data_paths=_data_paths(args.data))
+    out = Path(args.out) if args.out else Path("runs") / experiment.name
+    summary = run_experiment(
+        experiment, out, executor=_executor(args), resume=args.resume, retry_failed=args.retry_failed,
+        progress=tqdm, cell_progress=None if args.quiet else tqdm,
+    )
+    print(f"{summary.n_run} cell(s) run, {summary.n_skipped} already done, {summary.n_failed} failed "
+          f"of {summary.n_cells}, in {summary.seconds:.1f} s; results in {out / 'results.sqlite'}")
+    for label in summary.failed:
+        print(f"  failed: {label} (error in the database, table cells)", file=sys.stderr)
+    print(f"next: cellbench report {out} --out {out / 'report'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from cellbench.report import write_report
+
+    out = Path(args.out) if args.out else Path(args.run) / "report"
+    summary = write_report(args.run, out, qualitative_images=args.images, overwrite=args.overwrite, progress=tqdm)
+    print(f"report: {summary.html} ({len(summary.tables)} tables as CSV in {out / 'tables'}, "
+          f"{len(summary.figures)} figures)")
+    return 0
+
+
+def add_run_commands(sub: argparse._SubParsersAction) -> None:
+    run = sub.add_parser("run", help="run every cell of a benchmark experiment (YAML), resumably")
+    run.add_argument("experiment", help="experiment YAML file (see examples/)")
+    run.add_argument("--out", help="run folder (default runs/<experiment name>)")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local: in this process (default); ray: grid cells as Ray tasks (cellbench[ray])")
+    run.add_argument("--ray-address", help="Ray cluster to join (ray.init address, e.g. auto); default a local Ray")
+    run.add_argument("--ray-cpus", type=int, help="CPUs of a local Ray")
+    run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out; nothing done is redone")
+    run.add_argument("--retry-failed", action="store_true", help="with --resume: run failed cells again")
+    run.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
+                     help="path of dataset NAME instead of the file's (repeatable)")
+    run.add_argument("--quiet", action="store_true", help="only the grid progress bar")
+    run.set_defaults(func=_run)
+
+    report = sub.add_parser("report", help="tables, figures and report.html of a run folder")
+    report.add_argument("run", help="run folder (holding results.sqlite)")
+    report.add_argument("--out", help="report folder (default RUN/report)")
+    report.add_argument("--images", type=int, default=2, help="images per qualitative panel (0: none; default 2)")
+    report.add_argument("--overwrite", action="store_true", help="replace an existing report folder")
+    report.set_defaults(func=_report)

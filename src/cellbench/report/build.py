@@ -1,0 +1,164 @@
+"""``cellbench report``: a run folder -> tables (CSV), figures (PNG) and one report.html."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cellbench.data.export import staged_dir
+from cellbench.report import plots
+from cellbench.report.html import Section, render_html
+from cellbench.report.results import EvalRecord, RunResults, load_results, threshold_key
+from cellbench.report.tables import (
+    Table,
+    coco_table,
+    count_bin_tables,
+    failure_table,
+    glioma_tables,
+    summary_tables,
+    threshold_tables,
+    timing_table,
+    top_bottom_tables,
+    training_table,
+)
+
+__all__ = ["ReportSummary", "build_tables", "write_report"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ReportSummary:
+    out: str
+    html: str
+    tables: tuple[str, ...]
+    figures: tuple[str, ...]
+
+
+def build_tables(results: RunResults) -> dict[str, list[Table]]:
+    """Every table of the report, by section name."""
+    evs = results.evaluations
+    sections = {
+        "Glioma C6 paper tables": glioma_tables(evs),
+        "Performance summary (NeurIPS-2022 report)": summary_tables(evs),
+        "Performance across IoU thresholds": threshold_tables(evs),
+        "Top and bottom images": top_bottom_tables(evs),
+        "Performance by cell count": count_bin_tables(evs),
+        "Training": [t for t in (training_table(results.cells),) if t is not None],
+        "COCO metrics": [t for t in (coco_table(evs),) if t is not None],
+        "Timings": [timing_table(evs, results.cells)],
+        "Failed cells": [t for t in (failure_table(results.cells),) if t is not None],
+    }
+    return {k: v for k, v in sections.items() if v}
+
+
+def _contexts(evs) -> dict[tuple, list[EvalRecord]]:
+    groups: dict[tuple, list[EvalRecord]] = {}
+    for ev in evs:
+        groups.setdefault(ev.context, []).append(ev)
+    return groups
+
+
+def _qualitative_rows(results: RunResults, evs: list[EvalRecord], n_images: int):
+    """(name, image, gt, [(model, prediction, f1)]) for the first ``n_images`` of a context."""
+    from cellbench.data import read_dataset
+    from cellbench.instances import flatten, policy_from_name
+    from cellbench.runner.cache import PredictionCache
+
+    cell = evs[0].cell
+    d = cell.config["dataset"]
+    dataset = read_dataset(d["path"], d["layout"], split=evs[0].split, task=cell.task, **d.get("options", {}))
+    gts = [s.instances for s in dataset.samples]
+    if evs[0].ground_truth == "flattened":
+        policy = policy_from_name(evs[0].flatten_policy)
+        gts = [flatten(g, policy).to_instance_set() for g in gts]
+    rows = []
+    tk = threshold_key(0.5)
+    for sample, gt in list(zip(dataset.samples, gts))[:n_images]:
+        preds = []
+        for ev in evs:
+            cached = PredictionCache(results.run_dir / "cache", ev.cell.key).load_prediction(ev.split, sample.name)
+            if cached is None:
+                continue
+            f1 = next((img.get("by_iou", {}).get(tk, {}).get("f1") for img in ev.result.get("per_image", ())
+                       if img["image"] == sample.name), None)
+            preds.append((ev.cell.model, cached[0], f1))
+        if preds:
+            rows.append((sample.name, sample.load_image(), gt, preds))
+    return rows
+
+
+def write_report(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    qualitative_images: int = 2,
+    overwrite: bool = False,
+    progress: Callable | None = None,
+) -> ReportSummary:
+    """Write ``report.html``, ``tables/*.csv``, ``figures/*.png`` and ``tables.json`` into ``out``.
+
+    ``out`` is written through a temporary folder and appears complete or not at all.
+    """
+    results = load_results(run_dir)
+    out = Path(out)
+    sections_tables = build_tables(results)
+    with staged_dir(out, overwrite=overwrite) as tmp:
+        written = []
+        (tmp / "tables").mkdir()
+        for tables in sections_tables.values():
+            for t in tables:
+                (tmp / "tables" / f"{t.key}.csv").write_text(t.to_csv())
+                written.append(t.key)
+        (tmp / "tables.json").write_text(json.dumps(
+            {name: [t.to_dict() for t in tables] for name, tables in sections_tables.items()}, indent=1, default=str))
+        figures: list[tuple[str, Path]] = []
+        contexts = list(_contexts(results.evaluations).items())
+        shown = progress(contexts, desc="report figures") if progress else contexts
+        qualitative: list[tuple[str, Path]] = []
+        for k, (context, evs) in enumerate(shown):
+            setting = evs[0].setting()
+            figures.append((f"Metric comparison at IoU 0.5 — {setting}",
+                            plots.metric_bars(evs, tmp / "figures" / f"bars_{k}.png")))
+            figures.append((f"F1 vs IoU threshold — {setting}",
+                            plots.f1_threshold_plot(evs, tmp / "figures" / f"f1_iou_{k}.png")))
+            figures.append((f"Mean F1 by GT cell count — {setting}",
+                            plots.count_bin_plot(evs, tmp / "figures" / f"count_bins_{k}.png")))
+            if qualitative_images:
+                try:
+                    rows = _qualitative_rows(results, evs, qualitative_images)
+                except Exception as exc:  # the data may be gone; the report still stands
+                    log.warning("no qualitative panel for %s: %s", setting, exc)
+                    rows = []
+                if rows:
+                    qualitative.append((f"Qualitative: GT borders light blue, predictions red — {setting}",
+                                        plots.qualitative_panel(rows, tmp / "figures" / f"qualitative_{k}.png",
+                                                                title=setting)))
+        curves = plots.training_curves(results.cells, tmp / "figures" / "training_curves.png")
+        sections = []
+        n_done = sum(c.status == "done" for c in results.cells)
+        for name, tables in sections_tables.items():
+            figs: tuple = ()
+            if name == "Training" and curves is not None:
+                figs = (("Training curves: loss per epoch (solid), validation score (dashed)", curves),)
+            sections.append(Section(name, tables=tuple(tables), figures=figs))
+        sections.append(Section("Figures", figures=tuple(figures)))
+        if qualitative:
+            sections.append(Section("Qualitative panels", figures=tuple(qualitative)))
+        env = [json.loads(i["environment_json"]) | {"executor": json.loads(i["executor_json"]),
+                                                    "started": i["started_at"], "finished": i["finished_at"],
+                                                    "status": i["status"], "resumed": bool(i["resumed"])}
+               for i in results.invocations]
+        sections.append(Section("Experiment and environment",
+                                 text="The experiment as run, and one entry per `cellbench run` invocation.",
+                                 pre=json.dumps({"experiment": results.experiment, "invocations": env}, indent=1)))
+        intro = (f"Run {results.name}: {len(results.cells)} grid cells, {n_done} done, "
+                 f"{len(results.failed)} failed; {len(results.evaluations)} evaluations. Every table says how its "
+                 f"numbers were made; the results database is {Path(results.run_dir) / 'results.sqlite'}.")
+        (tmp / "report.html").write_text(render_html(f"cellbench report: {results.name}", intro, sections))
+        figure_names = [p.name for _, p in figures + qualitative] + (["training_curves.png"] if curves else [])
+    return ReportSummary(out=str(out), html=str(out / "report.html"), tables=tuple(written),
+                         figures=tuple(figure_names))

@@ -1,0 +1,189 @@
+"""Report figures (matplotlib, object API: no global pyplot state, no backend switch).
+
+Each function draws one figure from evaluation records and writes a PNG;
+titles and axis labels carry the setting (threshold, aggregation) so a
+figure, like a table, never shows a number without how it was made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from cellbench.instances import InstanceSet
+from cellbench.report.overlay import normalize_for_display
+from cellbench.report.results import CellRecord, EvalRecord, threshold_key
+from cellbench.report.tables import COUNT_BINS
+
+__all__ = [
+    "GT_COLOR",
+    "PRED_COLOR",
+    "count_bin_plot",
+    "f1_threshold_plot",
+    "metric_bars",
+    "outline_overlay",
+    "qualitative_panel",
+    "training_curves",
+]
+
+GT_COLOR = (80, 200, 255)  # light blue, as the NeurIPS report and the Glioma paper draw ground truth
+PRED_COLOR = (255, 0, 0)
+
+
+def _figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def _wrap(text: str, width: int = 95) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.wrap(text, width))
+
+
+def metric_bars(evs: Sequence[EvalRecord], path: Path, *, threshold: float = 0.5) -> Path:
+    """Grouped bars of mean F1, Dice, precision and recall per model."""
+    metrics = (("f1", "F1"), ("dice", "Dice"), ("precision", "Precision"), ("recall", "Recall"))
+    tk = threshold_key(threshold)
+    fig = _figure(max(6.0, 1.3 * len(evs) + 2), 4.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(evs))
+    width = 0.8 / len(metrics)
+    for k, (key, label) in enumerate(metrics):
+        values = [(ev.result.get("image_mean", {}).get(tk, {}).get(key) or 0.0) for ev in evs]
+        ax.bar(x + (k - 1.5) * width, values, width, label=label)
+    ax.set_xticks(x, [ev.cell.model for ev in evs], rotation=20, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(f"per-image mean (IoU {threshold})")
+    ax.legend(fontsize=8, ncols=4, loc="upper right")
+    ax.set_title(_wrap(evs[0].setting()), fontsize=8)
+    return _save(fig, path)
+
+
+def f1_threshold_plot(evs: Sequence[EvalRecord], path: Path) -> Path:
+    """Mean F1 against the IoU threshold, one line per model."""
+    fig = _figure(6.0, 4.2)
+    ax = fig.add_subplot()
+    for ev in evs:
+        ts = sorted(ev.thresholds)
+        f1 = [ev.result.get("image_mean", {}).get(threshold_key(t), {}).get("f1") for t in ts]
+        ax.plot(ts, [np.nan if v is None else v for v in f1], marker="o", label=ev.cell.model)
+    ax.set_xlabel("IoU threshold")
+    ax.set_ylabel("per-image mean F1")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(_wrap(evs[0].setting(), 80), fontsize=8)
+    return _save(fig, path)
+
+
+def training_curves(cells: Sequence[CellRecord], path: Path) -> Path | None:
+    """Training loss (solid) and validation score (dashed, right axis) per epoch."""
+    trained = [c for c in cells if c.history and c.history.get("epochs")]
+    if not trained:
+        return None
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    ax2 = None
+    for c in trained:
+        epochs = c.history["epochs"]
+        line, = ax.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], label=f"{c.model} {c.task}")
+        vals = [(e["epoch"], e["val_score"]) for e in epochs if e.get("val_score") is not None]
+        if vals:
+            ax2 = ax2 or ax.twinx()
+            ax2.plot(*zip(*vals), linestyle="--", color=line.get_color())
+            ax2.set_ylabel(f"validation ({c.history.get('val_metric') or 'score'}), dashed")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss, solid")
+    ax.legend(fontsize=7)
+    ax.set_title("Training curves as reported by each method", fontsize=9)
+    return _save(fig, path)
+
+
+def count_bin_plot(evs: Sequence[EvalRecord], path: Path, *, threshold: float = 0.5) -> Path:
+    """Mean F1 per GT cell-count bin, bars per model."""
+    tk = threshold_key(threshold)
+    fig = _figure(7.0, 4.2)
+    ax = fig.add_subplot()
+    x = np.arange(len(COUNT_BINS))
+    width = 0.8 / max(len(evs), 1)
+    for k, ev in enumerate(evs):
+        means = []
+        for _, lo, hi in COUNT_BINS:
+            f1 = [_img_f1(img, tk) for img in ev.result.get("per_image", ()) if lo <= img.get("n_gt", 0) <= hi]
+            f1 = [v for v in f1 if v is not None]
+            means.append(np.mean(f1) if f1 else np.nan)
+        ax.bar(x + (k - (len(evs) - 1) / 2) * width, means, width, label=ev.cell.model)
+    ax.set_xticks(x, [b[0] for b in COUNT_BINS])
+    ax.set_xlabel("ground-truth cells per image")
+    ax.set_ylabel(f"mean F1 (IoU {threshold})")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(_wrap(evs[0].setting(), 80), fontsize=8)
+    return _save(fig, path)
+
+
+def _img_f1(img: dict, tk: str):
+    return (img.get("by_iou") or {}).get(tk, {}).get("f1")
+
+
+def _paint(rgb: np.ndarray, instances: InstanceSet, color: tuple[int, int, int]) -> None:
+    for inst in instances:
+        border = inst.mask & ~ndimage.binary_erosion(inst.mask, border_value=0)
+        rgb[inst.slices][border] = color
+
+
+def outline_overlay(image: np.ndarray, gt: InstanceSet | None, pred: InstanceSet | None) -> np.ndarray:
+    """RGB image with GT borders light blue and prediction borders red (prediction on top)."""
+    shown = normalize_for_display(image)
+    rgb = np.repeat(shown[..., None], 3, axis=-1) if shown.ndim == 2 else shown[..., :3].copy()
+    if gt is not None:
+        _paint(rgb, gt, GT_COLOR)
+    if pred is not None:
+        _paint(rgb, pred, PRED_COLOR)
+    return rgb
+
+
+def qualitative_panel(
+    rows: Sequence[tuple[str, np.ndarray, InstanceSet, Sequence[tuple[str, InstanceSet, float | None]]]],
+    path: Path,
+    *,
+    title: str,
+    crop: int = 512,
+) -> Path:
+    """One row per image: the image, its GT, then each model's prediction over the GT.
+
+    ``rows`` holds ``(image name, pixels, gt, [(model, prediction, F1), ...])``;
+    images larger than ``crop`` are cut to a centred ``crop`` x ``crop`` window
+    so that one-pixel borders stay visible.
+    """
+    n_cols = 2 + max(len(r[3]) for r in rows)
+    fig = _figure(2.6 * n_cols, 2.8 * len(rows) + 0.4)
+    axes = fig.subplots(len(rows), n_cols, squeeze=False)
+    for r, (name, image, gt, preds) in enumerate(rows):
+        h, w = image.shape[:2]
+        y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+        window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
+        panels = [(f"{name}", outline_overlay(image, None, None)),
+                  ("ground truth (light blue)", outline_overlay(image, gt, None))]
+        panels += [(f"{model}\nF1 {'n/a' if f1 is None else f'{f1:.3f}'} (red)", outline_overlay(image, gt, pred))
+                   for model, pred, f1 in preds]
+        for c, ax in enumerate(axes[r]):
+            ax.set_axis_off()
+            if c < len(panels):
+                ax.imshow(panels[c][1][window], interpolation="nearest")
+                ax.set_title(panels[c][0], fontsize=7)
+    fig.suptitle(_wrap(title, 120), fontsize=8)
+    return _save(fig, path)

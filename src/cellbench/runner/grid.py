@@ -1,0 +1,75 @@
+"""The grid of an experiment: one cell per dataset x task x method x regime x seed.
+
+A cell trains (or not, zero-shot) once and is tested on every test split of its
+dataset that applies to its task. Its key is a hash of everything that defines
+its results, so a resumed run recognises the cells it has done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cellbench.runner.experiment import (
+    DatasetSpec,
+    EvaluationSpec,
+    Experiment,
+    MethodSpec,
+    Regime,
+    TestSpec,
+    stable_hash,
+)
+
+__all__ = ["GridCell", "expand_grid"]
+
+
+@dataclass(frozen=True)
+class GridCell:
+    """One unit of work of a run, with the full configuration that produces its scores."""
+
+    dataset: DatasetSpec
+    task: str
+    method: MethodSpec
+    regime: Regime
+    seed: int
+    tests: tuple[TestSpec, ...]
+    evaluation: EvaluationSpec
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset.to_dict(),
+            "task": self.task,
+            "method": self.method.to_dict(),
+            "regime": self.regime.to_dict(),
+            "seed": self.seed,
+            "tests": [{"split": t.split} for t in self.tests],
+            "evaluation": self.evaluation.to_dict(),
+        }
+
+    @property
+    def key(self) -> str:
+        return stable_hash(self.to_dict())
+
+    @property
+    def label(self) -> str:
+        return f"{self.dataset.name}/{self.task}/{self.method.name}/{self.regime.name}/seed{self.seed}"
+
+
+def expand_grid(experiment: Experiment) -> list[GridCell]:
+    """Every cell of ``experiment`` in a fixed order (datasets, tasks, methods, regimes, seeds).
+
+    A method limited to some regimes gets cells only for those; a task with no
+    test split that applies to it gets no cell.
+    """
+    cells = []
+    for dataset in experiment.datasets:
+        for task in dataset.tasks:
+            tests = tuple(t for t in dataset.test if t.applies_to(task))
+            if not tests:
+                continue
+            for method in experiment.methods:
+                for regime in experiment.regimes:
+                    if method.regimes is not None and regime.name not in method.regimes:
+                        continue
+                    for seed in experiment.seeds:
+                        cells.append(GridCell(dataset, task, method, regime, seed, tests, experiment.evaluation))
+    return cells

@@ -1,0 +1,39 @@
+"""Grid expansion: which cells exist, and their keys."""
+
+from __future__ import annotations
+
+from runner_helpers import experiment_dict
+
+from cellbench.runner import expand_grid, experiment_from_dict
+
+
+def test_grid_is_datasets_tasks_methods_regimes_seeds(tiny_data):
+    d = experiment_dict(tiny_data)
+    d["seeds"] = [0, 1]
+    cells = expand_grid(experiment_from_dict(d))
+    assert len(cells) == 3 * 3 * 2
+    assert cells[0].label == "tiny/all/low/zero-shot/seed0"
+    assert cells[1].label == "tiny/all/low/zero-shot/seed1"
+    assert len({c.key for c in cells}) == len(cells)
+
+
+def test_method_regimes_and_test_tasks_restrict_the_grid(tiny_data):
+    d = experiment_dict(tiny_data)
+    d["methods"]["broken"]["regimes"] = ["zero-shot"]
+    d["datasets"]["tiny"]["tasks"] = ["all", "other"]
+    d["datasets"]["tiny"]["test"] = ["test", {"split": "train", "tasks": ["other"]}]
+    cells = expand_grid(experiment_from_dict(d))
+    assert [c.label for c in cells if c.method.name == "broken"] == [
+        "tiny/all/broken/zero-shot/seed0", "tiny/other/broken/zero-shot/seed0"]
+    by_task = {c.task: [t.split for t in c.tests] for c in cells}
+    assert by_task == {"all": ["test"], "other": ["test", "train"]}
+
+
+def test_keys_are_stable_and_change_with_the_config(tiny_data):
+    a = expand_grid(experiment_from_dict(experiment_dict(tiny_data)))
+    b = expand_grid(experiment_from_dict(experiment_dict(tiny_data)))
+    assert [c.key for c in a] == [c.key for c in b]
+    d = experiment_dict(tiny_data)
+    d["methods"]["low"]["config"]["threshold"] = 61
+    c = expand_grid(experiment_from_dict(d))
+    assert a[0].key != c[0].key and a[3].key == c[3].key

@@ -1,0 +1,123 @@
+"""Running a grid in this process: scores stored with their config, failures recorded, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dbdump import db_content
+from runner_helpers import experiment_dict
+
+from cellbench.errors import DataError
+from cellbench.runner import (
+    PredictionCache,
+    ResultStore,
+    expand_grid,
+    experiment_from_dict,
+    run_cell,
+    run_experiment,
+)
+
+
+def _log_lines(path):
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def test_run_stores_every_score_with_its_config(tmp_path, tiny_data):
+    log = tmp_path / "calls.log"
+    exp = experiment_from_dict(experiment_dict(tiny_data, log=log, fail=True))
+    seen = []
+    summary = run_experiment(exp, tmp_path / "run", on_cell=seen.append)
+    assert (summary.n_cells, summary.n_run, summary.n_skipped, summary.n_failed) == (9, 9, 0, 3)
+    assert len(seen) == 9
+    with ResultStore.open(tmp_path / "run" / "results.sqlite") as store:
+        cells = store.cells(1)
+        assert [c["status"] for c in cells] == ["done"] * 6 + ["failed"] * 3
+        failed = cells[-1]
+        assert failed["error"].startswith("RuntimeError: this method always fails")
+        assert "Traceback" in failed["error"]
+        config = json.loads(cells[1]["config_json"])
+        assert config["method"]["config"]["threshold"] == 60
+        assert config["method"]["resolved_config"] == {"threshold": 60, "sleep_s": 0.0, "log": str(log), "fail": False}
+        assert config["regime"] == {"name": "one", "train_images": 1}
+        assert config["evaluation"]["thresholds"] == [0.5, 0.7, 0.75, 0.9]
+        # 6 done cells x 1 split x 2 kinds of ground truth
+        evs = store.query("SELECT * FROM evaluations")
+        assert len(evs) == 12
+        assert {e["ground_truth"] for e in evs} == {"overlap", "flattened"}
+        assert {e["flatten_policy"] for e in evs if e["ground_truth"] == "flattened"} == {"priority-last"}
+        trained = store.query("SELECT cell_key, n_images, images_json FROM trainings ORDER BY rowid")
+        assert [t["n_images"] for t in trained] == [1, 3, 1, 3]
+        # a trained low threshold finds every disk: pooled F1 1 at IoU 0.5
+        f1 = store.query(
+            "SELECT s.value FROM scores s JOIN evaluations e USING (evaluation_id) JOIN cells c USING (cell_key) "
+            "WHERE c.label = 'tiny/all/low/all/seed0' AND s.scope = 'pooled' AND s.threshold = 0.5 "
+            "AND s.metric = 'f1' AND s.class = '' AND e.ground_truth = 'overlap'")
+        assert [r["value"] for r in f1] == [1.0]
+        images = store.query("SELECT DISTINCT image FROM image_scores ORDER BY image")
+        assert [r["image"] for r in images] == ["test0", "test1"]
+        phases = store.query("SELECT phase, count(*) n FROM timings GROUP BY phase ORDER BY phase")
+        assert [(p["phase"], p["n"]) for p in phases] == [("predict", 6), ("train", 4)]
+        inv = store.query("SELECT * FROM invocations")
+        assert len(inv) == 1 and inv[0]["status"] == "finished"
+        assert json.loads(inv[0]["environment_json"])["packages"]["numpy"]
+    # each training cell trained once (broken trains, then fails to predict), each (cell, image) predicted once
+    lines = _log_lines(log)
+    assert sum(line.startswith("train-end") for line in lines) == 6
+    assert len([x for x in lines if x.startswith("predict")]) == 12
+
+
+def test_resume_skips_done_cells_and_refuses_other_experiments(tmp_path, tiny_data):
+    log = tmp_path / "calls.log"
+    d = experiment_dict(tiny_data, log=log, fail=True)
+    exp = experiment_from_dict(d)
+    run_experiment(exp, tmp_path / "run")
+    before = db_content(tmp_path / "run" / "results.sqlite")
+    n_lines = len(_log_lines(log))
+    with pytest.raises(DataError, match="pass --resume"):
+        run_experiment(exp, tmp_path / "run")
+    summary = run_experiment(exp, tmp_path / "run", resume=True)
+    assert (summary.n_run, summary.n_skipped) == (0, 9)
+    assert len(_log_lines(log)) == n_lines
+    assert db_content(tmp_path / "run" / "results.sqlite") == before
+    d["evaluation"]["boundary_px"] = 2
+    with pytest.raises(DataError, match="experiment differs"):
+        run_experiment(experiment_from_dict(d), tmp_path / "run", resume=True)
+    # failed cells run again only when asked
+    summary = run_experiment(exp, tmp_path / "run", resume=True, retry_failed=True)
+    assert (summary.n_run, summary.n_failed) == (3, 3)
+
+
+def test_refuses_a_foreign_folder(tmp_path, tiny_data):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "thesis.tex").write_text("x")
+    with pytest.raises(DataError, match="holds no cellbench results"):
+        run_experiment(experiment_from_dict(experiment_dict(tiny_data)), tmp_path / "run")
+
+
+def test_cell_reuses_cached_model_and_predictions(tmp_path, tiny_data):
+    """A cell killed after training (or after some images) picks up from the cache."""
+    log = tmp_path / "calls.log"
+    cell = next(c for c in expand_grid(experiment_from_dict(experiment_dict(tiny_data, log=log)))
+                if c.label == "tiny/all/low/all/seed0")
+    first = run_cell(cell, cache_root=tmp_path / "cache")
+    assert first.status == "done" and first.train["resumed_from_cache"] is False
+    cache = PredictionCache(tmp_path / "cache", cell.key)
+    (cache.folder / "pred" / "test" / "test1.json").unlink()  # as if killed before the last image
+    second = run_cell(cell, cache_root=tmp_path / "cache")
+    assert second.train["resumed_from_cache"] is True
+    assert second.train["history"] == first.train["history"]
+    assert [e.result for e in second.evaluations] == [e.result for e in first.evaluations]
+    lines = _log_lines(log)
+    assert sum(x.startswith("train-end") for x in lines) == 1
+    assert sum(x.startswith("predict") for x in lines) == 3  # two images, then the missing one again
+
+
+def test_too_few_training_images_is_a_recorded_failure(tmp_path, tiny_data):
+    d = experiment_dict(tiny_data)
+    d["regimes"] = {"ten": {"train_images": 10}}
+    d["methods"] = {"low": d["methods"]["low"]}
+    summary = run_experiment(experiment_from_dict(d), tmp_path / "run")
+    assert summary.n_failed == 1
+    with ResultStore.open(tmp_path / "run" / "results.sqlite") as store:
+        assert "regime asks for 10 training images, the training split has 3" in store.cells(1)[0]["error"]
