@@ -9,6 +9,7 @@ import sys
 from cellbench import __version__
 from cellbench.cli.data import add_data_commands
 from cellbench.cli.demo import add_demo_command
+from cellbench.cli.evaluate import add_evaluate_command
 from cellbench.cli.run import add_run_commands
 from cellbench.errors import DataError
 
@@ -25,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_demo_command(sub)
     add_data_commands(sub)
+    add_evaluate_command(sub)
     add_run_commands(sub)
     return parser
 

@@ -39,7 +39,7 @@ from cellbench.instances import InstanceSet
 from cellbench.metrics.boundary import drop_boundary
 from cellbench.metrics.coco import CocoImage, CocoResult, coco_image, coco_summary
 from cellbench.metrics.matching import Counts, match
-from cellbench.metrics.overlap import Overlaps, overlaps_from_instances, overlaps_from_labels
+from cellbench.metrics.overlap import overlaps_from_instances, overlaps_from_labels
 
 __all__ = ["DEFAULT_THRESHOLDS", "Evaluation", "Evaluator", "ImageResult", "evaluate", "evaluate_image"]
 
@@ -79,26 +79,22 @@ def _dice(inter: int, a: int, b: int) -> float | None:
     return 2.0 * inter / (a + b) if a + b else None
 
 
-def _union_area_and_intersection(gt: InstanceSet, pred: InstanceSet, ov: Overlaps) -> tuple[int, int, int]:
-    """Foreground areas of both sides and their shared pixels (overlaps counted once)."""
-    if _disjoint(gt) and _disjoint(pred):
-        return int(ov.gt_area.sum()), int(ov.pred_area.sum()), int(ov.intersection.sum())
-    g, p = _foreground(gt), _foreground(pred)
-    return int(np.count_nonzero(g)), int(np.count_nonzero(p)), int(np.count_nonzero(g & p))
-
-
-def _disjoint(s: InstanceSet) -> bool:
-    """True when no two instances share a pixel (checked only on bbox-touching pairs)."""
-    if len(s) < 2:
-        return True
-    return overlaps_from_instances(s, s).intersection.size == len(s)
-
-
-def _foreground(s: InstanceSet) -> np.ndarray:
-    fg = np.zeros(s.shape, dtype=bool)
-    for inst in s:
-        fg[inst.slices] |= inst.mask
-    return fg
+def _foreground_counts(gt: InstanceSet, pred: InstanceSet) -> tuple[int, int, int]:
+    """Shared foreground pixels and both foreground areas, each pixel counted once (overlaps too)."""
+    boxes = [i.bbox for i in (*gt, *pred)]
+    if not boxes:
+        return 0, 0, 0
+    b = np.array(boxes)
+    y0, x0 = b[:, 0].min(), b[:, 1].min()
+    shape = (b[:, 2].max() - y0, b[:, 3].max() - x0)
+    fg = []
+    for s in (gt, pred):
+        m = np.zeros(shape, dtype=bool)
+        for inst in s:
+            iy0, ix0, iy1, ix1 = inst.bbox
+            m[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] |= inst.mask
+        fg.append(m)
+    return int(np.count_nonzero(fg[0] & fg[1])), int(np.count_nonzero(fg[0])), int(np.count_nonzero(fg[1]))
 
 
 def _as_instances(x: Segmentation, what: str, name: str) -> InstanceSet:
@@ -161,7 +157,7 @@ def evaluate_image(
         raise DataError(f"image {name!r}: ground truth is {tuple(g.shape)} but prediction is {tuple(p.shape)}")
     ov = overlaps_from_instances(g, p)
     counts = tuple(match(ov, thresholds))
-    dice = _dice(*reversed(_union_area_and_intersection(g, p, ov)))
+    dice = _dice(*_foreground_counts(g, p))
     coco_parts = None
     if coco:
         scores = p.scores
@@ -181,7 +177,7 @@ def evaluate_image(
                 sub_ov.n_gt,
                 sub_ov.n_pred,
                 tuple(match(sub_ov, thresholds)),
-                _dice(*reversed(_union_area_and_intersection(sub_g, sub_p, sub_ov))),
+                _dice(*_foreground_counts(sub_g, sub_p)),
             )
     return ImageResult(name, ov.n_gt, ov.n_pred, counts, dice, coco_parts, classes)
 

@@ -156,33 +156,56 @@ def overlaps_from_labels(gt: np.ndarray, pred: np.ndarray) -> tuple[Overlaps, np
     pred = _check_labels(pred, "predicted")
     if gt.shape != pred.shape:
         raise DataError(f"ground truth is {gt.shape} but prediction is {pred.shape}")
-    g, gids, garea = _dense_ids(gt.ravel())
-    p, pids, parea = _dense_ids(pred.ravel())
-    both = (g > 0) & (p > 0)
-    n_p = pids.size + 1
-    pair_counts = np.bincount(g[both].astype(np.int64) * n_p + p[both], minlength=0)
-    keys = np.flatnonzero(pair_counts)
-    gi, pj = np.divmod(keys, n_p)
-    ov = Overlaps(garea, parea, gi - 1, pj - 1, pair_counts[keys].astype(np.int64))
+    g, p = _intp_safe(gt.ravel()), _intp_safe(pred.ravel())
+    g_top = int(g.max()) + 1 if g.size else 1
+    p_top = int(p.max()) + 1 if p.size else 1
+    if g_top * p_top <= _MAX_TABLE:
+        # One pass: the full contingency table of (GT id, predicted id) pixel pairs.
+        table = np.bincount(g.astype(np.int64) * p_top + p, minlength=g_top * p_top).reshape(g_top, p_top)
+        gids = np.flatnonzero(table[1:].any(axis=1)) + 1
+        pids = np.flatnonzero(table[:, 1:].any(axis=0)) + 1
+        inner = table[np.ix_(gids, pids)]
+        gi, pj = np.nonzero(inner)
+        ov = Overlaps(table[gids].sum(axis=1), table[:, pids].sum(axis=0), gi, pj, inner[gi, pj].astype(np.int64))
+        return ov, gids, pids
+    gids, garea, g_index = _ids_and_areas(g)
+    pids, parea, p_index = _ids_and_areas(p)
+    both = (g != 0) & (p != 0)
+    gb, pb = g[both], p[both]
+    g_top, p_top = (int(gb.max()) + 1, int(pb.max()) + 1) if gb.size else (1, 1)
+    if g_top * p_top <= _MAX_DENSE_KEYS:
+        counts = np.bincount(gb.astype(np.int64) * p_top + pb, minlength=0)
+        keys = np.flatnonzero(counts)
+        inter = counts[keys]
+        gv, pv = np.divmod(keys, p_top)
+    elif g_top * p_top < 2**62:
+        keys, inter = np.unique(gb.astype(np.int64) * p_top + pb, return_counts=True)
+        gv, pv = np.divmod(keys, p_top)
+    else:
+        pairs, inter = np.unique(np.stack([gb, pb]), axis=1, return_counts=True)
+        gv, pv = pairs
+    ov = Overlaps(garea, parea, g_index(gv), p_index(pv), inter.astype(np.int64))
     return ov, gids, pids
 
 
-def _dense_ids(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Relabel ids to 1..n when they have gaps; return labels, original ids and areas."""
-    if flat.dtype == np.uint64:
-        flat = flat.astype(np.int64)
+#: Largest (GT id x predicted id) table counted in one pass over the pixels.
+_MAX_TABLE = 1 << 22
+#: Largest id range counted with one bincount (larger ranges sort instead).
+_MAX_DENSE_KEYS = 1 << 24
+
+
+def _intp_safe(flat: np.ndarray) -> np.ndarray:
+    return flat.astype(np.int64) if flat.dtype == np.uint64 else flat
+
+
+def _ids_and_areas(flat: np.ndarray):
+    """Non-zero ids (sorted), their pixel counts, and a function mapping ids to their index."""
     top = int(flat.max()) if flat.size else 0
-    if top <= 4 * flat.size + 65536:
+    if top < _MAX_DENSE_KEYS:
         counts = np.bincount(flat, minlength=top + 1)
         ids = np.flatnonzero(counts[1:]) + 1
-        if ids.size == top:
-            return flat, ids, counts[1:].astype(np.int64)
         lookup = np.zeros(top + 1, dtype=np.int64)
-        lookup[ids] = np.arange(1, ids.size + 1)
-        return lookup[flat], ids, counts[ids].astype(np.int64)
-    ids, dense = np.unique(flat, return_inverse=True)
-    if ids[0] != 0:
-        dense = dense + 1
-        ids = np.concatenate([[0], ids])
-    areas = np.bincount(dense, minlength=ids.size)[1:]
-    return dense, ids[1:], areas.astype(np.int64)
+        lookup[ids] = np.arange(ids.size)
+        return ids, counts[ids].astype(np.int64), lambda v: lookup[v]
+    ids, areas = np.unique(flat[flat != 0], return_counts=True)
+    return ids, areas.astype(np.int64), lambda v: np.searchsorted(ids, v)

@@ -1,0 +1,121 @@
+"""``cellbench evaluate``: score predictions against ground truth."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cellbench.data import LAYOUTS, read_dataset
+from cellbench.data.export.staging import atomic_write_bytes
+from cellbench.data.layouts.coco import load_coco_json
+from cellbench.errors import DataError
+from cellbench.metrics import evaluate
+from cellbench.metrics.sources import pair_name, read_segmentations
+
+__all__ = ["add_evaluate_command"]
+
+
+def _thresholds(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.5,0.75,0.9, got {text!r}") from None
+    if not values or any(not 0 < v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"IoU thresholds must be in (0, 1], got {text!r}")
+    return values
+
+
+def _ground_truth(args: argparse.Namespace) -> dict:
+    if args.gt_layout:
+        ds = read_dataset(args.gt, args.gt_layout, split=args.split, task=args.task)
+        return {pair_name(s.name): s.instances for s in ds.samples}
+    return read_segmentations(args.gt)
+
+
+def _run(args: argparse.Namespace) -> int:
+    gt = _ground_truth(args)
+    gt_coco = None
+    if Path(args.gt).suffix.lower() == ".json" and Path(args.gt).is_file():
+        gt_coco = load_coco_json(Path(args.gt))
+    pred = read_segmentations(args.pred, gt_coco=gt_coco)
+    missing = sorted(set(gt) - set(pred))
+    extra = sorted(set(pred) - set(gt))
+    if extra:
+        raise DataError(f"{len(extra)} prediction(s) have no ground truth: {extra[:10]}", path=args.pred)
+    if missing and not args.missing_as_empty:
+        raise DataError(
+            f"{len(missing)} ground-truth image(s) have no prediction: {missing[:10]} "
+            "(use --missing-as-empty to score them as empty predictions)",
+            path=args.pred,
+        )
+    names = sorted(gt)
+    preds = []
+    for n in names:
+        if n in pred:
+            preds.append(pred[n])
+        else:  # scored as an empty prediction
+            from cellbench.instances import InstanceSet
+
+            g = gt[n]
+            preds.append(InstanceSet(shape=tuple(g.shape), classes=getattr(g, "classes", ("cell",))))
+    result = evaluate(
+        [gt[n] for n in names], preds, names=names, thresholds=args.iou, boundary_px=args.boundary_px,
+        coco=args.coco, max_dets=args.max_dets, per_class=args.per_class,
+        progress=tqdm if sys.stderr.isatty() else None,
+    )
+    d = result.to_dict()
+    d["settings"].update({"gt": str(args.gt), "pred": str(args.pred), "missing_as_empty": missing})
+    if args.json:
+        atomic_write_bytes(Path(args.json), json.dumps(d, indent=2).encode())
+    if args.csv:
+        result.to_csv(args.csv)
+    _print_table(d)
+    return 0
+
+
+def _fmt(v) -> str:
+    return "   -  " if v is None else f"{v:6.4f}"
+
+
+def _print_table(d: dict) -> None:
+    print(f"{d['n_images']} images; boundary rule: {d['settings']['boundary_rule']}")
+    print(f"{'IoU':>5} {'TP':>6} {'FP':>6} {'FN':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'ap_dsb':>6}   "
+          f"{'F1 image mean':>13} {'median':>6} {'std':>6}")
+    for key, p in d["pooled"].items():
+        m = d["image_mean"][key]
+        print(f"{key:>5} {p['tp']:6d} {p['fp']:6d} {p['fn']:6d} {_fmt(p['precision'])} {_fmt(p['recall'])} "
+              f"{_fmt(p['f1'])} {_fmt(p['ap_dsb'])}   {_fmt(m['f1']):>13} {_fmt(m['f1_median'])} {_fmt(m['f1_std'])}")
+    print("(TP/FP/FN and the ratios beside them are pooled over images; ap_dsb = TP/(TP+FP+FN))")
+    if "coco" in d:
+        c = d["coco"]
+        print(f"COCO (maxDets {c['max_dets']}): mAP {_fmt(c['map'])}  AP50 {_fmt(c['ap50'])}  AP75 {_fmt(c['ap75'])}  "
+              f"AR50 {_fmt(c['ar50'])}  AR75 {_fmt(c['ar75'])}")
+
+
+def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score predictions against ground truth",
+        description="Score predictions against ground truth. GT and predictions are folders of label images "
+        "(paired by file stem, ignoring _masks/_label/_pred suffixes) or COCO json files; with --gt-layout the "
+        "ground truth is read by any layout reader (overlapping instances kept).",
+    )
+    p.add_argument("--gt", required=True, help="ground truth: label-image folder, COCO json, or a dataset (--gt-layout)")
+    p.add_argument("--pred", required=True, help="predictions: label-image folder or COCO json (full file or results list)")
+    p.add_argument("--gt-layout", choices=list(LAYOUTS), help="read --gt with this layout reader")
+    p.add_argument("--split", help="with --gt-layout: the split to read")
+    p.add_argument("--task", default="all", help="with --gt-layout: the task (e.g. glioma-c6 cells)")
+    p.add_argument("--iou", type=_thresholds, default=[0.5, 0.75, 0.9], help="IoU thresholds (default 0.5,0.75,0.9)")
+    p.add_argument("--boundary-px", type=int, default=0,
+                   help="NeurIPS-2022 rule: drop instances within N px of the image edge (2 in the challenge; default 0 = off)")
+    p.add_argument("--coco", action="store_true", help="also COCO mAP/AP50/AP75/AR50/AR75 (needs scored COCO predictions)")
+    p.add_argument("--max-dets", type=int, default=3000, help="COCO max detections per image (default 3000)")
+    p.add_argument("--per-class", action="store_true", help="also per class and macro over classes")
+    p.add_argument("--missing-as-empty", action="store_true", help="score GT images without a prediction as empty")
+    p.add_argument("--json", help="write all results to this JSON file")
+    p.add_argument("--csv", help="write the per-image table to this CSV file")
+    p.set_defaults(func=_run)
