@@ -53,7 +53,7 @@ def test_report_files_and_numbers(run_dir, tmp_path, capsys):
     assert {float(r["AP50"]) for r in coco if r["Model"] == "low (all)"} == {1.0}
     training = _csv(out / "tables" / "training.csv")
     assert [r["Total Epochs"] for r in training] == ["2"] * 4 and training[0]["Batch Size"] == "2"
-    for name in ("bars_0.png", "f1_iou_0.png", "count_bins_0.png", "qualitative_0.png", "training_curves.png"):
+    for name in ("metrics_0.png", "metrics_1.png", "qualitative_0.png", "training_curves.png"):
         assert (out / "figures" / name).stat().st_size > 1000, name
     html = (out / "report.html").read_text()
     assert "src='data:image/png;base64," in html and "src='http" not in html and "href='http" not in html

@@ -24,6 +24,7 @@ class ThresholdConfig:
     sleep_s: float = 0.0  # per train call
     log: str | None = None  # append one line per train / predict call here
     fail: bool = False  # raise in predict
+    min_area: int = 0  # drop components smaller than this
 
 
 class ThresholdMethod(Method):
@@ -67,6 +68,9 @@ class ThresholdMethod(Method):
             raise RuntimeError("this method always fails")
         self._log(f"predict {self.config.threshold} {self.tag} {int(image.sum())}")
         labels, _ = ndimage.label(np.asarray(image) > self.level)
+        if self.config.min_area:
+            sizes = np.bincount(labels.ravel())
+            labels[sizes[labels] < self.config.min_area] = 0
         out = InstanceSet.from_label_image(labels)
         return out.replace(instances=tuple(i.replace(score=1.0) for i in out))
 

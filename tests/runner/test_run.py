@@ -38,7 +38,7 @@ def test_run_stores_every_score_with_its_config(tmp_path, tiny_data):
         assert "Traceback" in failed["error"]
         config = json.loads(cells[1]["config_json"])
         assert config["method"]["config"]["threshold"] == 60
-        assert config["method"]["resolved_config"] == {"threshold": 60, "sleep_s": 0.0, "log": str(log), "fail": False}
+        assert config["method"]["resolved_config"] == {"threshold": 60, "sleep_s": 0.0, "log": str(log), "fail": False, "min_area": 0}
         assert config["regime"] == {"name": "one", "train_images": 1}
         assert config["evaluation"]["thresholds"] == [0.5, 0.7, 0.75, 0.9]
         # 6 done cells x 1 split x 2 kinds of ground truth

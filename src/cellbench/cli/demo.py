@@ -1,36 +1,46 @@
-"""``cellbench demo``: the data pipeline end to end, on data that ships offline.
+"""``cellbench demo``: a small benchmark end to end, on data that ships offline.
 
-1. Real data: the DSB2018 test image with 125 annotated nuclei that ships in
-   the ``stardist`` wheel, written in the StarDist layout, read back, exported
-   to all four formats, and the exports checked against the source pixels.
-2. A synthetic Glioma C6 dataset at full resolution: read with overlaps,
-   tasks, the three flatten policies side by side, and a label export.
-3. Overlay PNGs of both, to look at.
+1. Real data: the DSB2018 image with 125 annotated nuclei that ships in the
+   ``stardist`` wheel, cut into a train part (left half, two tiles) and a test
+   part (right half, two tiles), written in the StarDist/DSB layout.
+2. A small synthetic Glioma C6 set (the real layout, overlapping annotations,
+   smaller images) with its train / valid / test / gen splits.
+3. The benchmark: the methods that are installed (watershed, Cellpose, CellSeg1
+   with the LiteMedSAM backbone), zero-shot and fine-tuned, run by the same
+   runner as ``cellbench run``, scored against overlapping and flattened ground
+   truth, and written up by ``cellbench report``.
+
+Everything lands in one folder: ``data/``, ``run/`` (results.sqlite, cache),
+``report/report.html`` (+ CSV tables, figures), ``experiment.yaml`` (rerun it
+with ``cellbench run``) and ``demo-summary.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
 
-import imageio.v3 as iio
 import numpy as np
 import tifffile
+import yaml
 
-from cellbench.data import read_dataset
-from cellbench.data.export import staged_dir, write_dataset
-from cellbench.data.layouts import read_coco
-from cellbench.data.synth import split_counts, synth_glioma_c6
 from cellbench.errors import DataError
-from cellbench.instances import NearestCentroidFlatten, PriorityFlatten, flatten, instance_geometry
-from cellbench.report import draw_outlines
 
-__all__ = ["add_demo_command", "run_demo"]
+__all__ = ["DEMO_METHODS", "add_demo_command", "demo_experiment", "prepare_demo_data", "run_demo"]
 
 _SUMMARY = "demo-summary.json"
+_MARKER = ".cellbench-demo"
+
+#: label -> (method name, config, regimes). Configs are cut down to finish on 2 CPU cores.
+DEMO_METHODS: dict[str, tuple[str, dict, list[str]]] = {
+    "watershed": ("watershed", {}, ["zero-shot", "fine-tuned"]),
+    "cellpose": ("cellpose", {}, ["zero-shot", "fine-tuned"]),
+    "cellseg1": ("cellseg1", {}, ["fine-tuned"]),
+}
 
 
 def _dsb_image() -> tuple[np.ndarray, np.ndarray]:
@@ -41,78 +51,146 @@ def _dsb_image() -> tuple[np.ndarray, np.ndarray]:
     return test_image_nuclei_2d(return_mask=True)
 
 
-def _real_data(out: Path, log) -> dict:
+def prepare_demo_data(root: Path, *, glioma_images: int = 4, glioma_shape: tuple[int, int] = (486, 648)) -> dict:
+    """Write the demo's two datasets under ``root``; returns what was written."""
+    from cellbench.data.synth import synth_glioma_c6
+
     image, labels = _dsb_image()
-    root = out / "dsb2018"
-    for sub, array in (("images", image), ("masks", labels)):
-        (root / sub).mkdir(parents=True)
-        tifffile.imwrite(root / sub / "nuclei_2d.tif", array)
-    dataset = read_dataset(root, "dsb")
-    summary = dataset.summary()
-    log(f"real DSB2018 image: {summary['n_instances']} nuclei, label ids up to {int(labels.max())} (with gaps)")
-    for fmt in ("labels", "coco", "roi", "geojson"):
-        write_dataset(dataset, out / f"dsb2018-{fmt}", fmt)
-    back = read_coco(out / "dsb2018-coco" / "annotations.json", image_dir=root / "images").samples[0].instances
-    source = dataset.samples[0].instances
-    exact = len(back) == len(source) and all(
-        a.bbox == b.bbox and np.array_equal(a.mask, b.mask) for a, b in zip(source, back)
-    )
-    area_error = sum(abs(instance_geometry(i).area - i.area) for i in source)
-    log(f"  COCO RLE round trip exact: {exact}; outline polygons vs pixel areas, total difference: {area_error:g} px")
-    iio.imwrite(out / "dsb2018-overlay.png", draw_outlines(dataset.samples[0].load_image(), source))
-    return {"summary": summary, "coco_round_trip_exact": exact, "outline_area_difference_px": float(area_error)}
+    h, w = labels.shape
+    dsb = root / "dsb2018"
+    tiles = {"train": (slice(0, w // 2),), "test": (slice(w // 2, w),)}
+    counts = {}
+    for split, (cols,) in tiles.items():
+        for sub in ("images", "masks"):
+            (dsb / split / sub).mkdir(parents=True, exist_ok=True)
+        for k, rows in enumerate((slice(0, h // 2), slice(h // 2, h))):
+            name = f"nuclei_{split}_{k}.tif"
+            tifffile.imwrite(dsb / split / "images" / name, image[rows, cols])
+            tifffile.imwrite(dsb / split / "masks" / name, labels[rows, cols])
+        counts[split] = int(len(np.unique(labels[:, cols])) - 1)
+    cells = max(20, round(180 * glioma_shape[0] * glioma_shape[1] / (1944 * 2592) * 3))
+    synth = synth_glioma_c6(root / "glioma-c6-synth", n_images=glioma_images, seed=0, shape=glioma_shape,
+                            cells_per_image=cells, overwrite=True)
+    return {"dsb2018": {"path": str(dsb), "nuclei_per_split": counts},
+            "glioma-c6-synth": {"path": str(root / "glioma-c6-synth"), "images_per_split": synth}}
 
 
-def _synthetic_glioma(out: Path, n_images: int, log) -> dict:
-    root = out / "glioma-c6-synth"
-    synth_glioma_c6(root, n_images=n_images, seed=0)
-    started = time.perf_counter()
-    dataset = read_dataset(root, "glioma-c6")
-    seconds = time.perf_counter() - started
-    summary = dataset.summary()
-    log(f"synthetic Glioma C6 ({n_images} images of 2592 x 1944): {summary['n_instances']} instances "
-        f"read in {seconds:.2f} s, {summary['n_overlapping_instances']} overlapping; per class {summary['per_class']}")
-    tasks = {}
-    for task in ("cells", "soma", "type-a", "type-b"):
-        tasks[task] = dataset.with_task(task).summary()["per_class"]
-    # The test split, or train when there are too few images for a test split (n_images == 1).
-    split = "test" if split_counts(n_images)["test"] else "train"
-    test = read_dataset(root, "glioma-c6", split=split, task="cells")
-    policies = {}
-    for policy in (PriorityFlatten("first"), PriorityFlatten("last"), NearestCentroidFlatten()):
-        lost = sum(len(flatten(s.instances, policy).lost) for s in test)
-        policies[policy.name] = {"instances": sum(len(s.instances) for s in test), "lost": lost}
-    log(f"  flattening the {split} split (task cells): " + ", ".join(
-        f"{name} loses {p['lost']} of {p['instances']}" for name, p in policies.items()))
-    write_dataset(test, out / f"glioma-c6-{split}-cells-labels", "labels", policy=PriorityFlatten("last"))
-    sample = dataset.samples[0]
-    crop = (slice(500, 1300), slice(700, 1800))
-    overlay = draw_outlines(sample.load_image(), sample.instances)[crop]
-    iio.imwrite(out / "glioma-synth-overlay.png", overlay)
-    return {"summary": summary, "read_seconds": seconds, "tasks": tasks, "flatten_split": split, "flatten_cells": policies}
+def available_methods(methods: dict | None = None) -> tuple[dict, dict]:
+    """The demo methods that can run here, and why the others cannot."""
+    from cellbench.methods import METHODS, missing_requirements
+    from cellbench.runner import resolve_method
+
+    ok, skipped = {}, {}
+    for label, (name, config, regimes) in (methods or DEMO_METHODS).items():
+        if ":" not in name and name not in METHODS:
+            skipped[label] = "not in this cellbench"
+            continue
+        try:
+            cls = resolve_method(name)
+        except DataError as exc:
+            skipped[label] = str(exc)
+            continue
+        missing = missing_requirements(cls.requires)
+        if missing:
+            skipped[label] = f"needs {', '.join(missing)} (pip install 'cellbench[{cls.extra}]')"
+            continue
+        ok[label] = (name, config, regimes)
+    return ok, skipped
 
 
-def run_demo(out: str | Path, *, n_images: int = 4, log=print) -> dict:
-    """Run the demo into ``out`` (replacing an earlier demo there) and return its summary."""
+def demo_experiment(data: dict, methods: dict) -> dict:
+    """The demo as an experiment (what ``experiment.yaml`` holds)."""
+    return {
+        "name": "cellbench-demo",
+        "description": "DSB2018 nuclei (stardist's test image, left half train / right half test) and a small "
+                       "synthetic Glioma C6 set; zero-shot and fine-tuned methods.",
+        "seeds": [0],
+        "datasets": {
+            "dsb2018": {"layout": "dsb", "path": data["dsb2018"]["path"], "train": "train", "test": ["test"]},
+            "glioma-c6-synth": {
+                "layout": "glioma-c6", "path": data["glioma-c6-synth"]["path"],
+                "train": "train", "valid": "valid", "tasks": ["cells"],
+                "test": ["test", {"split": "gen", "tasks": ["cells"]}],
+            },
+        },
+        "methods": {label: {"method": name, "config": config, "regimes": regimes}
+                    for label, (name, config, regimes) in methods.items()},
+        "regimes": {"zero-shot": {"train_images": 0}, "fine-tuned": {"train_images": "all"}},
+        "evaluation": {"thresholds": [0.5, 0.7, 0.75, 0.9], "boundary_px": 2,
+                       "ground_truth": ["overlap", "flattened"], "flatten": "priority-last", "coco": True},
+    }
+
+
+def _prepare_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError("output path exists and is not a folder", path=out)
+    if out.is_dir() and any(out.iterdir()):
+        if not ((out / _MARKER).exists() or (out / _SUMMARY).exists()):
+            raise DataError("output folder exists and holds something other than a cellbench demo", path=out)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / _MARKER).write_text("written by cellbench demo; the next demo into this folder replaces it\n")
+
+
+def _scores(run_dir: Path) -> list[dict]:
+    from cellbench.report import load_results
+
+    rows = []
+    for ev in load_results(run_dir).evaluations:
+        pooled = ev.result.get("pooled", {}).get("0.5", {})
+        rows.append({"cell": ev.cell.label, "split": ev.split, "ground_truth": ev.ground_truth,
+                     "f1@0.5": pooled.get("f1"), "ap_dsb@0.5": pooled.get("ap_dsb"),
+                     "coco_map": (ev.result.get("coco") or {}).get("map"),
+                     "aggregation": "pooled over images", "boundary_px": ev.boundary_px})
+    return rows
+
+
+def run_demo(out: str | Path, *, glioma_images: int = 4, methods: dict | None = None, log=print,
+             progress=None) -> dict:
+    """Run the demo benchmark into ``out`` (replacing an earlier demo there) and return its summary."""
+    from cellbench.report import write_report
+    from cellbench.runner import experiment_from_dict, run_experiment
+
     out = Path(out)
-    if out.is_dir() and any(out.iterdir()) and not (out / _SUMMARY).is_file():
-        raise DataError("output folder exists and holds something other than a cellbench demo", path=out)
+    _prepare_out(out)
     started = time.perf_counter()
-    with staged_dir(out, overwrite=True) as tmp:
-        result = {"real_dsb2018": _real_data(tmp, log), "synthetic_glioma_c6": _synthetic_glioma(tmp, n_images, log)}
-        result["seconds"] = time.perf_counter() - started
-        (tmp / _SUMMARY).write_text(json.dumps(result, indent=2))
-    log(f"demo done in {result['seconds']:.1f} s; results, exports and overlays in {out}/")
+    data = prepare_demo_data(out / "data", glioma_images=glioma_images)
+    log(f"data: DSB2018 nuclei {data['dsb2018']['nuclei_per_split']} (train / test halves, 2 tiles each); "
+        f"synthetic Glioma C6 {data['glioma-c6-synth']['images_per_split']} in {out / 'data'}")
+    usable, skipped = available_methods(methods)
+    for label, why in skipped.items():
+        log(f"method {label} left out: {why}")
+    if not usable:
+        raise DataError("no demo method can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    raw = demo_experiment(data, usable)
+    (out / "experiment.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    experiment = experiment_from_dict(raw, base_dir=out, source=out / "experiment.yaml")
+    run = run_experiment(experiment, out / "run", progress=progress, cell_progress=progress)
+    log(f"benchmark: {run.n_cells} grid cells ({', '.join(usable)}), {run.n_failed} failed, {run.seconds:.0f} s")
+    report = write_report(out / "run", out / "report", progress=progress)
+    scores = _scores(out / "run")
+    for s in scores:
+        if s["ground_truth"] == "overlap":
+            f1 = "n/a" if s["f1@0.5"] is None else f"{100 * s['f1@0.5']:.1f}"
+            log(f"  {s['cell']:<48} {s['split']:<5} F1@0.5 {f1:>5} % (pooled, boundary {s['boundary_px']} px)")
+    result = {"data": data, "methods": list(usable), "skipped_methods": skipped, "cells": run.n_cells,
+              "failed": list(run.failed), "scores": scores, "report": report.html,
+              "seconds": time.perf_counter() - started}
+    (out / _SUMMARY).write_text(json.dumps(result, indent=2))
+    log(f"demo done in {result['seconds']:.0f} s; the report is {report.html}")
     return result
 
 
 def _main(args: argparse.Namespace) -> int:
-    run_demo(args.out, n_images=args.images, log=lambda msg: print(msg, file=sys.stdout, flush=True))
+    from tqdm import tqdm
+
+    run_demo(args.out, glioma_images=args.images, log=lambda msg: print(msg, file=sys.stdout, flush=True),
+             progress=tqdm)
     return 0
 
 
 def add_demo_command(sub: argparse._SubParsersAction) -> None:
-    demo = sub.add_parser("demo", help="run the data pipeline end to end on data that ships offline")
+    demo = sub.add_parser("demo", help="run a small benchmark end to end on data that ships offline")
     demo.add_argument("--out", default="cellbench-demo", help="output folder (default ./cellbench-demo)")
-    demo.add_argument("--images", type=int, default=4, help="synthetic Glioma C6 images (default 4)")
+    demo.add_argument("--images", type=int, default=4, help="synthetic Glioma C6 images (default 4, one per split)")
     demo.set_defaults(func=_main)

@@ -121,12 +121,8 @@ def write_report(
         qualitative: list[tuple[str, Path]] = []
         for k, (context, evs) in enumerate(shown):
             setting = evs[0].setting()
-            figures.append((f"Metric comparison at IoU 0.5 — {setting}",
-                            plots.metric_bars(evs, tmp / "figures" / f"bars_{k}.png")))
-            figures.append((f"F1 vs IoU threshold — {setting}",
-                            plots.f1_threshold_plot(evs, tmp / "figures" / f"f1_iou_{k}.png")))
-            figures.append((f"Mean F1 by GT cell count — {setting}",
-                            plots.count_bin_plot(evs, tmp / "figures" / f"count_bins_{k}.png")))
+            figures.append((f"Metric comparison at IoU 0.5, F1 vs IoU threshold, mean F1 by GT cell count — {setting}",
+                            plots.context_figure(evs, tmp / "figures" / f"metrics_{k}.png")))
             if qualitative_images:
                 try:
                     rows = _qualitative_rows(results, evs, qualitative_images)

@@ -21,9 +21,7 @@ from cellbench.report.tables import COUNT_BINS
 __all__ = [
     "GT_COLOR",
     "PRED_COLOR",
-    "count_bin_plot",
-    "f1_threshold_plot",
-    "metric_bars",
+    "context_figure",
     "outline_overlay",
     "qualitative_panel",
     "training_curves",
@@ -54,38 +52,60 @@ def _wrap(text: str, width: int = 95) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
-def metric_bars(evs: Sequence[EvalRecord], path: Path, *, threshold: float = 0.5) -> Path:
-    """Grouped bars of mean F1, Dice, precision and recall per model."""
+def _metric_bars(ax, evs: Sequence[EvalRecord], threshold: float) -> None:
     metrics = (("f1", "F1"), ("dice", "Dice"), ("precision", "Precision"), ("recall", "Recall"))
     tk = threshold_key(threshold)
-    fig = _figure(max(6.0, 1.3 * len(evs) + 2), 4.2)
-    ax = fig.add_subplot()
     x = np.arange(len(evs))
     width = 0.8 / len(metrics)
     for k, (key, label) in enumerate(metrics):
         values = [(ev.result.get("image_mean", {}).get(tk, {}).get(key) or 0.0) for ev in evs]
         ax.bar(x + (k - 1.5) * width, values, width, label=label)
-    ax.set_xticks(x, [ev.cell.model for ev in evs], rotation=20, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
+    ax.set_xticks(x, [ev.cell.model for ev in evs], rotation=25, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.15)
     ax.set_ylabel(f"per-image mean (IoU {threshold})")
-    ax.legend(fontsize=8, ncols=4, loc="upper right")
-    ax.set_title(_wrap(evs[0].setting()), fontsize=8)
-    return _save(fig, path)
+    ax.legend(fontsize=7, ncols=4, loc="upper center")
+    ax.set_title("Metric comparison", fontsize=9)
 
 
-def f1_threshold_plot(evs: Sequence[EvalRecord], path: Path) -> Path:
-    """Mean F1 against the IoU threshold, one line per model."""
-    fig = _figure(6.0, 4.2)
-    ax = fig.add_subplot()
+def _f1_threshold(ax, evs: Sequence[EvalRecord]) -> None:
     for ev in evs:
         ts = sorted(ev.thresholds)
         f1 = [ev.result.get("image_mean", {}).get(threshold_key(t), {}).get("f1") for t in ts]
         ax.plot(ts, [np.nan if v is None else v for v in f1], marker="o", label=ev.cell.model)
     ax.set_xlabel("IoU threshold")
     ax.set_ylabel("per-image mean F1")
-    ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
-    ax.set_title(_wrap(evs[0].setting(), 80), fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7)
+    ax.set_title("F1 vs IoU threshold", fontsize=9)
+
+
+def _count_bins(ax, evs: Sequence[EvalRecord], threshold: float) -> None:
+    tk = threshold_key(threshold)
+    x = np.arange(len(COUNT_BINS))
+    width = 0.8 / max(len(evs), 1)
+    for k, ev in enumerate(evs):
+        means = []
+        for _, lo, hi in COUNT_BINS:
+            f1 = [_img_f1(img, tk) for img in ev.result.get("per_image", ()) if lo <= img.get("n_gt", 0) <= hi]
+            f1 = [v for v in f1 if v is not None]
+            means.append(np.mean(f1) if f1 else np.nan)
+        ax.bar(x + (k - (len(evs) - 1) / 2) * width, means, width, label=ev.cell.model)
+    ax.set_xticks(x, [b[0] for b in COUNT_BINS])
+    ax.set_xlabel("ground-truth cells per image")
+    ax.set_ylabel(f"mean F1 (IoU {threshold})")
+    ax.set_ylim(0, 1.05)
+    ax.set_title("Performance by cell count (empty bin: no image)", fontsize=9)
+
+
+def context_figure(evs: Sequence[EvalRecord], path: Path, *, threshold: float = 0.5) -> Path:
+    """Three panels for one setting: metric comparison bars (F1, Dice, precision, recall per model),
+    F1 against the IoU threshold, and mean F1 by GT cell-count bin."""
+    fig = _figure(16.0, 4.8)
+    axes = fig.subplots(1, 3, width_ratios=(1.4, 1, 1))
+    _metric_bars(axes[0], evs, threshold)
+    _f1_threshold(axes[1], evs)
+    _count_bins(axes[2], evs, threshold)
+    fig.suptitle(_wrap(evs[0].setting() + "; per-image scores, mean over images", 150), fontsize=9)
     return _save(fig, path)
 
 
@@ -139,20 +159,38 @@ def _img_f1(img: dict, tk: str):
     return (img.get("by_iou") or {}).get(tk, {}).get("f1")
 
 
-def _paint(rgb: np.ndarray, instances: InstanceSet, color: tuple[int, int, int]) -> None:
+def _paint(rgb: np.ndarray, instances: InstanceSet, color: tuple[int, int, int], origin: tuple[int, int] = (0, 0)) -> None:
+    """Paint the inner border of each instance into ``rgb``, a window of the image starting at ``origin``."""
+    oy, ox = origin
+    h, w = rgb.shape[:2]
     for inst in instances:
+        y0, x0, y1, x1 = inst.bbox
+        if y1 <= oy or x1 <= ox or y0 >= oy + h or x0 >= ox + w:
+            continue
         border = inst.mask & ~ndimage.binary_erosion(inst.mask, border_value=0)
-        rgb[inst.slices][border] = color
+        ys, xs = np.nonzero(border)
+        ys, xs = ys + y0 - oy, xs + x0 - ox
+        keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+        rgb[ys[keep], xs[keep]] = color
 
 
-def outline_overlay(image: np.ndarray, gt: InstanceSet | None, pred: InstanceSet | None) -> np.ndarray:
-    """RGB image with GT borders light blue and prediction borders red (prediction on top)."""
+def outline_overlay(
+    image: np.ndarray,
+    gt: InstanceSet | None,
+    pred: InstanceSet | None,
+    *,
+    window: tuple[slice, slice] | None = None,
+) -> np.ndarray:
+    """RGB image (or its ``window``) with GT borders light blue and prediction borders red (on top)."""
     shown = normalize_for_display(image)
+    if window is not None:
+        shown = shown[window]
+    origin = (0, 0) if window is None else (window[0].start or 0, window[1].start or 0)
     rgb = np.repeat(shown[..., None], 3, axis=-1) if shown.ndim == 2 else shown[..., :3].copy()
     if gt is not None:
-        _paint(rgb, gt, GT_COLOR)
+        _paint(rgb, gt, GT_COLOR, origin)
     if pred is not None:
-        _paint(rgb, pred, PRED_COLOR)
+        _paint(rgb, pred, PRED_COLOR, origin)
     return rgb
 
 
@@ -176,14 +214,14 @@ def qualitative_panel(
         h, w = image.shape[:2]
         y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
         window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
-        panels = [(f"{name}", outline_overlay(image, None, None)),
-                  ("ground truth (light blue)", outline_overlay(image, gt, None))]
-        panels += [(f"{model}\nF1 {'n/a' if f1 is None else f'{f1:.3f}'} (red)", outline_overlay(image, gt, pred))
-                   for model, pred, f1 in preds]
+        panels = [(f"{name}", outline_overlay(image, None, None, window=window)),
+                  ("ground truth (light blue)", outline_overlay(image, gt, None, window=window))]
+        panels += [(f"{model}\nF1 {'n/a' if f1 is None else f'{f1:.3f}'} (red)",
+                    outline_overlay(image, gt, pred, window=window)) for model, pred, f1 in preds]
         for c, ax in enumerate(axes[r]):
             ax.set_axis_off()
             if c < len(panels):
-                ax.imshow(panels[c][1][window], interpolation="nearest")
+                ax.imshow(panels[c][1], interpolation="nearest")
                 ax.set_title(panels[c][0], fontsize=7)
     fig.suptitle(_wrap(title, 120), fontsize=8)
     return _save(fig, path)
