@@ -120,7 +120,7 @@ def test_training_table_and_standardised_time():
 
 def test_coco_and_failures():
     t = coco_table([_ev(_cell())])
-    assert t.rows[0][5:] == (0.31, 0.62, 0.28, 0.7, 0.33, 3000)
+    assert t.rows[0][5:] == (0.31, 0.62, 0.28, 0.7, 0.33, 3000, "")
     assert "fractions, not %" in t.caption
     f = failure_table([_cell(status="failed", error="RuntimeError: boom\nTraceback ...")])
     assert f.rows == (("glioma/cells/cellpose/fine-tuned/seed0", "RuntimeError: boom"),)

@@ -62,6 +62,8 @@ def test_default_evaluation():
     (lambda d: d["datasets"]["tiny"].pop("path"), r"datasets.tiny.path: must be a non-empty string"),
     (lambda d: d["methods"]["low"].update(method="nope"), r"methods.low.method: unknown method 'nope'"),
     (lambda d: d["methods"]["low"].update(method="json:loads"), r"methods.low.method: 'json:loads' is not a cellbench Method"),
+    (lambda d: d["methods"]["low"]["config"].update(treshold=3),
+     r"methods.low.config: unknown ThresholdConfig field\(s\) \['treshold'\]"),
     (lambda d: d["methods"]["low"].update(regimes=["weekly"]), r"methods.low.regimes: unknown regime\(s\) \['weekly'\]"),
     (lambda d: d["regimes"]["one"].update(train_images=-1), r"regimes.one.train_images: must be an integer >= 0"),
     (lambda d: d["regimes"]["one"].update(train_images="some"), r"regimes.one.train_images: must be an integer"),

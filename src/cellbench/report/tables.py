@@ -354,11 +354,13 @@ def coco_table(evaluations: Sequence[EvalRecord]) -> Table | None:
     """COCO metrics (pycocotools-equal) where they were computed: mAP@[.50:.05:.95], AP50, AP75, AR50, AR75."""
     rows = []
     for ev in evaluations:
-        c = ev.result.get("coco")
-        if not c:
+        c = ev.result.get("coco") or {}
+        note = ev.result.get("coco_skipped", "")
+        if not c and not note:
             continue
         rows.append((ev.cell.dataset, ev.cell.task, ev.split or "all", ev.ground_truth, ev.cell.model,
-                     c.get("map"), c.get("ap50"), c.get("ap75"), c.get("ar50"), c.get("ar75"), c.get("max_dets")))
+                     c.get("map"), c.get("ap50"), c.get("ap75"), c.get("ar50"), c.get("ar75"), c.get("max_dets"),
+                     note))
     if not rows:
         return None
     boundaries = sorted({ev.boundary_px for ev in evaluations})
@@ -366,7 +368,7 @@ def coco_table(evaluations: Sequence[EvalRecord]) -> Table | None:
         key="coco",
         title="COCO metrics",
         columns=("Dataset", "Task", "Split", "Ground truth", "Model", "mAP", "AP50", "AP75", "AR50", "AR75",
-                 "Max dets"),
+                 "Max dets", "Note"),
         rows=tuple(rows),
         caption="COCO evaluation over all images of the split (as pycocotools), mAP averaged over IoU "
                 ".50:.05:.95; fractions, not %; predictions ranked by their scores; boundary rule: "

@@ -153,6 +153,8 @@ def run_cell(
                 predictions.append(cached[0])
                 seconds += cached[1]
             names = [s.name for s in samples]
+            # COCO ranks predictions by score: a method without scores gets no COCO numbers, said so.
+            coco = ev.coco and all(p.scores is not None for p in predictions)
             for kind in ev.ground_truth:
                 gts = _ground_truth(samples, kind, ev.flatten)
                 result = evaluate(
@@ -161,9 +163,11 @@ def run_cell(
                     names=names,
                     thresholds=ev.thresholds,
                     boundary_px=ev.boundary_px,
-                    coco=ev.coco,
+                    coco=coco,
                     per_class=ev.per_class,
-                )
+                ).to_dict()
+                if ev.coco and not coco:
+                    result["coco_skipped"] = "the method gives no instance scores, which COCO ranking needs"
                 evaluations.append(
                     EvaluationRecord(
                         split=test.split,
@@ -171,7 +175,7 @@ def run_cell(
                         flatten_policy=ev.flatten if kind == "flattened" else None,
                         n_images=len(samples),
                         predict_wall_s=seconds,
-                        result=json.loads(json.dumps(result.to_dict(), default=float)),
+                        result=json.loads(json.dumps(result, default=float)),
                     )
                 )
         return CellOutcome(**base, status="done", train=train, evaluations=tuple(evaluations),

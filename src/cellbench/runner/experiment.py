@@ -6,17 +6,33 @@ name from :data:`cellbench.methods.METHODS` and its config), training regimes
 evaluation settings. :func:`load_experiment` reads and checks the file; every
 problem is a :class:`~cellbench.errors.DataError` naming the file and the key.
 
-The YAML, as a dict (``method`` is a name of the method table, or
-``package.module:Class`` for a method that lives outside cellbench):
+A file looks like this (``method`` is a name of the method table, or
+``package.module:Class`` for a method that lives outside cellbench)::
 
->>> exp = experiment_from_dict({
-...     "name": "tiny",
-...     "datasets": {"dsb": {"layout": "dsb", "path": "data", "train": "train", "test": ["test"]}},
-...     "methods": {"mine": {"method": "cellbench.methods.base:Method"}},
-...     "regimes": {"zero-shot": {"train_images": 0}, "one": {"train_images": 1}},
-... }, base_dir="/tmp")
->>> exp.datasets[0].path, [r.trains for r in exp.regimes], exp.evaluation.thresholds
-('/tmp/data', [False, True], (0.5, 0.7, 0.75, 0.9))
+    name: dsb-small
+    seeds: [0]
+    datasets:
+      dsb:
+        layout: dsb
+        path: data/dsb2018          # relative to this file; $VAR and ${VAR:-default} expand
+        train: train
+        valid: null
+        test: [test]                # or {split: gen, tasks: [cells]} entries
+        tasks: [all]
+    methods:
+      watershed: {method: watershed, regimes: [zero-shot]}
+      cellseg1: {method: cellseg1, config: {backbone: litemedsam, epochs: 30}}
+    regimes:
+      zero-shot: {train_images: 0}
+      one-image: {train_images: 1}
+      fine-tuned: {train_images: all}
+    evaluation:
+      thresholds: [0.5, 0.7, 0.75, 0.9]
+      boundary_px: 2                # the NeurIPS-2022 rule; 0 is off
+      ground_truth: [overlap, flattened]
+      flatten: priority-last
+      coco: true
+      per_class: false
 """
 
 from __future__ import annotations
@@ -383,10 +399,16 @@ def _method(r: _Reader, name: str, raw: Any, regimes: set[str]) -> MethodSpec:
     r.only(raw, where, {"method", "config", "regimes"})
     method = r.string(raw.get("method", name), f"{where}.method")
     try:
-        resolve_method(method)
+        cls = resolve_method(method)
     except DataError as exc:
         r.fail(f"{where}.method", exc.problem)
     config = r.mapping(raw.get("config", {}) or {}, f"{where}.config")
+    try:  # unknown fields fail now, not hours into a run
+        from cellbench.methods import config_from_dict
+
+        config_from_dict(cls.Config, dict(config))
+    except (DataError, TypeError, ValueError) as exc:
+        r.fail(f"{where}.config", getattr(exc, "problem", str(exc)))
     only = raw.get("regimes")
     if only is not None:
         only = tuple(map(str, r.listing(only, f"{where}.regimes")))
