@@ -1,0 +1,163 @@
+"""CellSeg1 inference on one tile: point grid, batched decoding, scores, thresholds, NMS, cleanup.
+
+The image embedding is computed once per tile; the grid points are decoded
+in batches against it. Each mask is scored by predicted IoU (read as cell
+probability) times its stability score, filtered by both thresholds, cleaned
+of small islands and holes, bounded in area, and the survivors go through the
+two-stage mask NMS. Large images are tiled by the caller
+(:meth:`cellbench.methods.cellseg1.method.CellSeg1.predict`), so every tile is
+seen at the scale the model was trained at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy import ndimage
+
+from cellbench.instances import Instance, InstanceSet
+from cellbench.methods.cellseg1.backbones import Backbone, to_input
+from cellbench.methods.cellseg1.forward import decode_points, encode
+from cellbench.methods.cellseg1.nms import two_stage_mask_nms
+
+__all__ = ["InferenceConfig", "point_grid", "predict_tile", "stability_score", "to_uint8_rgb"]
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Inference settings; defaults are the paper's."""
+
+    points_per_side: int = 32
+    points_batch: int = 64
+    pred_iou_thresh: float = 0.8
+    stability_thresh: float = 0.6
+    stability_offset: float = 0.8
+    mask_threshold: float = 0.0
+    nms_iou: float = 0.05
+    min_area: int = 20
+    max_area_fraction: float = 0.1
+
+
+def point_grid(points_per_side: int) -> np.ndarray:
+    """``n * n`` points ``(x, y)`` in [0, 1], centred in their cells (SAM's grid).
+
+    >>> point_grid(2).tolist()
+    [[0.25, 0.25], [0.75, 0.25], [0.25, 0.75], [0.75, 0.75]]
+    """
+    offset = 1.0 / (2 * points_per_side)
+    side = np.linspace(offset, 1 - offset, points_per_side)
+    xs, ys = np.meshgrid(side, side)
+    return np.stack([xs.ravel(), ys.ravel()], axis=-1)
+
+
+def stability_score(logits: torch.Tensor, *, threshold: float = 0.0, offset: float = 1.0) -> torch.Tensor:
+    """IoU of the mask thresholded at ``threshold + offset`` and at ``threshold - offset`` (SAM's score).
+
+    >>> float(stability_score(torch.tensor([[[2.0, 0.5, -2.0]]]), offset=1.0)[0])
+    0.5
+    """
+    inter = (logits > threshold + offset).flatten(1).sum(-1).float()
+    union = (logits > threshold - offset).flatten(1).sum(-1).float()
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(union))
+
+
+def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
+    """Any H x W (x C) image as H x W x 3 uint8, min-max normalised over the whole image (as the paper).
+
+    >>> to_uint8_rgb(np.array([[0, 500], [1000, 250]], np.uint16))[..., 0].tolist()
+    [[0, 128], [255, 64]]
+    """
+    img = np.asarray(image)
+    if img.ndim == 2:
+        img = img[..., None]
+    if img.ndim != 3:
+        raise ValueError(f"image must be H x W or H x W x C, got shape {img.shape}")
+    if img.shape[2] == 1:
+        img = np.repeat(img, 3, axis=2)
+    elif img.shape[2] == 2:
+        img = np.concatenate([img, np.zeros_like(img[..., :1])], axis=2)
+    img = img[..., :3].astype(np.float64)
+    lo, hi = float(img.min()), float(img.max())
+    scaled = (img - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(img)
+    return np.rint(scaled).astype(np.uint8)
+
+
+def _clean(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """Drop islands and fill holes smaller than ``min_area`` pixels (SAM's small-region cleanup).
+
+    >>> m = np.zeros((6, 6), bool); m[1:5, 1:5] = True; m[2, 2] = False; m[0, 5] = True
+    >>> int(_clean(m, 2).sum())
+    16
+    """
+    if min_area <= 0:
+        return mask
+    out = mask.copy()
+    for region, value in ((mask, False), (~mask, True)):
+        labels, n = ndimage.label(region)
+        if n:
+            small = np.flatnonzero(np.bincount(labels.ravel())[1:] < min_area) + 1
+            if small.size:
+                out[np.isin(labels, small)] = value
+    return out
+
+
+@torch.no_grad()
+def predict_tile(
+    backbone: Backbone,
+    tile: np.ndarray,
+    *,
+    side: int | None = None,
+    config: InferenceConfig = InferenceConfig(),
+    progress: Callable | None = None,
+) -> InstanceSet:
+    """Instances in one uint8 H x W x 3 tile, scored, thresholded and NMS-filtered (they may overlap).
+
+    The tile is padded (bottom / right, with zeros) to a ``side`` x ``side``
+    square (default: its longer side) and resized to the backbone's input, so
+    tiles of one image share one scale; grid points in the padding are skipped.
+    """
+    h, w = tile.shape[:2]
+    side = max(h, w) if side is None else side
+    if side < max(h, w):
+        raise ValueError(f"tile {tile.shape[:2]} is larger than side {side}")
+    square = np.zeros((side, side, 3), dtype=np.uint8)
+    square[:h, :w] = tile
+    device = next(backbone.model.parameters()).device
+    embedding = encode(backbone, to_input(square, backbone).to(device))
+
+    grid = point_grid(config.points_per_side) * side
+    grid = grid[(grid[:, 0] < w) & (grid[:, 1] < h)]
+    to_input_frame = backbone.input_size / side
+    max_area = config.max_area_fraction * h * w
+
+    masks, boxes, scores = [], [], []
+    batches = range(0, len(grid), config.points_batch)
+    for start in progress(batches, desc="points", leave=False) if progress else batches:
+        pts = torch.from_numpy(grid[start : start + config.points_batch] * to_input_frame).to(device)
+        logits, iou = decode_points(backbone, embedding, pts)
+        keep = iou >= config.pred_iou_thresh
+        if not keep.any():
+            continue
+        logits, iou = logits[keep], iou[keep]
+        logits = F.interpolate(logits[:, None], size=(side, side), mode="bilinear", align_corners=False)[:, 0, :h, :w]
+        stab = stability_score(logits, threshold=config.mask_threshold, offset=config.stability_offset)
+        keep = stab >= config.stability_thresh
+        binary = (logits[keep] > config.mask_threshold).cpu().numpy()
+        for mask, score in zip(binary, (iou[keep] * stab[keep]).cpu().numpy()):
+            mask = _clean(mask, config.min_area)
+            area = int(np.count_nonzero(mask))
+            if area < max(config.min_area, 1) or area > max_area:
+                continue
+            inst = Instance.from_mask(mask, score=float(score))
+            masks.append(inst.mask)
+            boxes.append(inst.bbox)
+            scores.append(inst.score)
+    if not masks:
+        return InstanceSet(shape=(h, w))
+    kept = two_stage_mask_nms(masks, np.array(boxes), np.array(scores), iou_threshold=config.nms_iou)
+    instances = tuple(Instance(mask=masks[k], bbox=boxes[k], score=scores[k]) for k in kept)
+    return InstanceSet(shape=(h, w), instances=instances)

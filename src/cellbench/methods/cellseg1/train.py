@@ -1,0 +1,253 @@
+"""CellSeg1 training: LoRA on a frozen SAM from image + point pairs.
+
+Each training image is cut into 256 x 256 patches with 50 % overlap,
+replicated to at least 32 patches; each patch is augmented, resized to the
+encoder input, encoded once, and up to 30 positive and 15 negative interior
+points are decoded against its embedding. Loss: binary cross-entropy of the
+mask logits against the cell under each positive point, plus the mean squared
+error of SAM's IoU head against 1 (cell) / 0 (background) for every point.
+AdamW with OneCycleLR; gradients of ``batch_size * grad_accum`` patches are
+summed per optimiser step (one patch at a time, which gives the same gradient
+as a batch because every SAM layer is frozen in eval mode, and bounds memory).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cellbench.methods.cellseg1.augment import AugmentConfig, augment
+from cellbench.methods.cellseg1.backbones import Backbone, to_input
+from cellbench.methods.cellseg1.forward import decode_points, encode
+from cellbench.methods.cellseg1.lora import LoRALinear, lora_state_dict
+from cellbench.methods.cellseg1.prompts import PointSample, sample_points
+
+__all__ = ["EpochLoss", "TrainConfig", "make_patches", "point_loss", "train_lora"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training settings; defaults are the paper's (1-10 training images)."""
+
+    epochs: int = 300
+    batch_size: int = 4
+    grad_accum: int = 8
+    lr: float = 3e-3
+    pct_start: float = 0.3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    patch_size: int = 256
+    patch_overlap: float = 0.5
+    min_patches: int = 32
+    max_positive: int = 30
+    max_negative: int = 15
+    top_fraction: float = 0.2
+    min_cell_area: int = 100
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    val_every: int = 10
+
+
+@dataclass(frozen=True)
+class EpochLoss:
+    """Mean losses of one epoch (and the validation loss when it was measured)."""
+
+    epoch: int
+    loss: float
+    bce: float
+    mse: float
+    lr: float
+    val_loss: float | None = None
+
+
+def make_patches(
+    image: np.ndarray, labels: np.ndarray, *, size: int = 256, overlap: float = 0.5
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Square patches covering the image with ``overlap`` (the last one flush with the edge).
+
+    Images smaller than ``size`` are zero-padded to it.
+
+    >>> p = make_patches(np.zeros((300, 200, 3), np.uint8), np.zeros((300, 200), np.int32), size=128)
+    >>> len(p), p[0][0].shape
+    (12, (128, 128, 3))
+    """
+    h, w = labels.shape
+    if h < size or w < size:
+        ph, pw = max(0, size - h), max(0, size - w)
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)))
+        labels = np.pad(labels, ((0, ph), (0, pw)))
+        h, w = labels.shape
+    stride = max(1, int(round(size * (1 - overlap))))
+
+    def starts(n: int) -> list[int]:
+        out = list(range(0, n - size + 1, stride))
+        if out[-1] != n - size:
+            out.append(n - size)
+        return out
+
+    return [
+        (image[y : y + size, x : x + size], labels[y : y + size, x : x + size])
+        for y in starts(h)
+        for x in starts(w)
+    ]
+
+
+def point_loss(
+    logits: torch.Tensor, iou: torch.Tensor, labels: np.ndarray, sample: PointSample
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(BCE, MSE) of one image: mask BCE over positive points, IoU-head MSE over all points.
+
+    ``labels`` is the label image in the encoder input frame; targets are
+    area-averaged down to the logits' resolution.
+    """
+    positive = torch.from_numpy(sample.positive)
+    mse = F.mse_loss(iou, positive.float().to(iou.device))
+    if not sample.positive.any():
+        return logits.sum() * 0.0, mse
+    targets = np.stack([labels == i for i in sample.label_ids[sample.positive]]).astype(np.float32)
+    targets_t = torch.from_numpy(targets)[:, None]
+    targets_t = F.interpolate(targets_t, size=logits.shape[-2:], mode="area")[:, 0].to(logits.device)
+    bce = F.binary_cross_entropy_with_logits(logits[positive.to(logits.device)], targets_t)
+    return bce, mse
+
+
+def _set_lora_train(model: torch.nn.Module, mode: bool) -> None:
+    """Frozen SAM stays in eval mode (no batch-norm updates); only LoRA dropout follows ``mode``."""
+    model.eval()
+    for module in model.modules():
+        if isinstance(module, LoRALinear):
+            module.dropout.train(mode)
+
+
+def _image_loss(
+    backbone: Backbone,
+    image: np.ndarray,
+    labels: np.ndarray,
+    sample: PointSample,
+    *,
+    encoder_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    device = next(backbone.model.parameters()).device
+    with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
+        embedding = encode(backbone, to_input(image, backbone).to(device))
+    points = torch.from_numpy(sample.points).to(device)
+    logits, iou = decode_points(backbone, embedding, points)
+    return point_loss(logits, iou, labels, sample)
+
+
+def train_lora(
+    backbone: Backbone,
+    train: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    config: TrainConfig = TrainConfig(),
+    valid: Sequence[tuple[np.ndarray, np.ndarray]] = (),
+    seed: int = 0,
+    progress: Callable | None = None,
+) -> tuple[list[EpochLoss], int | None]:
+    """Train the LoRA weights already added to ``backbone.model`` on (uint8 RGB image, label image) pairs.
+
+    Returns the per-epoch losses and, when ``valid`` is given, the epoch whose
+    weights were kept (lowest validation loss, measured every ``val_every``
+    epochs and at the end); otherwise the last epoch's weights are kept.
+    """
+    if not train:
+        raise ValueError("CellSeg1 needs at least one training image")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = backbone.model
+    size = backbone.input_size
+    patches = [p for img, lab in train for p in make_patches(img, lab, size=config.patch_size, overlap=config.patch_overlap)]
+    patches = patches * math.ceil(config.min_patches / len(patches))
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError("backbone has no trainable parameter: apply a PEFT strategy (LoRA) first")
+    encoder_grad = any(p.requires_grad for p in model.image_encoder.parameters())
+    per_step = config.batch_size * config.grad_accum
+    steps_per_epoch = math.ceil(len(patches) / per_step)
+    optimizer = torch.optim.AdamW(trainable, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=config.pct_start
+    )
+    sampling = {
+        "max_positive": config.max_positive,
+        "max_negative": config.max_negative,
+        "top_fraction": config.top_fraction,
+        "min_cell_area": config.min_cell_area,
+    }
+    val_items = _validation_items(valid, config, size, sampling, seed)
+    best: tuple[float, int, dict] | None = None
+    history: list[EpochLoss] = []
+    epochs = range(config.epochs)
+    for epoch in progress(epochs, desc="cellseg1 epochs") if progress else epochs:
+        _set_lora_train(model, True)
+        sums = np.zeros(3)
+        seen = 0
+        optimizer.zero_grad(set_to_none=True)
+        order = rng.permutation(len(patches))
+        for k, index in enumerate(order):
+            image, labels = augment(*patches[index], rng, out_size=size, config=config.augment)
+            sample = sample_points(labels, rng, **sampling)
+            if len(sample):
+                bce, mse = _image_loss(backbone, image, labels, sample, encoder_grad=encoder_grad)
+                loss = bce + mse
+                (loss / per_step).backward()
+                sums += (float(loss.detach()), float(bce.detach()), float(mse.detach()))
+                seen += 1
+            if (k + 1) % per_step == 0 or k + 1 == len(order):
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+        mean = sums / max(seen, 1)
+        val_loss = None
+        if val_items and (config.val_every and (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
+            val_loss = _validation_loss(backbone, val_items)
+            if best is None or val_loss < best[0]:
+                best = (val_loss, epoch, lora_state_dict(model))
+        record = EpochLoss(epoch, float(mean[0]), float(mean[1]), float(mean[2]), float(scheduler.get_last_lr()[0]), val_loss)
+        history.append(record)
+        log.info("epoch %d loss %.4f (bce %.4f mse %.4f)", epoch, record.loss, record.bce, record.mse)
+    _set_lora_train(model, False)
+    if best is not None:
+        model.load_state_dict(best[2], strict=False)
+        return history, best[1]
+    return history, None
+
+
+def _validation_items(valid, config: TrainConfig, size: int, sampling: dict, seed: int) -> list:
+    """Fixed (image, labels, points) of the validation patches, resized to the input without augmentation."""
+    rng = np.random.default_rng(seed + 1)
+    items = []
+    for img, lab in valid:
+        for patch, plab in make_patches(img, lab, size=config.patch_size, overlap=config.patch_overlap):
+            if size != config.patch_size:
+                t = torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1)[None].float()
+                patch = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0]
+                patch = patch.permute(1, 2, 0).round().clamp(0, 255).byte().numpy()
+                lt = torch.from_numpy(plab.astype(np.int64))[None, None].float()
+                plab = F.interpolate(lt, size=(size, size), mode="nearest")[0, 0].long().numpy()
+            sample = sample_points(plab, rng, **sampling)
+            if len(sample):
+                items.append((patch, plab, sample))
+    return items
+
+
+@torch.no_grad()
+def _validation_loss(backbone: Backbone, items: list) -> float:
+    _set_lora_train(backbone.model, False)
+    losses = [sum(_image_loss(backbone, img, lab, s, encoder_grad=False)) for img, lab, s in items]
+    _set_lora_train(backbone.model, True)
+    return float(torch.stack(losses).mean())
+
+
+def copy_backbone(backbone: Backbone) -> Backbone:
+    """A deep copy (a model can be trained twice from the same frozen weights)."""
+    return Backbone(**{**backbone.__dict__, "model": copy.deepcopy(backbone.model)})
