@@ -25,7 +25,11 @@ __all__ = [
 ]
 
 #: Method name -> ``module:Class``. Add a line here to add a method.
-METHODS: dict[str, str] = {}
+METHODS: dict[str, str] = {
+    "watershed": "cellbench.methods.watershed:WatershedMethod",
+    "cellpose": "cellbench.methods.cellpose:CellposeMethod",
+    "cellseg1": "cellbench.methods.cellseg1.method:CellSeg1",
+}
 
 
 def get_method(name: str) -> type[Method]:
