@@ -78,7 +78,7 @@ def main() -> None:
     )
     method = method_class(config)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if args.zero_shot:
         history = None
         train_s = 0.0
@@ -86,9 +86,11 @@ def main() -> None:
     else:
         history = method.train([train], seed=0, progress=tqdm)
         train_s = time.perf_counter() - t0
-    t1 = time.perf_counter()
+    train_cpu_s = time.process_time() - c0
+    t1, c1 = time.perf_counter(), time.process_time()
     pred = method.predict(image[test_sl], progress=tqdm)
     predict_s = time.perf_counter() - t1
+    predict_cpu_s = time.process_time() - c1
 
     ev = evaluate([test_gt], [pred], thresholds=(0.5, 0.75, 0.9)).to_dict()["pooled"]
     result = {
@@ -97,6 +99,9 @@ def main() -> None:
         "config": {k: v for k, v in method.config.__dict__.items()},
         "train_s": round(train_s, 1),
         "predict_s": round(predict_s, 1),
+        "train_cpu_s": round(train_cpu_s, 1),
+        "predict_cpu_s": round(predict_cpu_s, 1),
+        "load_average": os.getloadavg(),
         "n_pred": len(pred),
         "n_overlapping_pred": pred.n_overlapping,
         "losses": [round(e.loss, 4) for e in history.epochs] if history else None,
