@@ -1,0 +1,225 @@
+"""Model directories: a trained method with everything needed to trust and reuse it.
+
+A model directory holds ``model.json`` and a ``weights/`` folder::
+
+    model.json   format "cellbench-model", format_version, method name and
+                 version, cellbench version, the full method config
+                 (preprocessing included), tiling, flatten policy, training
+                 data summary, seed, training history, and a checksum of
+                 every weight file
+    weights/     whatever the method's ``save_weights`` wrote
+
+:func:`save_model` writes it all or nothing (a staged folder renamed at the
+end); :func:`load_model` refuses what it cannot trust (unknown format, a newer
+format version, unknown method, another method version, missing or altered
+weight files) with a :class:`~cellbench.errors.DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cellbench import __version__
+from cellbench.data.dataset import Sample
+from cellbench.data.export.staging import staged_dir
+from cellbench.errors import DataError
+from cellbench.instances import DEFAULT_POLICY, FlattenPolicy, InstanceSet, policy_from_name
+from cellbench.methods.base import Method, TrainHistory, config_from_dict, config_to_dict
+from cellbench.methods.tiling import TileConfig, predict_tiled
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_FILE", "WEIGHTS_DIR", "LoadedModel", "load_model", "save_model",
+           "train_summary"]
+
+FORMAT = "cellbench-model"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.json"
+WEIGHTS_DIR = "weights"
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    """A method with its weights loaded, and what its model directory says about it."""
+
+    method: Method
+    path: Path
+    tiling: TileConfig
+    flatten: FlattenPolicy
+    seed: int | None
+    history: TrainHistory
+    train_summary: dict = field(default_factory=dict)
+    record: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.method.name
+
+    def predict(self, image: np.ndarray, *, progress: Callable | None = None) -> InstanceSet:
+        """Instances of one full-resolution image, predicted tile by tile with the model's tiling."""
+        return predict_tiled(self.method.predict, image, self.tiling, progress=progress)
+
+
+def train_summary(samples: Sequence[Sample], *, source: dict | None = None) -> dict:
+    """What a model was trained on: image names and sizes, instance counts, the data source.
+
+    >>> from cellbench.instances import InstanceSet
+    >>> s = Sample("a", InstanceSet.from_label_image(np.array([[0, 1], [2, 2]])))
+    >>> train_summary([s])["n_instances"]
+    2
+    """
+    per_class: dict[str, int] = {}
+    for s in samples:
+        for name, n in s.instances.class_counts().items():
+            per_class[name] = per_class.get(name, 0) + n
+    return {
+        "source": dict(source or {}),
+        "n_images": len(samples),
+        "n_instances": int(sum(len(s.instances) for s in samples)),
+        "per_class": per_class,
+        "images": [{"name": s.name, "shape": list(s.instances.shape)} for s in samples],
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _weight_files(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): _sha256(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def save_model(
+    method: Method,
+    folder: str | Path,
+    *,
+    train_summary: dict,
+    seed: int,
+    history: TrainHistory,
+    tiling: TileConfig,
+    flatten: FlattenPolicy | None = None,
+    overwrite: bool = False,
+    extra: dict | None = None,
+) -> dict:
+    """Write ``method`` (trained) into model directory ``folder``; returns the ``model.json`` record.
+
+    ``flatten`` is the policy that turns overlapping instances into label
+    images for this model (training labels, predicted label TIFFs); by
+    default the method config's ``flatten`` field, else priority-last.
+    """
+    folder = Path(folder)
+    if flatten is None:
+        flatten = policy_from_name(getattr(method.config, "flatten", DEFAULT_POLICY.name))
+    with staged_dir(folder, overwrite=overwrite) as tmp:
+        weights = tmp / WEIGHTS_DIR
+        weights.mkdir()
+        method.save_weights(weights)
+        files = _weight_files(weights)
+        if not files:
+            raise DataError(f"method {method.name!r} wrote no weight files", path=folder)
+        record = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "method": method.name,
+            "method_version": str(method.version),
+            "cellbench_version": __version__,
+            "config": config_to_dict(method.config),
+            "tiling": tiling.to_dict(),
+            "flatten": {"policy": flatten.name, "params": flatten.params()},
+            "train": train_summary,
+            "seed": int(seed),
+            "history": history.to_dict(),
+            "weights": files,
+            "extra": dict(extra or {}),
+        }
+        (tmp / MODEL_FILE).write_text(json.dumps(record, indent=2, default=_json_default))
+    return record
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (Path, tuple)):
+        return str(value) if isinstance(value, Path) else list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _read_record(folder: Path) -> dict:
+    path = folder / MODEL_FILE
+    if not folder.is_dir():
+        raise DataError("model directory not found", path=folder)
+    if not path.is_file():
+        raise DataError(f"not a cellbench model directory (no {MODEL_FILE})", path=folder)
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataError(f"corrupt model file ({exc})", path=path) from exc
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise DataError(f"unknown model format {found!r}; expected {FORMAT!r}", path=path)
+    version = record.get("format_version")
+    if not isinstance(version, int):
+        raise DataError(f"format_version must be an integer, got {version!r}", path=path)
+    if version > FORMAT_VERSION:
+        raise DataError(
+            f"model format version {version} is newer than this cellbench ({__version__}) reads "
+            f"(up to {FORMAT_VERSION}); upgrade cellbench", path=path)
+    missing = [k for k in ("method", "method_version", "config", "weights") if k not in record]
+    if missing:
+        raise DataError(f"model file lacks {missing}", path=path)
+    return record
+
+
+def load_model(folder: str | Path) -> LoadedModel:
+    """Read a model directory written by :func:`save_model` and load the method's weights.
+
+    Torch weights are read with ``weights_only=True`` by the methods.
+    """
+    from cellbench.methods import get_method  # the table imports this module's users, not the reverse
+
+    folder = Path(folder)
+    record = _read_record(folder)
+    path = folder / MODEL_FILE
+    try:
+        method_class = get_method(record["method"])
+    except DataError as exc:
+        raise DataError(exc.problem, path=path) from exc
+    if str(record["method_version"]) != str(method_class.version):
+        raise DataError(
+            f"model saved by version {record['method_version']} of method {record['method']!r}; "
+            f"this cellbench has version {method_class.version}", path=path)
+    weights = folder / WEIGHTS_DIR
+    for name, digest in record["weights"].items():
+        file = weights / name
+        if not file.is_file():
+            raise DataError("weight file listed in model.json is missing", path=file)
+        if _sha256(file) != digest:
+            raise DataError("weight file does not match its checksum in model.json (altered or truncated)",
+                            path=file)
+    config = config_from_dict(method_class.Config, record["config"], source=path)
+    try:
+        tiling = TileConfig.from_dict(record.get("tiling") or {"tile": 0, "overlap": 0})
+        flat = record.get("flatten") or {"policy": DEFAULT_POLICY.name}
+        flatten = policy_from_name(flat["policy"])
+        history = TrainHistory.from_dict(record.get("history") or {})
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DataError(f"bad tiling, flatten or history record ({exc})", path=path) from exc
+    method = method_class(config)
+    method.load_weights(weights)
+    return LoadedModel(
+        method=method, path=folder, tiling=tiling, flatten=flatten, seed=record.get("seed"),
+        history=history, train_summary=record.get("train") or {}, record=record,
+    )
