@@ -1,0 +1,256 @@
+"""``cellbench methods``, ``cellbench train`` and ``cellbench predict``.
+
+``train`` reads a dataset, trains a method and writes a model directory
+(:mod:`cellbench.methods.model_dir`); ``predict`` loads one and writes a label
+TIFF per image (flattened by the model's policy, recorded in the TIFF) plus a
+COCO json with scores when the method gives scores or overlapping instances.
+Both output folders are written all or nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import inspect
+import json
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from cellbench.data import LAYOUTS, read_dataset
+from cellbench.data.dataset import Sample
+from cellbench.data.export import atomic_write_bytes, staged_dir, to_coco, write_label_tiff
+from cellbench.data.images import is_image_file, read_image
+from cellbench.errors import DataError
+from cellbench.instances import flatten, policy_from_name
+from cellbench.methods import METHODS, get_method, missing_requirements
+from cellbench.methods.base import config_from_dict
+from cellbench.methods.model_dir import load_model, save_model, train_summary
+from cellbench.methods.tiling import TileConfig
+
+__all__ = ["add_method_commands", "read_config_file"]
+
+PREDICT_MANIFEST = "cellbench-predict.json"
+
+
+def _progress():
+    """tqdm on a terminal, silent otherwise (a factory, as the methods take it)."""
+    return functools.partial(tqdm, disable=not sys.stderr.isatty(), file=sys.stderr)
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A method config file: a YAML or JSON mapping (``.json`` read as JSON, anything else as YAML)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("config file not found", path=path)
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            values = json.loads(text)
+        else:
+            import yaml
+
+            values = yaml.safe_load(text)
+    except Exception as exc:  # json and yaml parse errors
+        raise DataError(f"cannot parse config file ({type(exc).__name__}: {exc})", path=path) from exc
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise DataError(f"config file must hold a mapping of settings, got {type(values).__name__}", path=path)
+    return values
+
+
+def _method_class(name: str):
+    cls = get_method(name)
+    missing = missing_requirements(cls.requires)
+    if missing:
+        hint = f" (pip install 'cellbench[{cls.extra}]')" if cls.extra else ""
+        raise DataError(f"method {name!r} needs {', '.join(missing)}{hint}")
+    return cls
+
+
+def _read(args: argparse.Namespace, split: str | None):
+    reader = LAYOUTS[args.layout]
+    accepted = inspect.signature(reader).parameters
+    candidates = {"invalid": args.invalid_polygons, "channels": args.channels, "image_dir": args.image_dir}
+    options = {k: v for k, v in candidates.items() if k in accepted and v is not None}
+    return read_dataset(args.data, args.layout, split=split, task=args.task, **options)
+
+
+def _tiling(args: argparse.Namespace, from_file: dict | None, default: TileConfig) -> TileConfig:
+    values = dict(default.to_dict())
+    if from_file is not None:
+        if not isinstance(from_file, dict):
+            raise DataError(f"'tiling' in the config file must be a mapping, got {from_file!r}", path=args.config)
+        values.update(from_file)
+    if args.tile is not None:
+        values["tile"] = args.tile
+    if args.overlap is not None:
+        values["overlap"] = args.overlap
+    try:
+        return TileConfig.from_dict(values)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"bad tiling {values}: {exc}") from exc
+
+
+def _train(args: argparse.Namespace) -> int:
+    cls = _method_class(args.method)
+    values = read_config_file(args.config) if args.config else {}
+    tiling_values = values.pop("tiling", None)
+    try:
+        config = config_from_dict(cls.Config, values, source=args.config)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"bad {args.method} config: {exc}", path=args.config) from exc
+    tiling = _tiling(args, tiling_values, getattr(cls, "default_tiling", None) or TileConfig())
+    dataset = _read(args, args.split)
+    samples = list(dataset.samples)
+    if args.images is not None:
+        if args.images < 1:
+            raise DataError(f"--images must be at least 1, got {args.images}")
+        samples = samples[: args.images]
+    if not samples:
+        raise DataError("no training images found", path=args.data)
+    valid = list(_read(args, args.valid_split).samples) if args.valid_split else None
+    method = cls(config)
+    history = method.train(samples, valid, seed=args.seed, progress=_progress())
+    source = {"path": str(Path(args.data).resolve()), "layout": args.layout, "split": args.split,
+              "task": dataset.task, "classes": list(dataset.classes), "images_limit": args.images,
+              "valid_split": args.valid_split, "n_valid_images": len(valid) if valid else 0}
+    save_model(method, args.out, train_summary=train_summary(samples, source=source), seed=args.seed,
+               history=history, tiling=tiling, overwrite=args.overwrite)
+    last = history.epochs[-1] if history.epochs else None
+    score = f", validation {history.val_metric} {last.val_score:.3f}" if last and last.val_score is not None else ""
+    print(f"trained {args.method} on {len(samples)} image(s) in {history.wall_s or 0:.1f} s"
+          f"{f', final loss {last.loss:.4f}' if last else ''}{score}; model in {args.out}")
+    return 0
+
+
+def _image_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError("image file or folder not found", path=path)
+    files = sorted(p for p in path.iterdir() if is_image_file(p))
+    if not files:
+        raise DataError("no image files (.tif, .png, .jpg, .bmp) in folder", path=path)
+    stems = [p.stem for p in files]
+    repeated = sorted({s for s in stems if stems.count(s) > 1})
+    if repeated:
+        raise DataError(f"several images share a name stem {repeated}; outputs would collide", path=path)
+    return files
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    tiling = model.tiling
+    if args.tile is not None or args.overlap is not None:
+        tiling = TileConfig(tile=model.tiling.tile if args.tile is None else args.tile,
+                            overlap=model.tiling.overlap if args.overlap is None else args.overlap)
+        model = type(model)(**{**model.__dict__, "tiling": tiling})
+    policy = policy_from_name(args.flatten) if args.flatten else model.flatten
+    files = _image_files(Path(args.images))
+    progress = _progress()
+    samples, entries = [], []
+    with staged_dir(args.out, overwrite=args.overwrite) as tmp:
+        (tmp / "labels").mkdir()
+        for path in progress(files, desc="predicting", unit="image"):
+            instances = model.predict(read_image(path), progress=progress)
+            flat = flatten(instances, policy)
+            write_label_tiff(tmp / "labels" / f"{path.stem}.tif", flat,
+                             extra={"image": path.name, "method": model.name, "model": str(Path(args.model))})
+            samples.append(Sample(path.stem, instances, image_path=path))
+            entries.append({"image": path.name, "labels": f"labels/{path.stem}.tif", "n_instances": len(instances),
+                            "n_overlapping": instances.n_overlapping, "lost_in_flatten": list(flat.lost)})
+        scored = any(s.instances.scores is not None and len(s.instances) for s in samples)
+        overlapping = any(e["n_overlapping"] for e in entries)
+        manifest = {
+            "model": str(Path(args.model).resolve()),
+            "method": model.name,
+            "method_version": model.record.get("method_version"),
+            "tiling": tiling.to_dict(),
+            "flatten": {"policy": policy.name, "params": policy.params()},
+            "images": entries,
+            "coco": "predictions.json" if scored or overlapping else None,
+        }
+        if manifest["coco"]:
+            classes = samples[0].instances.classes if samples else ("cell",)
+            coco = to_coco(samples, classes, info={"cellbench": {k: manifest[k] for k in ("model", "method", "tiling")}})
+            atomic_write_bytes(tmp / "predictions.json", json.dumps(coco).encode())
+        (tmp / PREDICT_MANIFEST).write_text(json.dumps(manifest, indent=2))
+    n = sum(e["n_instances"] for e in entries)
+    coco_note = " and predictions.json (COCO, with scores)" if manifest["coco"] else ""
+    print(f"predicted {n} instances in {len(files)} image(s) with {model.name}; label TIFFs "
+          f"(flatten {policy.name}){coco_note} in {args.out}")
+    return 0
+
+
+def _methods(args: argparse.Namespace) -> int:
+    rows = []
+    for name in sorted(METHODS):
+        try:
+            cls = get_method(name)
+        except DataError as exc:
+            rows.append({"name": name, "installed": False, "description": "", "requires": [], "missing": [],
+                         "extra": None, "error": exc.problem})
+            continue
+        missing = missing_requirements(cls.requires)
+        rows.append({"name": name, "installed": not missing, "description": cls.description,
+                     "requires": list(cls.requires), "missing": missing, "extra": cls.extra,
+                     "version": str(cls.version)})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        if row.get("error"):
+            state = f"cannot be imported: {row['error']}"
+        elif row["installed"]:
+            state = "installed" + (f" (uses {', '.join(row['requires'])})" if row["requires"] else "")
+        else:
+            hint = f"; pip install 'cellbench[{row['extra']}]'" if row["extra"] else ""
+            state = f"missing {', '.join(row['missing'])}{hint}"
+        print(f"{row['name']:>10}  {state}")
+        if row["description"]:
+            print(f"{'':>10}  {row['description']}")
+    return 0
+
+
+def _add_tiling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile", type=int, help="tile side in px for prediction (0: whole image at once)")
+    p.add_argument("--overlap", type=int, help="overlap between tiles in px")
+
+
+def add_method_commands(sub: argparse._SubParsersAction) -> None:
+    methods = sub.add_parser("methods", help="list the segmentation methods, installed or not, and what they need")
+    methods.add_argument("--json", action="store_true", help="print one JSON list")
+    methods.set_defaults(func=_methods)
+
+    train = sub.add_parser("train", help="train a method on a dataset and write a model directory")
+    train.add_argument("method", help="method name (see `cellbench methods`)")
+    train.add_argument("--data", required=True, help="dataset folder or file")
+    train.add_argument("--layout", required=True, choices=list(LAYOUTS))
+    train.add_argument("--split", help="training split (glioma-c6: train; folders: a sub-folder)")
+    train.add_argument("--valid-split", help="validation split of the same dataset (model selection / score)")
+    train.add_argument("--task", default="all", help="classes to keep (glioma-c6: cells, soma, type-a, type-b)")
+    train.add_argument("--images", type=int, help="train on the first N images only")
+    train.add_argument("--config", help="YAML or JSON file of method settings (plus optional 'tiling')")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--invalid-polygons", choices=["raise", "skip", "keep"], default="raise")
+    train.add_argument("--channels", choices=["nuclear", "whole-cell", "dual"], help="tissuenet channels")
+    train.add_argument("--image-dir", help="coco: folder holding the images, if not beside the json")
+    _add_tiling(train)
+    train.add_argument("--out", required=True, help="model directory to write (all or nothing)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    train.set_defaults(func=_train)
+
+    predict = sub.add_parser("predict", help="segment images with a trained model directory")
+    predict.add_argument("model", help="model directory written by `cellbench train`")
+    predict.add_argument("--images", required=True, help="an image file or a folder of images")
+    predict.add_argument("--out", required=True, help="output folder (written all or nothing)")
+    predict.add_argument("--flatten", choices=["priority-first", "priority-last", "nearest-centroid"],
+                         help="policy for the label TIFFs (default: the model's)")
+    _add_tiling(predict)
+    predict.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    predict.set_defaults(func=_predict)
