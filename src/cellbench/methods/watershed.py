@@ -99,24 +99,37 @@ def _foreground(image: np.ndarray, params: WatershedParams) -> np.ndarray:
     return ndimage.binary_fill_holes(smooth > low + params.threshold_scale * (level - low))
 
 
-def _split(foreground: np.ndarray, params: WatershedParams) -> np.ndarray:
-    if not foreground.any():
-        return np.zeros(foreground.shape, dtype=np.int32)
+def _distance(foreground: np.ndarray, sigma: float) -> np.ndarray:
     distance = ndimage.distance_transform_edt(foreground)
-    if params.distance_sigma > 0:
-        distance = gaussian(distance, sigma=params.distance_sigma, preserve_range=True)
-    regions, _ = ndimage.label(foreground)
-    peaks = peak_local_max(distance, min_distance=max(1, int(params.min_distance)), labels=regions,
-                           exclude_border=False)
+    return gaussian(distance, sigma=sigma, preserve_range=True) if sigma > 0 else distance
+
+
+def _seeded(foreground: np.ndarray, distance: np.ndarray, params: WatershedParams) -> np.ndarray:
+    """Watershed of ``-distance`` inside the foreground from one seed per local maximum of the distance.
+
+    A foreground component left without a seed (its maximum was within
+    ``min_distance`` of a higher one across the background) becomes one object.
+    """
+    peaks = peak_local_max(distance, min_distance=max(1, int(params.min_distance)), exclude_border=False)
+    peaks = peaks[foreground[tuple(peaks.T)]] if len(peaks) else peaks
     markers = np.zeros(foreground.shape, dtype=np.int32)
     markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-    labels = watershed(-distance, markers, mask=foreground)
+    labels = watershed(-distance, markers, mask=foreground).astype(np.int32)
+    unseeded, n = ndimage.label(foreground & (labels == 0))
+    if n:
+        labels[unseeded > 0] = unseeded[unseeded > 0] + len(peaks)
     if params.min_size > 0:
         areas = np.bincount(labels.ravel())
         small = areas < params.min_size
         small[0] = False
         labels[small[labels]] = 0
-    return labels.astype(np.int32)
+    return labels
+
+
+def _split(foreground: np.ndarray, params: WatershedParams) -> np.ndarray:
+    if not foreground.any():
+        return np.zeros(foreground.shape, dtype=np.int32)
+    return _seeded(foreground, _distance(foreground, params.distance_sigma), params)
 
 
 def segment(image: np.ndarray, params: WatershedParams, *, prep: PreprocessConfig | None = None) -> np.ndarray:
@@ -173,12 +186,17 @@ class WatershedMethod(Method):
         for sigma, scale in bar:
             base = WatershedParams(bright=bright, sigma=sigma, threshold_scale=scale, min_size=min_size)
             foregrounds = [_foreground(img, base) for img in images]
-            for dsigma, mind in itertools.product(self.config.distance_sigmas, min_distances):
-                params = dataclasses.replace(base, distance_sigma=dsigma, min_distance=mind)
-                f1 = f1_from_counts(match_counts(t, _split(fg, params)) for t, fg in zip(truths, foregrounds))
-                n_tried += 1
-                if f1 > best_f1 + 1e-12:
-                    best, best_f1 = params, f1
+            for dsigma in self.config.distance_sigmas:
+                distances = [_distance(fg, dsigma) for fg in foregrounds]
+                for mind in min_distances:
+                    params = dataclasses.replace(base, distance_sigma=dsigma, min_distance=mind)
+                    f1 = f1_from_counts(
+                        match_counts(t, _seeded(fg, d, params) if fg.any() else np.zeros_like(t))
+                        for t, fg, d in zip(truths, foregrounds, distances)
+                    )
+                    n_tried += 1
+                    if f1 > best_f1 + 1e-12:
+                        best, best_f1 = params, f1
         self.params = best
         val = None
         if valid:
