@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--max-negative", type=int, default=4)
     ap.add_argument("--lora-parts", default="mask_decoder", help="comma list: image_encoder,mask_decoder")
     ap.add_argument("--points-per-side", type=int, default=16)
+    ap.add_argument("--train-point-embeddings", action="store_true", help="LiteMedSAM never learned point prompts")
     ap.add_argument("--train-side", choices=["left", "right"], default="left")
     ap.add_argument("--zero-shot", action="store_true", help="skip training (LoRA at zero = the frozen backbone)")
     ap.add_argument("--out", default=None, help="write the JSON result here too")
@@ -75,6 +76,7 @@ def main() -> None:
         max_negative=args.max_negative,
         lora_parts=tuple(p for p in args.lora_parts.split(",") if p),
         points_per_side=args.points_per_side,
+        train_point_embeddings=args.train_point_embeddings,
     )
     method = method_class(config)
     torch.set_num_threads(max(1, os.cpu_count() or 1))

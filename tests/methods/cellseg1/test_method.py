@@ -140,3 +140,13 @@ def test_patches_cover_with_half_overlap():
     lab = np.zeros((512, 256), np.int32)
     assert len(make_patches(img, lab, size=256, overlap=0.5)) == 3
     assert len(make_patches(img[:100, :100], lab[:100, :100], size=256)) == 1
+
+
+def test_point_embeddings_can_be_trained_and_are_saved(tmp_path):
+    m = CellSeg1(CellSeg1Config(**{**FAST, "train_point_embeddings": True}))
+    m.save_weights(tmp_path)
+    saved = torch.load(tmp_path / "weights.pt", weights_only=True)
+    assert any(k.startswith("prompt_encoder.point_embeddings") for k in saved)
+    assert all("lora_" in k or k.startswith("prompt_encoder.") for k in saved)
+    with pytest.raises(DataError, match="LoRA layout"):
+        CellSeg1(CellSeg1Config(**FAST)).load_weights(tmp_path)

@@ -70,6 +70,10 @@ class CellSeg1Config:
     lora_rank: int = 4
     lora_dropout: float = 0.1
     lora_parts: tuple[str, ...] = ("image_encoder", "mask_decoder")
+    #: Also train the prompt encoder's point embeddings (4 x 256 + 256 numbers). Off in the
+    #: paper (SAM knows points); LiteMedSAM was trained with boxes only, so its point
+    #: embeddings never learned anything and point prompts start from garbage.
+    train_point_embeddings: bool = False
     # training
     epochs: int = 300
     batch_size: int = 4
@@ -163,6 +167,10 @@ class CellSeg1(Method):
             c = self.config
             backbone = load_backbone(c.backbone, checkpoint=c.checkpoint, input_size=c.input_size)
             LoRA(rank=c.lora_rank, dropout=c.lora_dropout, parts=tuple(c.lora_parts)).apply(backbone.model)
+            if c.train_point_embeddings:
+                for p in backbone.model.prompt_encoder.point_embeddings.parameters():
+                    p.requires_grad_(True)
+                backbone.model.prompt_encoder.not_a_point_embed.weight.requires_grad_(True)
             backbone.model.eval()  # new LoRA layers start in training mode (dropout on)
             backbone.model.to(self.device)
             self._backbone = backbone
@@ -265,8 +273,8 @@ class CellSeg1(Method):
             detail = (f"{k}: saved {tuple(state[k].shape)}, model {tuple(current[k].shape)}"
                       if k in state and k in current else f"{k} in only one of them")
             raise DataError(
-                f"weights do not match the LoRA layout ({len(wrong)} tensors differ, e.g. {detail}); "
-                f"were lora_rank or lora_parts changed?",
+                f"weights do not match the LoRA layout (trainable tensors: {len(wrong)} tensors differ, e.g. {detail}); "
+                f"were lora_rank, lora_parts or train_point_embeddings changed?",
                 path=path,
             )
         try:
