@@ -56,7 +56,16 @@ def test_run_demo_with_the_real_methods(tmp_path):
     result = run_demo(tmp_path / "demo", log=lambda m: None)
     assert result["failed"] == []
     assert result["seconds"] < 600
-    assert set(result["methods"]) == {"watershed", "cellpose", "cellseg1"}, result["skipped_methods"]
+    assert set(result["methods"]) == {"watershed", "cellpose"}, result["skipped_methods"]
+
+
+def test_demo_method_selection():
+    from cellbench.cli.demo import DEMO_DEFAULT, select_methods
+
+    assert tuple(select_methods(None)) == DEMO_DEFAULT
+    assert list(select_methods("cellseg1, watershed")) == ["cellseg1", "watershed"]
+    with pytest.raises(DataError, match="unknown demo method"):
+        select_methods("watershed,nope")
 
 
 def test_demo_refuses_a_foreign_folder(tmp_path):
