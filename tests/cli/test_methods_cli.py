@@ -79,7 +79,8 @@ def test_scored_predictions_also_go_to_coco(dsb, monkeypatch):
     monkeypatch.setattr(WatershedMethod, "predict", scored)
     image = dsb / "dsb" / "test" / "images" / "img5.tif"
     assert main(["predict", str(dsb / "model"), "--images", str(image), "--out", str(dsb / "p"),
-                 "--flatten", "nearest-centroid"]) == 0
+                 "--flatten", "nearest-centroid", "--tile", "0"]) == 0
+    assert json.loads((dsb / "p" / "cellbench-predict.json").read_text())["tiling"] == {"tile": 0, "overlap": 24}
     coco = json.loads((dsb / "p" / "predictions.json").read_text())
     assert coco["annotations"] and all(a["score"] == 0.5 for a in coco["annotations"])
     assert read_label_tiff_metadata(dsb / "p" / "labels" / "img5.tif")["flatten_policy"] == "nearest-centroid"

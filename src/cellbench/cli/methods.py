@@ -10,6 +10,7 @@ Both output folders are written all or nothing.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import inspect
 import json
@@ -149,7 +150,7 @@ def _predict(args: argparse.Namespace) -> int:
     if args.tile is not None or args.overlap is not None:
         tiling = TileConfig(tile=model.tiling.tile if args.tile is None else args.tile,
                             overlap=model.tiling.overlap if args.overlap is None else args.overlap)
-        model = type(model)(**{**model.__dict__, "tiling": tiling})
+        model = dataclasses.replace(model, tiling=tiling)
     policy = policy_from_name(args.flatten) if args.flatten else model.flatten
     files = _image_files(Path(args.images))
     progress = _progress()

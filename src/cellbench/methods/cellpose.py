@@ -144,6 +144,8 @@ def _epoch_progress(progress: ProgressFactory | None, n_epochs: int) -> Iterator
         return
     ticks = iter(progress(range(n_epochs), desc="cellpose training", unit="epoch"))
     done = [0]
+    logger = logging.getLogger("cellpose.train")
+    shown = logger.getEffectiveLevel()  # what the user's logging set-up lets through
 
     class Handler(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -152,11 +154,13 @@ def _epoch_progress(progress: ProgressFactory | None, n_epochs: int) -> Iterator
                 for _ in range(int(found.group(1)) + 1 - done[0]):
                     next(ticks, None)
                 done[0] = max(done[0], int(found.group(1)) + 1)
+            if record.levelno >= shown and logger.parent is not None:
+                logger.parent.handle(record)  # pass on what would have been shown anyway
 
-    logger = logging.getLogger("cellpose.train")
-    handler, old_level = Handler(level=logging.INFO), logger.level
+    handler, old_level, old_propagate = Handler(level=logging.INFO), logger.level, logger.propagate
     logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO)  # the epoch lines are INFO
+    logger.propagate = False
     try:
         yield
         for _ in range(n_epochs - done[0]):
@@ -165,6 +169,7 @@ def _epoch_progress(progress: ProgressFactory | None, n_epochs: int) -> Iterator
     finally:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
+        logger.propagate = old_propagate
 
 
 class CellposeMethod(Method):

@@ -11,11 +11,11 @@ IoU above the threshold: no assignment problem to solve.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-__all__ = ["f1_from_counts", "match_counts"]
+__all__ = ["f1_from_counts", "match_counts", "match_counts_by_iou"]
 
 
 def match_counts(gt: np.ndarray, pred: np.ndarray, *, iou: float = 0.5) -> tuple[int, int, int]:
@@ -27,8 +27,17 @@ def match_counts(gt: np.ndarray, pred: np.ndarray, *, iou: float = 0.5) -> tuple
     >>> match_counts(gt, pred)
     (1, 2, 2)
     """
-    if iou < 0.5:
-        raise ValueError(f"match_counts needs an IoU threshold >= 0.5 (unique matching), got {iou}")
+    return match_counts_by_iou(gt, pred, (iou,))[0]
+
+
+def match_counts_by_iou(gt: np.ndarray, pred: np.ndarray, ious: Sequence[float]) -> list[tuple[int, int, int]]:
+    """:func:`match_counts` at several IoU thresholds (all >= 0.5) from one overlap table.
+
+    >>> match_counts_by_iou(np.array([[1, 1, 1, 0]]), np.array([[1, 1, 0, 0]]), (0.5, 0.7))
+    [(1, 1, 1), (0, 1, 1)]
+    """
+    if not ious or min(ious) < 0.5:
+        raise ValueError(f"IoU thresholds must be >= 0.5 (unique matching), got {list(ious)}")
     gt = np.asarray(gt)
     pred = np.asarray(pred)
     if gt.shape != pred.shape:
@@ -44,8 +53,7 @@ def match_counts(gt: np.ndarray, pred: np.ndarray, *, iou: float = 0.5) -> tuple
     pairs, inter = np.unique(g_inv[both].astype(np.int64) * len(p_ids) + p_inv[both], return_counts=True)
     gi, pi = np.divmod(pairs, len(p_ids))
     union = g_area[gi] + p_area[pi] - inter
-    tp = int(np.count_nonzero(inter > iou * union))
-    return tp, n_gt, n_pred
+    return [(int(np.count_nonzero(inter > t * union)), n_gt, n_pred) for t in ious]
 
 
 def f1_from_counts(counts: Iterable[tuple[int, int, int]]) -> float:
