@@ -105,7 +105,7 @@ def _train(args: argparse.Namespace) -> int:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"bad {args.method} config: {exc}", path=args.config) from exc
-    tiling = _tiling(args, tiling_values, getattr(cls, "default_tiling", None) or TileConfig())
+    tiling = _tiling(args, tiling_values, cls.default_tiling or TileConfig())
     dataset = _read(args, args.split)
     samples = list(dataset.samples)
     if args.images is not None:

@@ -26,13 +26,16 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
+
+if TYPE_CHECKING:
+    from cellbench.methods.tiling import TileConfig
 
 __all__ = ["EpochRecord", "Method", "ProgressFactory", "TrainHistory", "config_from_dict", "config_to_dict"]
 
@@ -84,6 +87,9 @@ class Method(ABC):
     extra: ClassVar[str | None] = None
     #: The frozen dataclass of this method's settings.
     Config: ClassVar[type]
+    #: Tiling recorded in a new model directory when the user gives none (None: ``TileConfig()``,
+    #: 512 px tiles, 128 px overlap). A method that tiles inside ``predict`` sets ``TileConfig(tile=0)``.
+    default_tiling: ClassVar[TileConfig | None] = None
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config
