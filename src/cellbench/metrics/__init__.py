@@ -15,6 +15,7 @@ from cellbench.metrics.evaluate import (
     ImageResult,
     evaluate,
     evaluate_image,
+    threshold_key,
 )
 from cellbench.metrics.matching import Counts, match, match_pairs
 from cellbench.metrics.overlap import Overlaps, overlaps_from_instances, overlaps_from_labels
@@ -37,5 +38,6 @@ __all__ = [
     "match_pairs",
     "overlaps_from_instances",
     "overlaps_from_labels",
+    "threshold_key",
     "touches_frame",
 ]

@@ -41,15 +41,19 @@ from cellbench.metrics.coco import CocoImage, CocoResult, coco_image, coco_summa
 from cellbench.metrics.matching import Counts, match
 from cellbench.metrics.overlap import overlaps_from_instances, overlaps_from_labels
 
-__all__ = ["DEFAULT_THRESHOLDS", "Evaluation", "Evaluator", "ImageResult", "evaluate", "evaluate_image"]
+__all__ = ["DEFAULT_THRESHOLDS", "Evaluation", "Evaluator", "ImageResult", "evaluate", "evaluate_image", "threshold_key"]
 
 DEFAULT_THRESHOLDS = (0.5, 0.75, 0.9)
 
 Segmentation = InstanceSet | np.ndarray
 
 
-def _key(t: float) -> str:
-    """Threshold key as Python writes the float: 0.5 -> "0.5"."""
+def threshold_key(t: float) -> str:
+    """The key of an IoU threshold in result dicts, as Python writes the float.
+
+    >>> threshold_key(0.5), threshold_key(1)
+    ('0.5', '1.0')
+    """
     return repr(float(t))
 
 
@@ -71,7 +75,7 @@ class ImageResult:
             "n_gt": self.n_gt,
             "n_pred": self.n_pred,
             "dice": self.dice,
-            "by_iou": {_key(t): c.to_dict() for t, c in zip(thresholds, self.counts)},
+            "by_iou": {threshold_key(t): c.to_dict() for t, c in zip(thresholds, self.counts)},
         }
 
 
@@ -214,7 +218,7 @@ def _aggregate(images: Sequence[ImageResult], thresholds: Sequence[float]) -> tu
         total = Counts(0, 0, 0)
         for r in images:
             total = total + r.counts[k]
-        pooled[_key(t)] = total.to_dict()
+        pooled[threshold_key(t)] = total.to_dict()
         row = {}
         for metric in ("precision", "recall", "f1", "ap_dsb", "pq", "mean_matched_iou"):
             mean, median, std, n = _stats([getattr(r.counts[k], metric) for r in images])
@@ -226,7 +230,7 @@ def _aggregate(images: Sequence[ImageResult], thresholds: Sequence[float]) -> tu
         row["dice_median"] = dice_median
         row["dice_std"] = dice_std
         row["n_images"] = n
-        image_mean[_key(t)] = row
+        image_mean[threshold_key(t)] = row
     return pooled, image_mean
 
 
@@ -273,7 +277,7 @@ class Evaluation:
         scored = [c for c in names if any(r.per_class[c].n_gt for r in self.images if c in r.per_class)]
         macro = {}
         for t in self.thresholds:
-            key = _key(t)
+            key = threshold_key(t)
             macro[key] = {
                 m: _mean_defined([out[c]["pooled"][key][m] for c in scored])
                 for m in ("precision", "recall", "f1", "ap_dsb", "pq", "mean_matched_iou")
@@ -288,7 +292,7 @@ class Evaluation:
             row = {"image": r.name, "n_gt": r.n_gt, "n_pred": r.n_pred, "dice": r.dice}
             for t, c in zip(self.thresholds, r.counts):
                 for metric, value in c.to_dict().items():
-                    row[f"{metric}@{_key(t)}"] = value
+                    row[f"{metric}@{threshold_key(t)}"] = value
             rows.append(row)
         return rows
 

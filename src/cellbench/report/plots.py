@@ -134,21 +134,9 @@ def training_curves(cells: Sequence[CellRecord], path: Path) -> Path | None:
 
 def count_bin_plot(evs: Sequence[EvalRecord], path: Path, *, threshold: float = 0.5) -> Path:
     """Mean F1 per GT cell-count bin, bars per model."""
-    tk = threshold_key(threshold)
     fig = _figure(7.0, 4.2)
     ax = fig.add_subplot()
-    x = np.arange(len(COUNT_BINS))
-    width = 0.8 / max(len(evs), 1)
-    for k, ev in enumerate(evs):
-        means = []
-        for _, lo, hi in COUNT_BINS:
-            f1 = [_img_f1(img, tk) for img in ev.result.get("per_image", ()) if lo <= img.get("n_gt", 0) <= hi]
-            f1 = [v for v in f1 if v is not None]
-            means.append(np.mean(f1) if f1 else np.nan)
-        ax.bar(x + (k - (len(evs) - 1) / 2) * width, means, width, label=ev.cell.model)
-    ax.set_xticks(x, [b[0] for b in COUNT_BINS])
-    ax.set_xlabel("ground-truth cells per image")
-    ax.set_ylabel(f"mean F1 (IoU {threshold})")
+    _count_bins(ax, evs, threshold)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title(_wrap(evs[0].setting(), 80), fontsize=8)

@@ -7,17 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cellbench.errors import DataError
+from cellbench.metrics import threshold_key  # re-exported: tables and plots key thresholds as the metrics do
 
 __all__ = ["CellRecord", "EvalRecord", "RunResults", "load_results", "threshold_key"]
-
-
-def threshold_key(t: float) -> str:
-    """The key of an IoU threshold in metric dicts (``str(float)``).
-
-    >>> threshold_key(0.5), threshold_key(1)
-    ('0.5', '1.0')
-    """
-    return str(float(t))
 
 
 @dataclass(frozen=True)
