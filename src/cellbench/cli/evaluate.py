@@ -13,6 +13,7 @@ from cellbench.data import LAYOUTS, read_dataset
 from cellbench.data.export.staging import atomic_write_bytes
 from cellbench.data.layouts.coco import load_coco_json
 from cellbench.errors import DataError
+from cellbench.instances import InstanceSet
 from cellbench.metrics import evaluate
 from cellbench.metrics.sources import pair_name, read_segmentations
 
@@ -58,8 +59,6 @@ def _run(args: argparse.Namespace) -> int:
         if n in pred:
             preds.append(pred[n])
         else:  # scored as an empty prediction
-            from cellbench.instances import InstanceSet
-
             g = gt[n]
             preds.append(InstanceSet(shape=tuple(g.shape), classes=getattr(g, "classes", ("cell",))))
     result = evaluate(

@@ -107,9 +107,9 @@ def _as_instances(x: Segmentation, what: str, name: str) -> InstanceSet:
     return InstanceSet.from_label_image(np.asarray(x), source=f"{what} of {name}")
 
 
-def _check_labels_boundary(labels: np.ndarray, px: int) -> np.ndarray:
-    """Label image with every instance touching the frame set to 0."""
-    if px <= 0:
+def _drop_boundary_labels(labels: np.ndarray, px: int) -> np.ndarray:
+    """Label image with every instance touching the ``px``-wide frame set to 0 (the label twin of drop_boundary)."""
+    if px <= 0 or labels.dtype.kind not in "iu":  # non-integer labels are refused by overlaps_from_labels
         return labels
     frame = np.concatenate([labels[:px].ravel(), labels[-px:].ravel(), labels[:, :px].ravel(), labels[:, -px:].ravel()])
     touching = np.unique(frame)
@@ -145,8 +145,8 @@ def evaluate_image(
         not isinstance(gt, InstanceSet) and not isinstance(pred, InstanceSet) and not coco and not per_class
     )
     if labels_path:
-        g = _check_labels_boundary(np.asarray(gt), boundary_px) if np.asarray(gt).dtype.kind in "iu" else gt
-        p = _check_labels_boundary(np.asarray(pred), boundary_px) if np.asarray(pred).dtype.kind in "iu" else pred
+        g = _drop_boundary_labels(np.asarray(gt), boundary_px)
+        p = _drop_boundary_labels(np.asarray(pred), boundary_px)
         try:
             ov, _, _ = overlaps_from_labels(g, p)
         except DataError as exc:
@@ -193,12 +193,13 @@ def _category_masks(g: InstanceSet, p: InstanceSet, *, by_name: bool = False):
     single class the evaluation is class-agnostic (one category), so a model
     that calls everything "cell" is scored against GT named "nucleus".
     """
-    if not by_name and (len(g.classes) == 1 or len(p.classes) == 1):
-        yield g.classes[0], np.ones(len(g), bool), np.ones(len(p), bool)
+    names = _category_names(g.classes, p.classes, by_name=by_name)
+    if not by_name and len(names) == 1:
+        yield names[0], np.ones(len(g), bool), np.ones(len(p), bool)
         return
     gnames = np.array([g.classes[i.class_id] for i in g], dtype=object)
     pnames = np.array([p.classes[i.class_id] for i in p], dtype=object)
-    for cname in dict.fromkeys([*g.classes, *p.classes]):
+    for cname in names:
         yield cname, gnames == cname, pnames == cname
 
 
@@ -211,14 +212,19 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None, floa
     return float(np.mean(vals)), float(np.median(vals)), std, int(vals.size)
 
 
+def _pooled(images: Sequence[ImageResult], k: int) -> Counts:
+    """Counts at the ``k``-th threshold summed over images."""
+    total = Counts(0, 0, 0)
+    for r in images:
+        total = total + r.counts[k]
+    return total
+
+
 def _aggregate(images: Sequence[ImageResult], thresholds: Sequence[float]) -> tuple[dict, dict]:
     pooled, image_mean = {}, {}
     dice_mean, dice_median, dice_std, _ = _stats([r.dice for r in images])
     for k, t in enumerate(thresholds):
-        total = Counts(0, 0, 0)
-        for r in images:
-            total = total + r.counts[k]
-        pooled[threshold_key(t)] = total.to_dict()
+        pooled[threshold_key(t)] = _pooled(images, k).to_dict()
         row = {}
         for metric in ("precision", "recall", "f1", "ap_dsb", "pq", "mean_matched_iou"):
             mean, median, std, n = _stats([getattr(r.counts[k], metric) for r in images])
@@ -245,11 +251,7 @@ class Evaluation:
 
     def pooled(self, threshold: float) -> Counts:
         """Summed counts at one threshold."""
-        k = self.thresholds.index(threshold)
-        total = Counts(0, 0, 0)
-        for r in self.images:
-            total = total + r.counts[k]
-        return total
+        return _pooled(self.images, self.thresholds.index(threshold))
 
     def to_dict(self) -> dict:
         pooled, image_mean = _aggregate(self.images, self.thresholds)
@@ -358,7 +360,7 @@ class Evaluator:
             name=name,
         )
         if self.coco:
-            cats = _category_names(gt, pred)
+            cats = _category_names(_classes(gt), _classes(pred))
             if not self._classes:
                 self._classes = cats
             elif cats != self._classes:
@@ -390,12 +392,16 @@ class Evaluator:
         return Evaluation(self.thresholds, settings, tuple(self._images), coco)
 
 
-def _category_names(gt: Segmentation, pred: Segmentation) -> list[str]:
-    g = gt.classes if isinstance(gt, InstanceSet) else ("cell",)
-    p = pred.classes if isinstance(pred, InstanceSet) else ("cell",)
-    if len(g) == 1 or len(p) == 1:
+def _category_names(g: Sequence[str], p: Sequence[str], *, by_name: bool = False) -> list[str]:
+    """Category names of a GT / prediction pair: by class name, or one class-agnostic category for COCO
+    when either side has a single class (unless ``by_name``)."""
+    if not by_name and (len(g) == 1 or len(p) == 1):
         return [g[0]]
     return list(dict.fromkeys([*g, *p]))
+
+
+def _classes(x: Segmentation) -> tuple[str, ...]:
+    return x.classes if isinstance(x, InstanceSet) else ("cell",)
 
 
 def evaluate(
