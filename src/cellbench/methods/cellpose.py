@@ -9,7 +9,7 @@ flow and cellprob thresholds, minimum size).
 
 Why Cellpose 3 (``cellpose>=3.1,<4``): ``cyto3`` and the paper's fine-tuning
 protocol belong to 3.x; Cellpose 4 (Cellpose-SAM) is a ViT-L that takes
-about 90 s per 512 x 512 image on a laptop CPU, and its files do not load in
+about 90 s per 512 x 512 image on a CPU (issue 4; not measured here), and its files do not load in
 3.x (both ways), so a model directory names the major version it needs.
 
 The weights file in a model directory is Cellpose's own format
