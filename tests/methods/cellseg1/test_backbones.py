@@ -29,8 +29,8 @@ def test_sam_needs_a_checkpoint_path_with_a_clear_message(tmp_path):
         load_sam_vit("vit_b", bad)
     with pytest.raises(DataError, match="unknown backbone"):
         load_backbone("vit_x")
-    with pytest.raises(DataError, match="256"):
-        load_backbone("litemedsam", input_size=512)
+    with pytest.raises(DataError, match="multiple of 16"):
+        load_backbone("litemedsam", input_size=100)
 
 
 def test_official_table_has_md5_of_each_file():
@@ -101,3 +101,16 @@ def test_litemedsam_loads_from_the_package_with_its_checksum():
     with torch.no_grad():
         emb = bb.model.image_encoder(torch.zeros(1, 3, 256, 256))
     assert emb.shape == (1, 256, 64, 64)
+    # the size-agnostic forward_features gives the package's own result at 256
+    x = torch.rand(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    reference = medsam.build_lite_medsam().image_encoder
+    reference.load_state_dict(bb.model.image_encoder.state_dict(), strict=True)
+    with torch.no_grad():
+        ours, theirs = bb.model.image_encoder(x), reference.eval()(x)
+    torch.testing.assert_close(ours, theirs)
+    # the same weights at 128 x 128 input: a 32 x 32 token grid, prompts in the 128 frame
+    small = load_backbone("litemedsam", input_size=128)
+    assert small.input_size == 128 and small.sha256 == bb.sha256
+    with torch.no_grad():
+        assert small.model.image_encoder(torch.zeros(1, 3, 128, 128)).shape == (1, 256, 32, 32)
+    assert small.model.prompt_encoder.get_dense_pe().shape == (1, 256, 32, 32)

