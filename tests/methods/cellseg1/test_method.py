@@ -90,7 +90,7 @@ def test_checksum_mismatch_is_a_clear_error(trained, tmp_path):
 def _fake_tile_predictor(calls):
     """A predict_tile stand-in: one disk of radius 6 at the centre of each tile, plus an overlapping twin."""
 
-    def fake(backbone, tile, *, side, config, progress=None):
+    def fake(backbone, tile, *, side, config, progress=None, box_half_side=None):
         calls.append(tile.shape)
         h, w = tile.shape[:2]
         yy, xx = np.ogrid[:h, :w]
@@ -150,3 +150,36 @@ def test_point_embeddings_can_be_trained_and_are_saved(tmp_path):
     assert all("lora_" in k or k.startswith("prompt_encoder.") for k in saved)
     with pytest.raises(DataError, match="LoRA layout"):
         CellSeg1(CellSeg1Config(**FAST)).load_weights(tmp_path)
+
+
+def test_box_prompts_measure_the_cells_and_travel_with_the_weights(tmp_path):
+    from .conftest import disks
+
+    image, labels = disks()
+    sample = Sample("disks", InstanceSet.from_label_image(labels), array=image)
+    m = CellSeg1(CellSeg1Config(**{**FAST, "prompt": "box", "epochs": 1}))
+    assert m.prompt == "box" and m.box_half_side == 64 / 10  # untrained: a tenth of the tile
+    history = m.train([sample], seed=0)
+    areas = np.bincount(labels.ravel())[1:]
+    expected = 1.2 * np.sqrt(np.median(areas[areas > 0]) / np.pi)
+    assert history.info["prompt"] == "box" and history.info["box_half_side"] == pytest.approx(expected)
+    pred = m.predict(image)
+    m.save_weights(tmp_path)
+    fresh = CellSeg1(CellSeg1Config(**{**FAST, "prompt": "box"}))
+    fresh.load_weights(tmp_path)
+    assert fresh.box_half_side == pytest.approx(expected)
+    again = fresh.predict(image)
+    assert len(again) == len(pred) and all(np.array_equal(a.mask, b.mask) for a, b in zip(pred, again))
+    with pytest.raises(DataError, match="box prompts"):
+        CellSeg1(CellSeg1Config(**FAST)).load_weights(tmp_path)  # tiny + auto = point prompts
+    # a fixed size in the config wins over the measured one
+    assert CellSeg1(CellSeg1Config(**{**FAST, "prompt": "box", "box_half_side": 3.0})).box_half_side == 3.0
+
+
+def test_prompt_kind_follows_the_backbone():
+    assert CellSeg1(CellSeg1Config(backbone="litemedsam")).prompt == "box"
+    assert CellSeg1(CellSeg1Config(backbone="vit_b")).prompt == "point"
+    assert CellSeg1(CellSeg1Config(backbone="litemedsam", prompt="point")).prompt == "point"
+    assert CellSeg1(CellSeg1Config(backbone="vit_b")).box_half_side is None
+    with pytest.raises(ValueError, match="prompt"):
+        CellSeg1Config(prompt="scribble")

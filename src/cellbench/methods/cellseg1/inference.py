@@ -113,12 +113,15 @@ def predict_tile(
     side: int | None = None,
     config: InferenceConfig = InferenceConfig(),
     progress: Callable | None = None,
+    box_half_side: float | None = None,
 ) -> InstanceSet:
     """Instances in one uint8 H x W x 3 tile, scored, thresholded and NMS-filtered (they may overlap).
 
     The tile is padded (bottom / right, with zeros) to a ``side`` x ``side``
     square (default: its longer side) and resized to the backbone's input, so
     tiles of one image share one scale; grid points in the padding are skipped.
+    ``box_half_side`` (input-frame pixels) prompts each grid point as a box
+    centred on it, as the model was trained.
     """
     h, w = tile.shape[:2]
     side = max(h, w) if side is None else side
@@ -138,7 +141,7 @@ def predict_tile(
     batches = range(0, len(grid), config.points_batch)
     for start in progress(batches, desc="points", leave=False) if progress else batches:
         pts = torch.from_numpy(grid[start : start + config.points_batch] * to_input_frame).to(device)
-        logits, iou = decode_points(backbone, embedding, pts)
+        logits, iou = decode_points(backbone, embedding, pts, box_half_side=box_half_side)
         keep = iou >= config.pred_iou_thresh
         if not keep.any():
             continue

@@ -15,6 +15,9 @@ Departures from the reference code, on purpose:
 * Overlapping instances (SAM produces them; Glioma C6 ground truth has them)
   are kept by default (``keep_overlaps``); set it False for a flat result
   where the higher-scoring instance wins shared pixels.
+* With LiteMedSAM, which learned box prompts only, every prompt point is
+  shown as a cell-sized box centred on it (``prompt="auto"``; see
+  :attr:`CellSeg1Config.prompt`). SAM ViTs get the paper's point prompts.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from cellbench.methods.cellseg1.augment import AugmentConfig
 from cellbench.methods.cellseg1.backbones import Backbone, load_backbone
 from cellbench.methods.cellseg1.inference import InferenceConfig, predict_tile, to_uint8_rgb
 from cellbench.methods.cellseg1.lora import LoRA, lora_state_dict
+from cellbench.methods.cellseg1.memory import keep_freed_memory
 from cellbench.methods.cellseg1.train import TrainConfig, train_lora
 from cellbench.methods.tiling import TileConfig, predict_tiled
 
@@ -55,6 +59,7 @@ class CellSeg1Config:
 
     Backbone: ``backbone`` (vit_b / vit_l / vit_h / litemedsam / tiny),
     ``checkpoint`` (SAM file path), ``input_size`` (None: 512 for SAM ViTs, 256 for LiteMedSAM).
+    Prompts: ``prompt`` (auto / point / box), ``box_half_side``, ``box_scale``.
     LoRA: ``lora_rank``, ``lora_dropout``, ``lora_parts``.
     Training: see :class:`~cellbench.methods.cellseg1.train.TrainConfig` and
     :class:`~cellbench.methods.cellseg1.augment.AugmentConfig` (same names).
@@ -74,6 +79,14 @@ class CellSeg1Config:
     #: paper (SAM knows points); LiteMedSAM was trained with boxes only, so its point
     #: embeddings never learned anything and point prompts start from garbage.
     train_point_embeddings: bool = False
+    #: How a prompt point is shown to SAM: "point" (the paper; SAM ViTs learned points), "box"
+    #: (a square box centred on the point; LiteMedSAM learned boxes only, so a point gives it
+    #: IoU ~0.01 masks zero-shot and a cell-sized box ~0.7) or "auto" (box for LiteMedSAM).
+    prompt: str = "auto"
+    #: Box prompts: half side in image pixels; None = ``box_scale`` x the median equivalent
+    #: radius of the training cells, measured by train() and saved with the weights.
+    box_half_side: float | None = None
+    box_scale: float = 1.2
     # training
     epochs: int = 300
     batch_size: int = 4
@@ -119,6 +132,10 @@ class CellSeg1Config:
         for name in ("epochs", "batch_size", "grad_accum", "patch_size", "points_per_side", "points_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"CellSeg1 {name} must be >= 1, got {getattr(self, name)!r}")
+        if self.prompt not in ("auto", "point", "box"):
+            raise ValueError(f"prompt must be 'auto', 'point' or 'box', got {self.prompt!r}")
+        if self.box_scale <= 0 or (self.box_half_side is not None and self.box_half_side <= 0):
+            raise ValueError("box_scale and box_half_side must be > 0")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {self.device!r}")
         LoRA(rank=self.lora_rank, dropout=self.lora_dropout, parts=tuple(self.lora_parts))  # validates
@@ -154,6 +171,30 @@ class CellSeg1(Method):
     def __init__(self, config: CellSeg1Config | None = None) -> None:
         super().__init__(config)
         self._backbone: Backbone | None = None
+        self._measured_half_side: float | None = None  # image pixels, from the training cells
+
+    @property
+    def prompt(self) -> str:
+        """``"point"`` or ``"box"``: how prompt points reach the decoder (``auto`` resolved)."""
+        if self.config.prompt != "auto":
+            return self.config.prompt
+        return "box" if self.config.backbone == "litemedsam" else "point"
+
+    @property
+    def box_half_side(self) -> float | None:
+        """Half side of box prompts in image pixels (None for point prompts).
+
+        The config value, else the one measured on the training cells, else a
+        tenth of the tile (a model that was never trained).
+        """
+        if self.prompt == "point":
+            return None
+        return self.config.box_half_side or self._measured_half_side or self.config.tiling.tile / 10
+
+    def _input_half_side(self, side: int) -> float | None:
+        """:attr:`box_half_side` in the encoder-input frame of a ``side``-pixel patch or tile."""
+        half = self.box_half_side
+        return None if half is None else half * self.backbone.input_size / side
 
     # -- model --------------------------------------------------------------------
     @property
@@ -175,6 +216,8 @@ class CellSeg1(Method):
                 backbone.model.prompt_encoder.not_a_point_embed.weight.requires_grad_(True)
             backbone.model.eval()  # new LoRA layers start in training mode (dropout on)
             backbone.model.to(self.device)
+            if self.device.type == "cpu":
+                keep_freed_memory()
             self._backbone = backbone
         return self._backbone
 
@@ -192,13 +235,16 @@ class CellSeg1(Method):
         torch.manual_seed(seed)
         backbone = self.backbone
         start = time.perf_counter()
+        pairs = [_pair(s) for s in train]
+        self._measured_half_side = _median_radius(pairs) * self.config.box_scale if self.prompt == "box" else None
         losses, best = train_lora(
             backbone,
-            [_pair(s) for s in train],
+            pairs,
             config=self.config.train_config,
             valid=[_pair(s) for s in valid or ()],
             seed=seed,
             progress=progress,
+            box_half_side=self._input_half_side(self.config.patch_size),
         )
         epochs = tuple(
             EpochRecord(epoch=e.epoch, loss=e.loss, val_score=e.val_loss, extra={"bce": e.bce, "mse": e.mse, "lr": e.lr})
@@ -210,7 +256,12 @@ class CellSeg1(Method):
             val_metric="val_loss (lower is better)" if valid else None,
             best_epoch=best,
             wall_s=time.perf_counter() - start,
-            info={**backbone.identity, "trainable_params": int(trainable), "device": str(self.device)},
+            info={
+                **backbone.identity,
+                **self._prompt_record(),
+                "trainable_params": int(trainable),
+                "device": str(self.device),
+            },
         )
 
     def predict(self, image: np.ndarray, *, progress: ProgressFactory | None = None) -> InstanceSet:
@@ -221,9 +272,10 @@ class CellSeg1(Method):
         rgb = to_uint8_rgb(image)  # normalised over the whole image, not per tile
         tiling = self.config.tiling
         backbone, cfg = self.backbone, self.config.inference_config
+        half = self._input_half_side(tiling.tile)
 
         def one_tile(tile: np.ndarray) -> InstanceSet:
-            return predict_tile(backbone, tile, side=tiling.tile, config=cfg, progress=progress)
+            return predict_tile(backbone, tile, side=tiling.tile, config=cfg, progress=progress, box_half_side=half)
 
         if max(rgb.shape[:2]) <= tiling.tile:
             found = one_tile(rgb)
@@ -235,11 +287,15 @@ class CellSeg1(Method):
         ranked = found.replace(instances=tuple(found[int(k)] for k in order))
         return flatten(ranked, PriorityFlatten("first")).to_instance_set()
 
+    def _prompt_record(self) -> dict:
+        return {"prompt": self.prompt, "box_half_side": self.box_half_side}
+
     def save_weights(self, folder: Path) -> None:
-        """``weights.pt`` (the LoRA tensors only) and ``cellseg1.json`` (the backbone's identity)."""
+        """``weights.pt`` (the LoRA tensors only) and ``cellseg1.json`` (backbone identity, prompt kind and box size)."""
         folder = Path(folder)
         torch.save(lora_state_dict(self.backbone.model), folder / WEIGHTS_FILE)
-        (folder / IDENTITY_FILE).write_text(json.dumps(self.backbone.identity, indent=2))
+        record = {**self.backbone.identity, **self._prompt_record()}
+        (folder / IDENTITY_FILE).write_text(json.dumps(record, indent=2))
 
     def load_weights(self, folder: Path) -> None:
         """Read :meth:`save_weights` output; refuses weights trained on another backbone."""
@@ -262,6 +318,12 @@ class CellSeg1(Method):
                 f"weights trained at input_size {saved['input_size']}, backbone runs at {backbone.input_size}",
                 path=ident_path,
             )
+        if saved.get("prompt", "point") != self.prompt:
+            raise DataError(
+                f"weights trained with {saved.get('prompt', 'point')} prompts, the config asks for {self.prompt} prompts",
+                path=ident_path,
+            )
+        self._measured_half_side = saved.get("box_half_side")
         path = folder / WEIGHTS_FILE
         try:
             state = torch.load(path, map_location=self.device, weights_only=True)
@@ -283,6 +345,20 @@ class CellSeg1(Method):
             backbone.model.load_state_dict(state, strict=False)
         except RuntimeError as exc:
             raise DataError(f"weights do not fit the model ({exc})", path=path) from exc
+
+
+def _median_radius(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
+    """Median equivalent radius sqrt(area / pi) of the cells of (image, label image) pairs, in pixels.
+
+    >>> lab = np.zeros((20, 20), np.int32); lab[:10, :10] = 1; lab[12:, 12:] = 2
+    >>> round(_median_radius([(None, lab)]), 2)
+    5.11
+    """
+    areas = np.concatenate([np.bincount(labels.ravel())[1:] for _, labels in pairs])
+    areas = areas[areas > 0]
+    if areas.size == 0:
+        raise DataError("CellSeg1 training images hold no annotated cell")
+    return float(np.sqrt(np.median(areas) / np.pi))
 
 
 def _pair(sample: Sample) -> tuple[np.ndarray, np.ndarray]:

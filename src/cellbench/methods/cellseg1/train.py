@@ -135,12 +135,13 @@ def _image_loss(
     sample: PointSample,
     *,
     encoder_grad: bool,
+    box_half_side: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     device = next(backbone.model.parameters()).device
     with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
         embedding = encode(backbone, to_input(image, backbone).to(device))
     points = torch.from_numpy(sample.points).to(device)
-    logits, iou = decode_points(backbone, embedding, points)
+    logits, iou = decode_points(backbone, embedding, points, box_half_side=box_half_side)
     return point_loss(logits, iou, labels, sample)
 
 
@@ -152,8 +153,12 @@ def train_lora(
     valid: Sequence[tuple[np.ndarray, np.ndarray]] = (),
     seed: int = 0,
     progress: Callable | None = None,
+    box_half_side: float | None = None,
 ) -> tuple[list[EpochLoss], int | None]:
     """Train the LoRA weights already added to ``backbone.model`` on (uint8 RGB image, label image) pairs.
+
+    ``box_half_side`` (input-frame pixels) prompts each sampled point as a box
+    centred on it (see :func:`~cellbench.methods.cellseg1.forward.decode_points`).
 
     Returns the per-epoch losses and, when ``valid`` is given, the epoch whose
     weights were kept (lowest validation loss, measured every ``val_every``
@@ -197,7 +202,9 @@ def train_lora(
             image, labels = augment(*patches[index], rng, out_size=size, config=config.augment)
             sample = sample_points(labels, rng, **sampling)
             if len(sample):
-                bce, mse = _image_loss(backbone, image, labels, sample, encoder_grad=encoder_grad)
+                bce, mse = _image_loss(
+                    backbone, image, labels, sample, encoder_grad=encoder_grad, box_half_side=box_half_side
+                )
                 loss = bce + mse
                 (loss / per_step).backward()
                 sums += (float(loss.detach()), float(bce.detach()), float(mse.detach()))
@@ -209,7 +216,7 @@ def train_lora(
         mean = sums / max(seen, 1)
         val_loss = None
         if val_items and (config.val_every and (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
-            val_loss = _validation_loss(backbone, val_items)
+            val_loss = _validation_loss(backbone, val_items, box_half_side)
             if best is None or val_loss < best[0]:
                 best = (val_loss, epoch, lora_state_dict(model))
         record = EpochLoss(epoch, float(mean[0]), float(mean[1]), float(mean[2]), float(scheduler.get_last_lr()[0]), val_loss)
@@ -241,9 +248,12 @@ def _validation_items(valid, config: TrainConfig, size: int, sampling: dict, see
 
 
 @torch.no_grad()
-def _validation_loss(backbone: Backbone, items: list) -> float:
+def _validation_loss(backbone: Backbone, items: list, box_half_side: float | None) -> float:
     _set_lora_train(backbone.model, False)
-    losses = [sum(_image_loss(backbone, img, lab, s, encoder_grad=False)) for img, lab, s in items]
+    losses = [
+        sum(_image_loss(backbone, img, lab, s, encoder_grad=False, box_half_side=box_half_side))
+        for img, lab, s in items
+    ]
     _set_lora_train(backbone.model, True)
     return float(torch.stack(losses).mean())
 
