@@ -4,7 +4,8 @@ ViT-B uses random weights (timing only; the architecture and the 512 x 512
 input are the real ones). Per backbone:
 
 * inference: one image embedding of a tile at the backbone's input size
-  (ViT-B 512 x 512, LiteMedSAM 256 x 256, its fixed size), then point batches
+  (ViT-B 512 x 512, LiteMedSAM 256 x 256 as trained, and 128 x 128 as
+  ``litemedsam@128``, the setting of benchmarks/cellseg1_dsb.py), then point batches
   of 64 decoded with scores, thresholds and NMS. ``--grid-batches`` batches
   are timed and the full 32 x 32 grid (16 batches) is extrapolated from their
   mean, unless ``--grid-batches 16``.
@@ -14,31 +15,26 @@ input are the real ones). Per backbone:
 Wall and process CPU seconds are both printed: on a shared machine the wall
 time depends on the load (printed too). GPU rows run when CUDA is available.
 
-Run:  .venv/bin/python benchmarks/cellseg1_speed.py [--backbones litemedsam,vit_b] [--grid-batches 2]
+Run:  .venv/bin/python benchmarks/cellseg1_speed.py [--backbones litemedsam,litemedsam@128,vit_b] [--grid-batches 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
-if os.environ.get("MALLOC_MMAP_THRESHOLD_") is None:  # see benchmarks/cellseg1_dsb.py
-    os.environ["MALLOC_MMAP_THRESHOLD_"] = str(1 << 34)
-    os.environ["MALLOC_TRIM_THRESHOLD_"] = str(1 << 34)
-    os.execv(sys.executable, [sys.executable, *sys.argv])
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from cellbench.methods.cellseg1.backbones import load_backbone, random_sam_vit, to_input  # noqa: E402
-from cellbench.methods.cellseg1.forward import decode_points, encode  # noqa: E402
-from cellbench.methods.cellseg1.inference import InferenceConfig, predict_tile  # noqa: E402
-from cellbench.methods.cellseg1.lora import LoRA  # noqa: E402
-from cellbench.methods.cellseg1.train import TrainConfig, _set_lora_train, point_loss  # noqa: E402
-from cellbench.methods.cellseg1.augment import augment  # noqa: E402
-from cellbench.methods.cellseg1.prompts import sample_points  # noqa: E402
+from cellbench.methods.cellseg1.backbones import load_backbone, random_sam_vit, to_input
+from cellbench.methods.cellseg1.forward import decode_points, encode
+from cellbench.methods.cellseg1.inference import InferenceConfig, predict_tile
+from cellbench.methods.cellseg1.lora import LoRA
+from cellbench.methods.cellseg1.memory import keep_freed_memory
+from cellbench.methods.cellseg1.train import TrainConfig, _set_lora_train, point_loss
+from cellbench.methods.cellseg1.augment import augment
+from cellbench.methods.cellseg1.prompts import sample_points
 
 
 class Clock:
@@ -62,14 +58,20 @@ def synthetic_patch(size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndar
 
 
 def build(name: str, device: torch.device):
-    bb = load_backbone("litemedsam") if name == "litemedsam" else random_sam_vit(name, input_size=512)
+    """``litemedsam`` (256 px input), ``litemedsam@128`` (another input side) or a random SAM ViT at 512."""
+    base, _, side = name.partition("@")
+    if base == "litemedsam":
+        bb = load_backbone("litemedsam", input_size=int(side) if side else None)
+    else:
+        bb = random_sam_vit(base, input_size=int(side) if side else 512)
     LoRA().apply(bb.model)
     bb.model.to(device).eval()
     return bb
 
 
 def bench_inference(bb, device, n_batches: int) -> dict:
-    image, _ = synthetic_patch()
+    tile = min(256, bb.input_size)  # the training patch: 256 px (the paper's), 128 at 128 px input
+    image, _ = synthetic_patch(size=tile)
     cfg = InferenceConfig()
     with torch.no_grad(), Clock() as enc:
         embedding = encode(bb, to_input(image, bb).to(device))
@@ -94,14 +96,14 @@ def bench_inference(bb, device, n_batches: int) -> dict:
     }
     if n_batches >= n_full:  # the real thing, thresholds and NMS included
         with Clock() as full:
-            predict_tile(bb, image, side=256, config=cfg)
+            predict_tile(bb, image, side=tile, config=cfg)
         out["grid32_tile_wall_s"] = full.wall
     return out
 
 
 def bench_train_step(bb, device) -> dict:
     cfg = TrainConfig()
-    patch, labels = synthetic_patch(seed=1)
+    patch, labels = synthetic_patch(size=min(256, bb.input_size), seed=1)
     rng = np.random.default_rng(0)
     result = {}
     for attempt in ("warmup", "timed"):
@@ -122,16 +124,17 @@ def bench_train_step(bb, device) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backbones", default="litemedsam,vit_b")
+    ap.add_argument("--backbones", default="litemedsam,litemedsam@128,vit_b", help="NAME[@INPUT_SIDE],...")
     ap.add_argument("--grid-batches", type=int, default=2)
     ap.add_argument("--no-train", action="store_true")
     args = ap.parse_args()
+    keep_freed_memory()  # see cellbench.methods.cellseg1.memory
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
     for device in devices:
         for name in args.backbones.split(","):
             bb = build(name, device)
-            row = {"backbone": name, "device": str(device), "input": bb.input_size}
+            row = {"backbone": name, "device": str(device), "input": bb.input_size, "tile": min(256, bb.input_size)}
             row.update(bench_inference(bb, device, args.grid_batches))
             if not args.no_train:
                 row.update(bench_train_step(bb, device))
