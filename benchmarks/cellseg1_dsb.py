@@ -25,7 +25,6 @@ import json
 import os
 import time
 
-import numpy as np
 import torch
 from tqdm import tqdm
 

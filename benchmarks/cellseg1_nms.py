@@ -12,10 +12,10 @@ Run:  .venv/bin/python benchmarks/cellseg1_nms.py
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
+from _timing import best_of  # benchmarks/_timing.py (scripts run from this folder)
 from cellbench.instances import Instance
 from cellbench.methods.cellseg1.nms import box_nms, mask_nms_pairwise, two_stage_mask_nms
 
@@ -46,21 +46,12 @@ def candidates(seed: int = 0) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]
     return masks, np.array(boxes), np.array(scores)
 
 
-def timed(fn, repeat: int = 3) -> tuple[float, object]:
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
-
-
 def main() -> None:
     masks, boxes, scores = candidates()
     print(f"{len(masks)} candidate masks on a {SHAPE[0]} x {SHAPE[1]} image, IoU threshold 0.05")
-    t_two, kept_two = timed(lambda: two_stage_mask_nms(masks, boxes, scores, iou_threshold=0.05))
-    t_pure, kept_pure = timed(lambda: mask_nms_pairwise(masks, boxes, scores, SHAPE, iou_threshold=0.05), repeat=1)
-    t_box, kept_box = timed(lambda: box_nms(boxes, scores, iou_threshold=0.05))
+    t_two, kept_two = best_of(lambda: two_stage_mask_nms(masks, boxes, scores, iou_threshold=0.05))
+    t_pure, kept_pure = best_of(lambda: mask_nms_pairwise(masks, boxes, scores, SHAPE, iou_threshold=0.05), repeat=1)
+    t_box, kept_box = best_of(lambda: box_nms(boxes, scores, iou_threshold=0.05))
     same = sorted(kept_two.tolist()) == sorted(kept_pure.tolist()) and kept_two.tolist() == kept_pure.tolist()
     print(f"two-stage mask NMS : {t_two * 1e3:9.1f} ms  kept {len(kept_two)}")
     print(f"pure mask NMS      : {t_pure * 1e3:9.1f} ms  kept {len(kept_pure)}")

@@ -14,23 +14,14 @@ import argparse
 import contextlib
 import io
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from pycocotools.coco import COCO
 
+from _timing import best_of  # benchmarks/_timing.py (scripts run from this folder)
 from cellbench.data import read_dataset
 from cellbench.data.synth import synth_glioma_c6
-
-
-def best_of(repeat, fn):
-    times, result = [], None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
-    return min(times), result
 
 
 def main() -> None:
@@ -42,7 +33,7 @@ def main() -> None:
         synth_glioma_c6(tmp, n_images=1, cells_per_image=args.cells, seed=0)
         json_path = Path(tmp) / "dataset/spec/train/anno_train.json"
 
-        t_cb, ds = best_of(args.repeat, lambda: read_dataset(tmp, "glioma-c6", split="train"))
+        t_cb, ds = best_of(lambda: read_dataset(tmp, "glioma-c6", split="train"), args.repeat)
         instances = ds.samples[0].instances
         cb_bytes = sum(i.mask.nbytes for i in instances)
 
@@ -51,7 +42,7 @@ def main() -> None:
                 coco = COCO(str(json_path))
             return [coco.annToMask(a) for a in coco.loadAnns(coco.getAnnIds())]
 
-        t_pc, masks = best_of(args.repeat, pycoco)
+        t_pc, masks = best_of(pycoco, args.repeat)
         pc_bytes = sum(m.nbytes for m in masks)
 
     assert len(masks) == len(instances)

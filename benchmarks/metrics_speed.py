@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from _timing import best_of  # benchmarks/_timing.py (scripts run from this folder)
 from cellbench.data import read_dataset
 from cellbench.data.synth import synth_glioma_c6
 from cellbench.instances import Instance, InstanceSet, flatten, instance_to_rle
@@ -76,15 +77,6 @@ def make_prediction(gt: InstanceSet, rng) -> InstanceSet:
         y, x = int(rng.integers(50, gt.shape[0] - 50)), int(rng.integers(50, gt.shape[1] - 50))
         out.append(Instance.from_mask(np.ones((30, 30), bool), offset=(y, x), score=float(rng.random())))
     return InstanceSet(shape=gt.shape, instances=tuple(out), classes=("cell",))
-
-
-def _best(fn, repeat: int) -> tuple[float, object]:
-    best, out = np.inf, None
-    for _ in range(repeat):
-        t = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, out
 
 
 def _coco_dicts(gts, preds):
@@ -148,7 +140,7 @@ def speed(n_images: int, repeat: int) -> dict:
         times = []
         out = None
         for k in range(len(gts)):
-            t, out = _best(lambda: fn(k), repeat)
+            t, out = best_of(lambda: fn(k), repeat)
             times.append(t)
         per_image[name] = float(np.mean(times))
         return out
@@ -173,10 +165,10 @@ def speed(n_images: int, repeat: int) -> dict:
     for _ in range(repeat):
         gt_dict, results = _coco_dicts(gts, preds)
     per_image["RLE-encode for pycocotools"] = (time.perf_counter() - t0) / repeat / len(gts)
-    t, ref_map = _best(lambda: _pycocotools_eval(gt_dict, results), repeat)
+    t, ref_map = best_of(lambda: _pycocotools_eval(gt_dict, results), repeat)
     per_image["pycocotools COCOeval (evaluate+accumulate)"] = t / len(gts)
     try:
-        t, fce_map = _best(lambda: _faster_coco_eval(gt_dict, results), repeat)
+        t, fce_map = best_of(lambda: _faster_coco_eval(gt_dict, results), repeat)
         per_image["faster-coco-eval (evaluate+accumulate)"] = t / len(gts)
     except ImportError:
         fce_map = None
