@@ -13,7 +13,9 @@ token grid, 4x cheaper than LiteMedSAM's 256), 8 epochs of 42 patches,
 4 patches per optimiser step, the paper's 30 + 15 points per patch, LoRA in
 encoder and decoder, and each point prompted as a cell-sized box (LiteMedSAM
 learned boxes only; ``--prompt point`` gives the paper's point prompts).
-Every setting used is printed, with the numbers, as JSON.
+These are ``CellSeg1.presets["cpu"]`` (``cellbench train cellseg1 --preset cpu``);
+the other settings are the paper's. Every setting used is printed, with the
+numbers, as JSON.
 
 Run:  .venv/bin/python benchmarks/cellseg1_dsb.py [--train-side right] [--prompt point --train-point-embeddings]
 """
@@ -30,25 +32,28 @@ from tqdm import tqdm
 
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
-from cellbench.methods import get_method
+from cellbench.methods import config_from_dict, config_to_dict, get_method
 from cellbench.methods.cellseg1.memory import keep_freed_memory
 
 
 def main() -> None:
+    method_class = get_method("cellseg1")
+    cpu = config_from_dict(method_class.Config, method_class.presets["cpu"])  # the defaults below
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backbone", default="litemedsam")
-    ap.add_argument("--input-size", type=int, default=128, help="encoder input side (LiteMedSAM: 256 trained, 128 is 4x cheaper)")
-    ap.add_argument("--patch-size", type=int, default=128, help="training patch and prediction tile side, pixels")
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--min-patches", type=int, default=32)
-    ap.add_argument("--batch-size", type=int, default=1)
-    ap.add_argument("--grad-accum", type=int, default=4)
-    ap.add_argument("--max-positive", type=int, default=30)
-    ap.add_argument("--max-negative", type=int, default=15)
-    ap.add_argument("--lora-parts", default="image_encoder,mask_decoder", help="comma list: image_encoder,mask_decoder")
-    ap.add_argument("--points-per-side", type=int, default=16)
-    ap.add_argument("--prompt", choices=["auto", "point", "box"], default="auto", help="auto: box for LiteMedSAM")
+    ap.add_argument("--backbone", default=cpu.backbone)
+    ap.add_argument("--input-size", type=int, default=cpu.input_size,
+                    help="encoder input side (LiteMedSAM: 256 trained, 128 is 4x cheaper)")
+    ap.add_argument("--patch-size", type=int, default=cpu.train.patch_size, help="training patch and prediction tile side, pixels")
+    ap.add_argument("--epochs", type=int, default=cpu.train.epochs)
+    ap.add_argument("--lr", type=float, default=cpu.train.lr)
+    ap.add_argument("--min-patches", type=int, default=cpu.train.min_patches)
+    ap.add_argument("--batch-size", type=int, default=cpu.train.batch_size)
+    ap.add_argument("--grad-accum", type=int, default=cpu.train.grad_accum)
+    ap.add_argument("--max-positive", type=int, default=cpu.train.max_positive)
+    ap.add_argument("--max-negative", type=int, default=cpu.train.max_negative)
+    ap.add_argument("--lora-parts", default=",".join(cpu.lora_parts), help="comma list: image_encoder,mask_decoder")
+    ap.add_argument("--points-per-side", type=int, default=cpu.inference.points_per_side)
+    ap.add_argument("--prompt", choices=["auto", "point", "box"], default=cpu.prompt, help="auto: box for LiteMedSAM")
     ap.add_argument("--train-point-embeddings", action="store_true", help="LiteMedSAM never learned point prompts")
     ap.add_argument("--train-side", choices=["left", "right"], default="left")
     ap.add_argument("--zero-shot", action="store_true", help="skip training (LoRA at zero = the frozen backbone)")
@@ -68,23 +73,24 @@ def main() -> None:
     train = Sample("dsb-train-half", InstanceSet.from_label_image(mask[train_sl]), array=image[train_sl])
     test_gt = InstanceSet.from_label_image(mask[test_sl])
 
-    method_class = get_method("cellseg1")
-    config = method_class.Config(
-        backbone=args.backbone,
-        input_size=args.input_size,
-        patch_size=args.patch_size,
-        epochs=args.epochs,
-        lr=args.lr,
-        min_patches=args.min_patches,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        max_positive=args.max_positive,
-        max_negative=args.max_negative,
-        lora_parts=tuple(p for p in args.lora_parts.split(",") if p),
-        points_per_side=args.points_per_side,
-        train_point_embeddings=args.train_point_embeddings,
-        prompt=args.prompt,
-    )
+    config = config_from_dict(method_class.Config, {
+        "backbone": args.backbone,
+        "input_size": args.input_size,
+        "lora_parts": [p for p in args.lora_parts.split(",") if p],
+        "train_point_embeddings": args.train_point_embeddings,
+        "prompt": args.prompt,
+        "train": {
+            "patch_size": args.patch_size,
+            "epochs": args.epochs,
+            "lr": args.lr,
+            "min_patches": args.min_patches,
+            "batch_size": args.batch_size,
+            "grad_accum": args.grad_accum,
+            "max_positive": args.max_positive,
+            "max_negative": args.max_negative,
+        },
+        "inference": {"points_per_side": args.points_per_side},
+    })
     method = method_class(config)
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     t0, c0 = time.perf_counter(), time.process_time()
@@ -108,7 +114,7 @@ def main() -> None:
     result = {
         "data": f"stardist test_image_nuclei_2d {image.shape}, train {args.train_side} half "
         f"({len(train.instances)} cells), test other half ({len(test_gt)} cells)",
-        "config": {k: v for k, v in method.config.__dict__.items()},
+        "config": config_to_dict(method.config),
         "train_s": round(train_s, 1),
         "predict_s": round(predict_s, 1),
         "train_cpu_s": round(train_cpu_s, 1),

@@ -32,8 +32,8 @@ from cellbench.methods.cellseg1.forward import decode_points, encode
 from cellbench.methods.cellseg1.inference import InferenceConfig, predict_tile
 from cellbench.methods.cellseg1.lora import LoRA
 from cellbench.methods.cellseg1.memory import keep_freed_memory
-from cellbench.methods.cellseg1.train import TrainConfig, _set_lora_train, point_loss
-from cellbench.methods.cellseg1.augment import augment
+from cellbench.methods.cellseg1.train import _set_lora_train, point_loss
+from cellbench.methods.cellseg1.augment import AugmentConfig, augment
 from cellbench.methods.cellseg1.prompts import sample_points
 
 
@@ -102,14 +102,13 @@ def bench_inference(bb, device, n_batches: int) -> dict:
 
 
 def bench_train_step(bb, device) -> dict:
-    cfg = TrainConfig()
     patch, labels = synthetic_patch(size=min(256, bb.input_size), seed=1)
     rng = np.random.default_rng(0)
     result = {}
     for attempt in ("warmup", "timed"):
         _set_lora_train(bb.model, True)
         with Clock() as c:
-            img, lab = augment(patch, labels, rng, out_size=bb.input_size, config=cfg.augment)
+            img, lab = augment(patch, labels, rng, out_size=bb.input_size, config=AugmentConfig())
             sample = sample_points(lab, rng)
             emb = encode(bb, to_input(img, bb).to(device))
             logits, iou = decode_points(bb, emb, torch.from_numpy(sample.points).to(device))

@@ -1,8 +1,13 @@
+import argparse
+from typing import get_args
+
 import numpy as np
 import pytest
 
 from cellbench.instances import (
     DEFAULT_POLICY,
+    FLATTEN_NAMES,
+    FlattenName,
     Instance,
     InstanceSet,
     NearestCentroidFlatten,
@@ -101,8 +106,25 @@ def test_non_overlapping_sets_are_identical_under_every_policy():
         np.testing.assert_array_equal(flatten(s, policy_from_name(name)).labels, labels)
 
 
+def test_flatten_names_come_from_the_literal():
+    assert FLATTEN_NAMES == get_args(FlattenName) == ("priority-first", "priority-last", "nearest-centroid")
+    assert [policy_from_name(name).name for name in FLATTEN_NAMES] == list(FLATTEN_NAMES)
+
+
+def test_cli_flatten_choices_are_the_flatten_names():
+    from cellbench.cli.main import build_parser
+
+    parser = build_parser()
+    for command in (["data", "convert"], ["predict"]):
+        p = parser
+        for name in command:
+            p = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        option = next(a for a in p._actions if "--flatten" in a.option_strings)
+        assert option.choices is FLATTEN_NAMES, command
+
+
 def test_policy_from_name_refuses_unknown():
-    with pytest.raises(ValueError, match="unknown flatten policy"):
+    with pytest.raises(ValueError, match="unknown flatten policy.*" + ", ".join(FLATTEN_NAMES)):
         policy_from_name("random")
     with pytest.raises(ValueError):
         PriorityFlatten("middle")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,30 @@ def test_failed_save_leaves_nothing(tmp_path):
 def test_existing_model_is_not_overwritten_by_default(model):
     with pytest.raises(DataError, match="not empty"):
         save_model(WatershedMethod(), model, train_summary={}, seed=0, history=TrainHistory(), tiling=TileConfig())
+
+
+def test_a_method_outside_the_table_is_passed_in(tmp_path, model):
+    class Outside(WatershedMethod):
+        name = "outside"
+
+    save_model(Outside(), tmp_path / "outside", train_summary={}, seed=0, history=TrainHistory(),
+               tiling=TileConfig(tile=64, overlap=16))
+    with pytest.raises(DataError, match="unknown method 'outside'"):
+        load_model(tmp_path / "outside")  # nothing named in model.json is imported
+    loaded = load_model(tmp_path / "outside", method_class=Outside)
+    assert type(loaded.method) is Outside and loaded.tiling == TileConfig(tile=64, overlap=16)
+    with pytest.raises(DataError, match="model of method 'watershed', expected 'outside'") as info:
+        load_model(model, method_class=Outside)
+    assert "model.json" in str(info.value)
+
+
+def test_loaded_model_predicts_tile_by_tile_with_its_tiling(model, blobs):
+    from cellbench.methods.tiling import predict_image
+
+    loaded = load_model(model)
+    image = blobs["test"][0].load_image()
+    small = TileConfig(tile=48, overlap=24)
+    for tiling in (loaded.tiling, small):
+        got = replace(loaded, tiling=tiling).predict(image)
+        expected = predict_image(loaded.method, image, tiling)
+        assert [(i.bbox, i.mask.tobytes()) for i in got] == [(i.bbox, i.mask.tobytes()) for i in expected]

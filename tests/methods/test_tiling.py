@@ -9,7 +9,7 @@ from skimage.measure import label
 
 from cellbench.errors import DataError
 from cellbench.instances import Instance, InstanceSet
-from cellbench.methods.tiling import TileConfig, predict_tiled, tile_windows
+from cellbench.methods.tiling import TileConfig, method_tiling, predict_image, predict_tiled, tile_windows
 
 
 def components(tile: np.ndarray) -> InstanceSet:
@@ -111,3 +111,40 @@ def test_multichannel_image_and_progress():
 def test_predictor_returning_the_wrong_shape_is_an_error():
     with pytest.raises(DataError, match="shape"):
         predict_tiled(lambda t: InstanceSet((1, 1)), np.zeros((100, 100)), TileConfig(tile=64, overlap=16))
+
+
+class _Components:
+    """The smallest method-like object: ``predict`` is the components predictor."""
+
+    def __init__(self, default_tiling=None):
+        self.default_tiling = default_tiling
+
+    def predict(self, image):
+        return components(image)
+
+
+def test_predict_image_is_the_tiled_prediction_of_the_method():
+    img = disks((120, 130), [(20, 20), (60, 63), (100, 110), (30, 100)], 9)
+    tiling = TileConfig(tile=48, overlap=24)
+    got = predict_image(_Components(), img, tiling)
+    assert masks(got) == masks(predict_tiled(components, img, tiling)) == masks(components(img))
+    assert [i.score for i in got] == [i.score for i in predict_tiled(components, img, tiling)]
+
+
+def test_method_tiling_merges_the_given_values_over_the_method_default():
+    assert method_tiling(_Components) == TileConfig()
+    tiled = type("Tiled", (), {"default_tiling": TileConfig(tile=256, overlap=32)})
+    assert method_tiling(tiled) == TileConfig(tile=256, overlap=32)
+    assert method_tiling(tiled, {"overlap": 64}) == TileConfig(tile=256, overlap=64)
+    assert method_tiling(tiled, {"tile": 0, "overlap": 0}) == TileConfig(tile=0, overlap=0)
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [({"tile": 64, "overlap": 64}, "smaller than tile"), ({"tiles": 64}, "unknown tiling field"),
+     ([64, 16], "must be a mapping"), ({"tile": "big"}, "bad tiling")],
+)
+def test_method_tiling_refuses_bad_values_naming_the_source(values, message):
+    with pytest.raises(DataError, match=message) as info:
+        method_tiling(_Components, values, source="exp.yaml")
+    assert str(info.value).startswith("exp.yaml: ")

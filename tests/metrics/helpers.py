@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from scipy.optimize import linear_sum_assignment
 
 from cellbench.instances import Instance, InstanceSet
 
@@ -78,10 +79,22 @@ def jitter(rng: np.random.Generator, s: InstanceSet, n_extra: int = 3) -> Instan
 
 def dense_iou(gt: InstanceSet, pred: InstanceSet) -> np.ndarray:
     """Brute force: full-image masks, every pair."""
-    g = np.array([i.to_full(gt.shape) for i in gt]).reshape(len(gt), -1)
-    p = np.array([i.to_full(pred.shape) for i in pred]).reshape(len(pred), -1)
+    size = int(np.prod(gt.shape))
+    g = np.array([i.to_full(gt.shape) for i in gt]).reshape(len(gt), size)
+    p = np.array([i.to_full(pred.shape) for i in pred]).reshape(len(pred), size)
     if not len(g) or not len(p):
         return np.zeros((len(g), len(p)))
     inter = g.astype(np.int64) @ p.T.astype(np.int64)
     union = g.sum(1)[:, None] + p.sum(1)[None, :] - inter
     return inter / union
+
+
+def brute_force_match(iou: np.ndarray, t: float) -> tuple[int, float]:
+    """The matching as StarDist writes it: a dense cost, one assignment over everything; (TP, summed IoU)."""
+    n_min = min(iou.shape)
+    if n_min == 0:
+        return 0, 0.0
+    cost = -(iou >= t).astype(float) - iou / (2 * n_min)
+    r, c = linear_sum_assignment(cost)
+    ok = iou[r, c] >= t
+    return int(ok.sum()), float(iou[r, c][ok].sum())

@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
-from scipy.optimize import linear_sum_assignment
 
 from cellbench.instances import InstanceSet
 from cellbench.metrics import Counts, evaluate, evaluate_image, match, overlaps_from_instances, overlaps_from_labels
 
-from .helpers import dense_iou, dsb_pair, jitter, random_instances
+from .helpers import brute_force_match, dense_iou, dsb_pair, jitter, random_instances
 
 stardist_matching = pytest.importorskip("stardist.matching")
 
@@ -67,16 +66,6 @@ def test_dsb_equals_cellpose_average_precision():
     assert [c.ap_dsb for c in got] == pytest.approx(ap[0].tolist(), rel=1e-6)  # Cellpose returns float32
 
 
-def _brute_force(iou: np.ndarray, t: float) -> tuple[int, float]:
-    n_min = min(iou.shape)
-    if n_min == 0:
-        return 0, 0.0
-    cost = -(iou >= t).astype(float) - iou / (2 * n_min)
-    r, c = linear_sum_assignment(cost)
-    ok = iou[r, c] >= t
-    return int(ok.sum()), float(iou[r, c][ok].sum())
-
-
 @pytest.mark.parametrize("seed", range(12))
 def test_overlapping_instances_equal_dense_hungarian(seed):
     rng = np.random.default_rng(seed)
@@ -86,7 +75,7 @@ def test_overlapping_instances_equal_dense_hungarian(seed):
     ov = overlaps_from_instances(gt, pred)
     np.testing.assert_array_equal(ov.dense_iou(), iou)
     for t, c in zip(THRESHOLDS, match(ov, THRESHOLDS)):
-        tp, iou_sum = _brute_force(iou, t)
+        tp, iou_sum = brute_force_match(iou, t)
         assert c.tp == tp
         assert c.iou_sum == pytest.approx(iou_sum, abs=1e-9)
         assert (c.fp, c.fn) == (len(pred) - tp, len(gt) - tp)

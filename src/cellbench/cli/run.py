@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from tqdm import tqdm
 
 from cellbench.errors import DataError
 
-__all__ = ["add_run_commands"]
+__all__ = ["add_run_commands", "report_failures"]
 
 
 def _data_paths(items: list[str]) -> dict[str, str]:
@@ -33,28 +34,48 @@ def _executor(args: argparse.Namespace):
     return LocalExecutor()
 
 
+def report_failures(errors: Sequence[tuple[str, str]], n_entries: int, run_dir: Path, *,
+                    report_html: str | Path | None = None) -> int:
+    """Print what failed (last, so it is what a user sees) and return the exit status.
+
+    ``errors`` holds (grid entry label, first line of its error). The status is
+    1 when every grid entry of the run failed (nothing to report), else 0.
+    """
+    if not errors:
+        return 0
+    print(f"{len(errors)} of {n_entries} grid entries failed:", file=sys.stderr)
+    for label, first_line in errors:
+        print(f"  {label}: {first_line}", file=sys.stderr)
+    where = f"the report's 'Failed' table ({report_html}) and " if report_html else ""
+    print(f"full tracebacks: {where}{run_dir / 'results.sqlite'} (table cells, column error); "
+          f"rerun them with --resume --retry-failed", file=sys.stderr)
+    if len(errors) == n_entries:
+        print("cellbench: error: every grid entry failed; there are no results", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from cellbench.runner import load_experiment, run_experiment
 
     experiment = load_experiment(args.experiment, data_paths=_data_paths(args.data))
-    out = Path(args.out) if args.out else Path("runs") / experiment.name
+    out = Path(args.out).expanduser() if args.out else Path("runs") / experiment.name
     summary = run_experiment(
         experiment, out, executor=_executor(args), resume=args.resume, retry_failed=args.retry_failed,
         progress=tqdm, cell_progress=None if args.quiet else tqdm,
     )
-    print(f"{summary.n_run} cell(s) run, {summary.n_skipped} already done, {summary.n_failed} failed "
+    print(f"{summary.n_run} grid entries run, {summary.n_skipped} already done, {summary.n_failed} failed "
           f"of {summary.n_cells}, in {summary.seconds:.1f} s; results in {out / 'results.sqlite'}")
-    for label in summary.failed:
-        print(f"  failed: {label} (error in the database, table cells)", file=sys.stderr)
-    print(f"next: cellbench report {out} --out {out / 'report'}")
-    return 0
+    if not summary.all_failed:
+        print(f"next: cellbench report {out} --out {out / 'report'}")
+    return report_failures(summary.errors, summary.n_cells, out)
 
 
 def _report(args: argparse.Namespace) -> int:
     from cellbench.report import write_report
 
-    out = Path(args.out) if args.out else Path(args.run) / "report"
-    summary = write_report(args.run, out, qualitative_images=args.images, overwrite=args.overwrite, progress=tqdm)
+    out = Path(args.out).expanduser() if args.out else Path(args.run).expanduser() / "report"
+    summary = write_report(Path(args.run).expanduser(), out, qualitative_images=args.images, overwrite=args.overwrite, progress=tqdm)
     print(f"report: {summary.html} ({len(summary.tables)} tables as CSV in {out / 'tables'}, "
           f"{len(summary.figures)} figures)")
     return 0

@@ -10,13 +10,10 @@ take the same path (that is how the tests run it offline).
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import json
 import logging
 import os
-import shutil
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -28,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from cellbench.errors import DataError
+from cellbench.files import atomic_write_bytes, file_digest, staged_dir
 
 __all__ = ["GLIOMA_C6", "REMOTE_DATASETS", "RemoteArchive", "default_cache_dir", "download", "fetch_archive", "unpack"]
 
@@ -97,14 +95,6 @@ def _record_entry(remote: RemoteArchive, opener: Opener) -> tuple[str | None, st
     raise DataError(f"record lists no file {remote.filename!r}", path=remote.record_url)
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_archive(
     remote: RemoteArchive,
     cache_dir: str | Path | None = None,
@@ -119,7 +109,7 @@ def fetch_archive(
     md5, url = _record_entry(remote, opener)
     if md5 is None:
         log.warning("no checksum known for %s; only the zip's own CRCs will be checked", remote.filename)
-    if target.is_file() and (md5 is None or _md5(target) == md5):
+    if target.is_file() and (md5 is None or file_digest(target, "md5") == md5):
         return target
     part = target.with_name(target.name + ".part")
     try:
@@ -135,7 +125,7 @@ def fetch_archive(
     except BaseException:
         part.unlink(missing_ok=True)
         raise
-    got = _md5(part)
+    got = file_digest(part, "md5")
     if md5 is not None and got != md5:
         part.unlink()
         raise DataError(f"checksum mismatch: md5 {got}, expected {md5}; the partial download was removed", path=url)
@@ -157,18 +147,10 @@ def unpack(archive: str | Path, dest: str | Path) -> Path:
             for member in zf.namelist():
                 if member.startswith(("/", "\\")) or ".." in Path(member).parts:
                     raise DataError(f"unsafe path in archive: {member!r}", path=archive)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
-            try:
+            with staged_dir(dest, overwrite=True) as tmp:
                 zf.extractall(tmp)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
     except zipfile.BadZipFile as exc:
         raise DataError(f"not a zip archive ({exc})", path=archive) from exc
-    if dest.exists():
-        shutil.rmtree(dest)
-    tmp.rename(dest)
     return dest
 
 
@@ -196,11 +178,11 @@ def download(
         return data
     if archive is not None:
         archive = Path(archive)
-        if remote.md5 is not None and _md5(archive) != remote.md5:
+        if remote.md5 is not None and file_digest(archive, "md5") != remote.md5:
             raise DataError(f"checksum mismatch: expected md5 {remote.md5}", path=archive)
     else:
         archive = fetch_archive(remote, cache_dir, opener=opener, progress=progress)
     marker.unlink(missing_ok=True)
     unpack(archive, data)
-    marker.write_text(json.dumps({"archive": str(archive), "md5": _md5(archive)}))
+    atomic_write_bytes(marker, json.dumps({"archive": str(archive), "md5": file_digest(archive, "md5")}).encode())
     return data

@@ -26,7 +26,7 @@ import tifffile
 from scipy import ndimage
 from shapely.geometry import box
 
-from cellbench.data.export.staging import staged_dir
+from cellbench.files import staged_dir
 from cellbench.instances import polygon_problem, rasterize_polygon
 
 __all__ = ["SPLIT_SHARES", "split_counts", "synth_glioma_c6"]

@@ -2,7 +2,9 @@
 
 from cellbench.instances.flatten import (
     DEFAULT_POLICY,
+    FLATTEN_NAMES,
     FlatLabels,
+    FlattenName,
     FlattenPolicy,
     NearestCentroidFlatten,
     PriorityFlatten,
@@ -15,8 +17,10 @@ from cellbench.instances.rle import instance_to_rle, rle_area, rle_to_instance
 
 __all__ = [
     "DEFAULT_POLICY",
+    "FLATTEN_NAMES",
     "BBox",
     "FlatLabels",
+    "FlattenName",
     "FlattenPolicy",
     "Instance",
     "InstanceSet",

@@ -24,7 +24,7 @@ Policies:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 
@@ -37,11 +37,14 @@ __all__ = [
     "NearestCentroidFlatten",
     "PriorityFlatten",
     "DEFAULT_POLICY",
+    "FLATTEN_NAMES",
     "flatten",
     "policy_from_name",
 ]
 
 FlattenName = Literal["priority-first", "priority-last", "nearest-centroid"]
+#: The policy names, in order: for CLI choices and config validation.
+FLATTEN_NAMES: tuple[FlattenName, ...] = get_args(FlattenName)
 
 
 class FlattenPolicy(Protocol):
@@ -191,9 +194,7 @@ def policy_from_name(name: str) -> FlattenPolicy:
         return PriorityFlatten("last")
     if name == "nearest-centroid":
         return NearestCentroidFlatten()
-    raise ValueError(
-        f"unknown flatten policy {name!r}; choose priority-first, priority-last or nearest-centroid"
-    )
+    raise ValueError(f"unknown flatten policy {name!r}; choose one of {', '.join(FLATTEN_NAMES)}")
 
 
 def _label_dtype(n: int) -> type:

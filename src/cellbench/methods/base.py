@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -37,7 +37,8 @@ from cellbench.instances import InstanceSet
 if TYPE_CHECKING:
     from cellbench.methods.tiling import TileConfig
 
-__all__ = ["EpochRecord", "Method", "ProgressFactory", "TrainHistory", "config_from_dict", "config_to_dict"]
+__all__ = ["EpochRecord", "Method", "ProgressFactory", "TrainHistory", "config_from_dict", "config_to_dict",
+           "merge_config"]
 
 #: Something that wraps an iterable with a progress bar, e.g. ``tqdm.tqdm``.
 ProgressFactory = Callable[..., Any]
@@ -90,6 +91,10 @@ class Method(ABC):
     #: Tiling recorded in a new model directory when the user gives none (None: ``TileConfig()``,
     #: 512 px tiles, 128 px overlap). A method that tiles inside ``predict`` sets ``TileConfig(tile=0)``.
     default_tiling: ClassVar[TileConfig | None] = None
+    #: Named sets of config values (as in a ``--config`` file, ``tiling`` included), e.g. ``"cpu"``:
+    #: settings that finish on a CPU where the published defaults assume a GPU. ``cellbench train
+    #: --preset NAME`` and ``preset:`` in an experiment start from one; the user's config goes over it.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config
@@ -120,31 +125,86 @@ class Method(ABC):
         """Read what :meth:`save_weights` wrote."""
 
 
+def merge_config(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict:
+    """``over`` merged into ``base`` (config values as in a ``--config`` file); nested mappings such as
+    ``preprocess`` are merged key by key, so a preset's other nested values stay.
+
+    >>> merge_config({"a": 1, "p": {"x": 1, "y": 2}}, {"p": {"y": 3}})
+    {'a': 1, 'p': {'x': 1, 'y': 3}}
+    """
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            value = merge_config(out[key], value)
+        out[key] = value
+    return out
+
+
 def config_to_dict(config: Any) -> dict:
     """A config dataclass as plain JSON values."""
     return dataclasses.asdict(config)
 
 
-def config_from_dict(config_class: type, values: dict, *, source: Path | str | None = None) -> Any:
+def config_from_dict(config_class: type, values: Mapping[str, Any], *, source: Path | str | None = None) -> Any:
     """Build a config dataclass from a dict, refusing unknown keys with their names.
 
-    Nested dataclass fields are built from nested dicts; lists become tuples when
-    the default is a tuple.
+    Nested dataclass fields (sections) are built from nested dicts; lists become
+    tuples when the default is a tuple. A key that is unknown where it was given
+    but is a field of a section is named with its path, so a flat key from an
+    older config says where it lives now.
+
+    >>> @dataclass(frozen=True)
+    ... class Train:
+    ...     epochs: int = 300
+    >>> @dataclass(frozen=True)
+    ... class Config:
+    ...     backbone: str = "a"
+    ...     train: Train = field(default_factory=Train)
+    >>> config_from_dict(Config, {"train": {"epochs": 8}}).train.epochs
+    8
+    >>> config_from_dict(Config, {"epochs": 8})
+    Traceback (most recent call last):
+    cellbench.errors.DataError: unknown Config field(s) ['epochs']; 'epochs' is now train.epochs; known: ['backbone', 'train']
     """
-    known = {f.name: f for f in dataclasses.fields(config_class)}
-    unknown = sorted(set(values) - set(known))
+    return _build_config(config_class, values, source=source, root=config_class, at="")
+
+
+def _build_config(config_class: type, values: Mapping[str, Any], *, source: Path | str | None, root: type,
+                  at: str) -> Any:
+    where = f"{root.__name__}{'.' if at else ''}{at}"
+    known = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(values) - known)
     if unknown:
-        raise DataError(
-            f"unknown {config_class.__name__} field(s) {unknown}; known: {sorted(known)}",
-            path=source,
-        )
+        parts = [f"unknown {where} field(s) {unknown}"]
+        for key in unknown:
+            paths = [p if "." in p else f"{p} (top level)" for p in _field_paths(root, key)]
+            if paths:
+                parts.append(f"{key!r} is now {' or '.join(paths)}")
+        parts.append(f"known: {sorted(known)}")
+        raise DataError("; ".join(parts), path=source)
     kwargs = {}
     defaults = config_class()
     for key, value in values.items():
         default = getattr(defaults, key)
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
-            value = config_from_dict(type(default), value, source=source)
+        if dataclasses.is_dataclass(default) and not isinstance(value, type(default)):
+            if not isinstance(value, Mapping):
+                raise DataError(f"{where}.{key} is a section of settings: give a mapping, got {value!r}", path=source)
+            value = _build_config(type(default), value, source=source, root=root, at=f"{at}.{key}".lstrip("."))
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
         kwargs[key] = value
     return config_class(**kwargs)
+
+
+def _field_paths(config_class: type, name: str, at: str = "") -> list[str]:
+    """Dotted paths of every field called ``name`` in ``config_class`` and its sections."""
+    defaults = config_class()
+    paths = []
+    for f in dataclasses.fields(config_class):
+        path = f"{at}{f.name}"
+        if f.name == name:
+            paths.append(path)
+        value = getattr(defaults, f.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            paths += _field_paths(type(value), name, f"{path}.")
+    return paths

@@ -39,9 +39,10 @@ import numpy as np
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
+from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
-from cellbench.methods.selection import f1_from_counts, match_counts
+from cellbench.methods.tiling import TileConfig
 
 __all__ = ["CellposeConfig", "CellposeMethod", "WEIGHTS_FILE", "read_cellpose_weights"]
 
@@ -181,6 +182,8 @@ class CellposeMethod(Method):
     requires = ("torch", "cellpose")
     extra = "cellpose"
     Config = CellposeConfig
+    #: Whole images: Cellpose normalises the whole image and tiles inside ``eval`` itself.
+    default_tiling = TileConfig(tile=0)
 
     def __init__(self, config: CellposeConfig | None = None) -> None:
         super().__init__(config)
@@ -252,11 +255,11 @@ class CellposeMethod(Method):
         self._model.diam_labels = float(self._model.net.diam_labels.item())
         val = None
         if valid:
-            val = f1_from_counts(
-                match_counts(flatten(s.instances, policy_from_name(cfg.flatten)).labels,
-                             self._labels(s.load_image())[0])
+            val = pooled(
+                match_labels(flatten(s.instances, policy_from_name(cfg.flatten)).labels,
+                             self._labels(s.load_image())[0], (0.5,))[0]
                 for s in valid
-            )
+            ).f1
         epochs = []
         for k, loss in enumerate(train_losses):
             extra = {"test_loss": float(test_losses[k])} if valid and (k == 5 or k % 10 == 0) else {}

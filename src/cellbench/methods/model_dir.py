@@ -17,7 +17,6 @@ weight files) with a :class:`~cellbench.errors.DataError` naming the file.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,11 +27,11 @@ import numpy as np
 
 from cellbench import __version__
 from cellbench.data.dataset import Sample
-from cellbench.data.export.staging import staged_dir
 from cellbench.errors import DataError
+from cellbench.files import file_digest, staged_dir
 from cellbench.instances import DEFAULT_POLICY, FlattenPolicy, InstanceSet, policy_from_name
 from cellbench.methods.base import Method, TrainHistory, config_from_dict, config_to_dict
-from cellbench.methods.tiling import TileConfig, predict_tiled
+from cellbench.methods.tiling import TileConfig, predict_image
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_FILE", "WEIGHTS_DIR", "LoadedModel", "load_model", "save_model",
            "train_summary"]
@@ -62,7 +61,7 @@ class LoadedModel:
 
     def predict(self, image: np.ndarray, *, progress: Callable | None = None) -> InstanceSet:
         """Instances of one full-resolution image, predicted tile by tile with the model's tiling."""
-        return predict_tiled(self.method.predict, image, self.tiling, progress=progress)
+        return predict_image(self.method, image, self.tiling, progress=progress)
 
 
 def train_summary(samples: Sequence[Sample], *, source: dict | None = None) -> dict:
@@ -86,17 +85,9 @@ def train_summary(samples: Sequence[Sample], *, source: dict | None = None) -> d
     }
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _weight_files(folder: Path) -> dict[str, str]:
     return {
-        str(p.relative_to(folder)): _sha256(p)
+        str(p.relative_to(folder)): file_digest(p)
         for p in sorted(folder.rglob("*"))
         if p.is_file()
     }
@@ -183,20 +174,27 @@ def _read_record(folder: Path) -> dict:
     return record
 
 
-def load_model(folder: str | Path) -> LoadedModel:
+def load_model(folder: str | Path, *, method_class: type[Method] | None = None) -> LoadedModel:
     """Read a model directory written by :func:`save_model` and load the method's weights.
 
-    Torch weights are read with ``weights_only=True`` by the methods.
+    The method class is looked up by the name in ``model.json``
+    (:data:`cellbench.methods.METHODS`); pass ``method_class`` for a method that
+    lives outside cellbench (the benchmark runner passes the class it resolved).
+    Nothing named in the file is ever imported. Torch weights are read with
+    ``weights_only=True`` by the methods.
     """
     from cellbench.methods import get_method  # the table imports this module's users, not the reverse
 
     folder = Path(folder)
     record = _read_record(folder)
     path = folder / MODEL_FILE
-    try:
-        method_class = get_method(record["method"])
-    except DataError as exc:
-        raise DataError(exc.problem, path=path) from exc
+    if method_class is None:
+        try:
+            method_class = get_method(record["method"])
+        except DataError as exc:
+            raise DataError(exc.problem, path=path) from exc
+    elif record["method"] != method_class.name:
+        raise DataError(f"model of method {record['method']!r}, expected {method_class.name!r}", path=path)
     if str(record["method_version"]) != str(method_class.version):
         raise DataError(
             f"model saved by version {record['method_version']} of method {record['method']!r}; "
@@ -206,7 +204,7 @@ def load_model(folder: str | Path) -> LoadedModel:
         file = weights / name
         if not file.is_file():
             raise DataError("weight file listed in model.json is missing", path=file)
-        if _sha256(file) != digest:
+        if file_digest(file) != digest:
             raise DataError("weight file does not match its checksum in model.json (altered or truncated)",
                             path=file)
     config = config_from_dict(method_class.Config, record["config"], source=path)

@@ -29,15 +29,20 @@ once, whatever tile border it crosses.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cellbench.errors import DataError
 from cellbench.instances import Instance, InstanceSet
 
-__all__ = ["TileConfig", "Window", "predict_tiled", "tile_windows"]
+if TYPE_CHECKING:
+    from cellbench.methods.base import Method
+
+__all__ = ["TileConfig", "Window", "method_tiling", "predict_image", "predict_tiled", "tile_windows"]
 
 Window = tuple[int, int, int, int]
 """(y0, x0, y1, x1) of one tile in image pixels, half open."""
@@ -82,6 +87,53 @@ class TileConfig:
         if unknown:
             raise DataError(f"unknown tiling field(s) {unknown}; known: ['overlap', 'tile']")
         return cls(**d)
+
+
+def method_tiling(method_class: type, values: Mapping[str, Any] | None = None, *,
+                  source: str | Path | None = None) -> TileConfig:
+    """The tiling a model of ``method_class`` predicts with, hence records in its model directory.
+
+    ``values`` (the ``tiling`` entry of a ``cellbench train --config`` file or of
+    an experiment's method) override the method's ``default_tiling``, else
+    :class:`TileConfig` (512 px tiles, 128 px overlap), field by field. A
+    ``tile`` given without ``overlap`` gets a quarter of it as overlap (the
+    ratio of the default), whatever the method's default overlap.
+
+    >>> from cellbench.methods.watershed import WatershedMethod
+    >>> method_tiling(WatershedMethod, {"tile": 96})
+    TileConfig(tile=96, overlap=24)
+    """
+    default = getattr(method_class, "default_tiling", None) or TileConfig()
+    merged = default.to_dict()
+    if values is not None:
+        if not isinstance(values, Mapping):
+            raise DataError(f"tiling must be a mapping of tile and overlap, got {values!r}", path=source)
+        merged.update(values)
+        if "tile" in values and "overlap" not in values and isinstance(values["tile"], int):
+            merged["overlap"] = values["tile"] // 4
+    try:
+        return TileConfig.from_dict(merged)
+    except DataError as exc:
+        raise DataError(exc.problem, path=source) from exc
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"bad tiling {merged}: {exc}", path=source) from exc
+
+
+def predict_image(
+    method: Method,
+    image: np.ndarray,
+    tiling: TileConfig,
+    *,
+    progress: Callable | None = None,
+) -> InstanceSet:
+    """Instances of one full-resolution image: ``method`` run tile by tile with ``tiling``, stitched.
+
+    The one way cellbench predicts an image with a method: ``cellbench predict``
+    (through :meth:`~cellbench.methods.model_dir.LoadedModel.predict`) and the
+    benchmark runner both call it, so a model scores the same by either path.
+    ``TileConfig(tile=0)`` runs ``method.predict`` on the whole image.
+    """
+    return predict_tiled(method.predict, image, tiling, progress=progress)
 
 
 def _starts(length: int, tile: int, step: int) -> list[int]:

@@ -38,9 +38,10 @@ from skimage.segmentation import watershed
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
+from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.preprocess import PreprocessConfig, preprocess, to_gray
-from cellbench.methods.selection import f1_from_counts, match_counts, match_counts_by_iou
+from cellbench.methods.tiling import TileConfig
 
 __all__ = ["WatershedConfig", "WatershedMethod", "WatershedParams", "segment"]
 
@@ -72,7 +73,8 @@ class WatershedConfig:
         min_size_fraction: objects smaller than this fraction of the 5th
             percentile of training object areas are dropped.
         tune_ious: the tuning score is the pooled F1 averaged over these IoU
-            thresholds (all >= 0.5): F1 at 0.5 alone cannot tell apart settings
+            thresholds (matched as :mod:`cellbench.metrics` does, IoU >= t):
+            F1 at 0.5 alone cannot tell apart settings
             that find the same cells with better or worse outlines, and a few
             dozen training cells give many such ties.
     """
@@ -160,6 +162,9 @@ class WatershedMethod(Method):
     requires = ()
     extra = None
     Config = WatershedConfig
+    #: Whole images: the Otsu threshold and the seed spacing are set from the whole image (per-tile
+    #: thresholds find spurious objects in tiles without cells).
+    default_tiling = TileConfig(tile=0)
 
     def __init__(self, config: WatershedConfig | None = None) -> None:
         super().__init__(config)
@@ -201,19 +206,20 @@ class WatershedMethod(Method):
                 for mind in min_distances:
                     params = dataclasses.replace(base, distance_sigma=dsigma, min_distance=mind)
                     counts = [
-                        match_counts_by_iou(t, _seeded(fg, d, params) if fg.any() else np.zeros_like(t), ious)
+                        match_labels(t, _seeded(fg, d, params) if fg.any() else np.zeros_like(t), ious)
                         for t, fg, d in zip(truths, foregrounds, distances)
                     ]
-                    score = float(np.mean([f1_from_counts(c[k] for c in counts) for k in range(1, len(ious))]))
+                    score = float(np.mean([pooled(c[k] for c in counts).f1 for k in range(1, len(ious))]))
                     n_tried += 1
                     if score > best_score + 1e-12:
-                        best, best_score, best_f1 = params, score, f1_from_counts(c[0] for c in counts)
+                        best, best_score, best_f1 = params, score, pooled(c[0] for c in counts).f1
         self.params = best
         val = None
         if valid:
-            val = f1_from_counts(
-                match_counts(flatten(s.instances, policy).labels, self._labels(s.load_image())) for s in valid
-            )
+            val = pooled(
+                match_labels(flatten(s.instances, policy).labels, self._labels(s.load_image()), (0.5,))[0]
+                for s in valid
+            ).f1
         record = EpochRecord(epoch=0, loss=1.0 - best_score, val_score=val,
                              extra={"train_f1": best_f1, "settings_tried": n_tried})
         return TrainHistory(

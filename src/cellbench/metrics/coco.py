@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cellbench.metrics.overlap import Overlaps
+from cellbench.matching import Overlaps
 
 __all__ = ["COCO_IOU_THRESHOLDS", "CocoImage", "CocoResult", "coco_image", "coco_summary"]
 

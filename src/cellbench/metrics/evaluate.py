@@ -33,17 +33,34 @@ from pathlib import Path
 
 import numpy as np
 
-from cellbench.data.export.staging import atomic_write_bytes
 from cellbench.errors import DataError
+from cellbench.files import atomic_write_bytes
 from cellbench.instances import InstanceSet
+from cellbench.matching import Counts, match, overlaps_from_instances, overlaps_from_labels, pooled
 from cellbench.metrics.boundary import drop_boundary
 from cellbench.metrics.coco import CocoImage, CocoResult, coco_image, coco_summary
-from cellbench.metrics.matching import Counts, match
-from cellbench.metrics.overlap import overlaps_from_instances, overlaps_from_labels
 
-__all__ = ["DEFAULT_THRESHOLDS", "Evaluation", "Evaluator", "ImageResult", "evaluate", "evaluate_image", "threshold_key"]
+__all__ = [
+    "DEFAULT_THRESHOLDS",
+    "GLIOMA_THRESHOLDS",
+    "NEURIPS_THRESHOLDS",
+    "REPORT_THRESHOLDS",
+    "Evaluation",
+    "Evaluator",
+    "ImageResult",
+    "evaluate",
+    "evaluate_image",
+    "threshold_key",
+]
 
-DEFAULT_THRESHOLDS = (0.5, 0.75, 0.9)
+#: IoU thresholds of the Glioma C6 paper's tables ("AP" at 0.5 / 0.75 / 0.9).
+GLIOMA_THRESHOLDS = (0.5, 0.75, 0.9)
+#: IoU thresholds of the NeurIPS-2022 report's "Performance Across Thresholds".
+NEURIPS_THRESHOLDS = (0.5, 0.7, 0.9)
+#: Every threshold a cellbench report table shows; what an experiment evaluates unless told otherwise.
+REPORT_THRESHOLDS = tuple(sorted({*GLIOMA_THRESHOLDS, *NEURIPS_THRESHOLDS}))
+#: The thresholds of :func:`evaluate` and ``cellbench evaluate`` unless told otherwise: the Glioma paper's.
+DEFAULT_THRESHOLDS = GLIOMA_THRESHOLDS
 
 Segmentation = InstanceSet | np.ndarray
 
@@ -214,10 +231,7 @@ def _stats(values: list[float | None]) -> tuple[float | None, float | None, floa
 
 def _pooled(images: Sequence[ImageResult], k: int) -> Counts:
     """Counts at the ``k``-th threshold summed over images."""
-    total = Counts(0, 0, 0)
-    for r in images:
-        total = total + r.counts[k]
-    return total
+    return pooled(r.counts[k] for r in images)
 
 
 def _aggregate(images: Sequence[ImageResult], thresholds: Sequence[float]) -> tuple[dict, dict]:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellbench.data.export import staged_dir
+from cellbench.files import staged_dir
 from cellbench.report import plots
 from cellbench.report.html import Section, render_html
 from cellbench.report.results import EvalRecord, RunResults, load_results, threshold_key

@@ -7,12 +7,14 @@ figure, like a table, never shows a number without how it was made.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from cellbench.files import atomic_write_bytes
 from cellbench.instances import InstanceSet
 from cellbench.report.overlay import normalize_for_display
 from cellbench.report.results import CellRecord, EvalRecord, threshold_key
@@ -41,8 +43,11 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    """Render ``fig`` in the format of ``path``'s suffix and write it atomically."""
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lstrip(".") or "png")
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

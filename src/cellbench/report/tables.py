@@ -23,6 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cellbench.metrics import GLIOMA_THRESHOLDS, NEURIPS_THRESHOLDS
 from cellbench.report.results import CellRecord, EvalRecord, threshold_key
 
 __all__ = [
@@ -143,7 +144,7 @@ def glioma_tables(evaluations: Sequence[EvalRecord]) -> list[Table]:
                 ev.cell.dataset, ev.cell.task, _subset(ev), ev.cell.model,
                 "yes" if ev.cell.train_images != 0 else "no",
                 at(0.5, "precision"), at(0.5, "recall"), at(0.5, "f1"),
-                at(0.5, "ap_dsb"), at(0.75, "ap_dsb"), at(0.9, "ap_dsb"),
+                *(at(t, "ap_dsb") for t in GLIOMA_THRESHOLDS),
             ))
         rows.sort(key=lambda r: (r[0], r[1], r[2]))  # stable: models keep the experiment's order
         policies = sorted({e.flatten_policy for e in evs if e.flatten_policy})
@@ -160,7 +161,7 @@ def glioma_tables(evaluations: Sequence[EvalRecord]) -> list[Table]:
             key=f"glioma_{paper.replace(' ', '').lower()}_{kind}",
             title=f"Glioma C6 paper layout ({paper}, {'overlapping' if kind == 'overlap' else 'flattened'} ground truth)",
             columns=("Dataset", "Task", "Subset", "Model", "Glioma-ft", "Prec.", "Rec.", "F1",
-                     "AP@50", "AP@75", "AP@90"),
+                     *(f"AP@{round(100 * t)}" for t in GLIOMA_THRESHOLDS)),
             rows=tuple(rows), caption=caption, decimals=2,
         ))
     return tables
@@ -188,7 +189,9 @@ def summary_tables(evaluations: Sequence[EvalRecord], *, threshold: float = 0.5)
     return tables
 
 
-def threshold_tables(evaluations: Sequence[EvalRecord], *, thresholds: Sequence[float] = (0.5, 0.7, 0.9)) -> list[Table]:
+def threshold_tables(
+    evaluations: Sequence[EvalRecord], *, thresholds: Sequence[float] = NEURIPS_THRESHOLDS
+) -> list[Table]:
     """NeurIPS report "Performance Across Thresholds", per model."""
     tables = []
     for context, evs in _groups(evaluations).items():

@@ -2,12 +2,14 @@
 
 Layout under the run folder::
 
-    cache/<cell key>/model/            weights (Method.save_weights) + train.json
+    cache/<cell key>/model/            a model directory (model.json + weights/), as
+                                       `cellbench train` writes: `cellbench predict` takes it
     cache/<cell key>/pred/<split>/<image>.json   instances as COCO RLE, + predict seconds
 
 Every file is written to a temporary sibling and renamed, every model folder
-is staged and renamed: a process killed at any moment leaves either the whole
-file or none of it, so a resumed run can trust whatever it finds.
+is staged and renamed (:func:`~cellbench.methods.model_dir.save_model`): a
+process killed at any moment leaves either the whole file or none of it, so a
+resumed run can trust whatever it finds.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import json
 import re
 from pathlib import Path
 
-from cellbench.data.export import atomic_write_bytes
+from cellbench.files import atomic_write_bytes
 from cellbench.instances import InstanceSet, instance_to_rle, rle_to_instance
+from cellbench.methods.model_dir import MODEL_FILE
 
 __all__ = ["PredictionCache", "instances_from_json", "instances_to_json"]
 
@@ -58,10 +61,11 @@ class PredictionCache:
 
     @property
     def model_dir(self) -> Path:
+        """The cell's trained model, a model directory (:mod:`cellbench.methods.model_dir`)."""
         return self.folder / "model"
 
     def has_model(self) -> bool:
-        return (self.model_dir / "train.json").is_file()
+        return (self.model_dir / MODEL_FILE).is_file()
 
     def _pred_path(self, split: str | None, image: str) -> Path:
         return self.folder / "pred" / _SAFE.sub("_", split or "all") / f"{_SAFE.sub('_', image)}.json"

@@ -4,6 +4,13 @@
 every executor (in-process, Ray worker) runs the same code and gets the same
 numbers. It never raises for a failing method: the error and its traceback
 are part of the returned :class:`CellOutcome`, and the other cells go on.
+
+A trained cell saves its model as a model directory
+(:func:`~cellbench.methods.model_dir.save_model`) and predicts with what
+:func:`~cellbench.methods.model_dir.load_model` reads back, tile by tile with
+the recorded tiling (:func:`~cellbench.methods.tiling.predict_image`): exactly
+what ``cellbench predict`` does with that folder. A zero-shot cell predicts
+with the untrained method and the same tiling rule.
 """
 
 from __future__ import annotations
@@ -18,10 +25,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from cellbench.data import Dataset, read_dataset
-from cellbench.data.export import staged_dir
 from cellbench.errors import DataError
 from cellbench.instances import flatten, policy_from_name
 from cellbench.methods import TrainHistory, config_from_dict, config_to_dict
+from cellbench.methods.model_dir import MODEL_FILE, LoadedModel, load_model, save_model, train_summary
+from cellbench.methods.tiling import TileConfig, method_tiling, predict_image
 from cellbench.runner.cache import PredictionCache
 from cellbench.runner.experiment import resolve_method
 from cellbench.runner.grid import GridCell
@@ -76,33 +84,44 @@ def _pick_training(samples, n: int | None, seed: int, where: str):
     return [samples[i] for i in sorted(picked.tolist())]
 
 
-def _train(cell: GridCell, method, cache: PredictionCache, progress) -> dict:
-    if cache.has_model():
-        method.load_weights(cache.model_dir / "weights")
-        record = json.loads((cache.model_dir / "train.json").read_text())
-        return {**record, "resumed_from_cache": True}
-    d = cell.dataset
-    if d.train is None:
-        raise DataError(f"dataset {d.name!r} has no train split, needed by regime {cell.regime.name!r}", path=d.path)
-    train = _pick_training(_read(cell, d.train).samples, cell.regime.train_images, cell.seed, d.path)
-    valid = list(_read(cell, d.valid).samples) if d.valid is not None else None
-    started = time.perf_counter()
-    history = method.train(train, valid, seed=cell.seed, progress=progress)
-    wall = time.perf_counter() - started
-    if not isinstance(history, TrainHistory):
-        raise TypeError(f"{type(method).__name__}.train returned {type(history).__name__}, not TrainHistory")
-    record = {
-        "history": history.to_dict(),
-        "wall_s": wall,
-        "images": [s.name for s in train],
-        "valid_images": [s.name for s in valid or ()],
-    }
-    record = json.loads(json.dumps(record, default=float))  # plain JSON, as a cached record reads back
-    with staged_dir(cache.model_dir, overwrite=True) as tmp:
-        (tmp / "weights").mkdir()
-        method.save_weights(tmp / "weights")
-        (tmp / "train.json").write_text(json.dumps(record))
-    return {**record, "resumed_from_cache": False}
+def _trained_model(cell: GridCell, method_cls: type, config, tiling: TileConfig, cache: PredictionCache,
+                   progress) -> tuple[LoadedModel, dict]:
+    """The cell's model, trained now or by an earlier invocation, as read back from its model
+    directory; and the training record the store keeps (taken from ``model.json`` either way)."""
+    resumed = cache.has_model()
+    if not resumed:
+        d = cell.dataset
+        if d.train is None:
+            raise DataError(f"dataset {d.name!r} has no train split, needed by regime {cell.regime.name!r}",
+                            path=d.path)
+        picked = _pick_training(_read(cell, d.train).samples, cell.regime.train_images, cell.seed, d.path)
+        valid = list(_read(cell, d.valid).samples) if d.valid is not None else None
+        method = method_cls(config)
+        started = time.perf_counter()
+        history = method.train(picked, valid, seed=cell.seed, progress=progress)
+        wall = time.perf_counter() - started
+        if not isinstance(history, TrainHistory):
+            raise TypeError(f"{type(method).__name__}.train returned {type(history).__name__}, not TrainHistory")
+        source = {"path": d.path, "layout": d.layout, "split": d.train, "task": cell.task,
+                  "train_images": cell.regime.train_images, "valid_split": d.valid,
+                  "valid_images": [s.name for s in valid or ()]}
+        save_model(method, cache.model_dir, train_summary=train_summary(picked, source=source), seed=cell.seed,
+                   history=history, tiling=tiling, overwrite=True,
+                   extra={"runner": {"cell": cell.label, "cell_key": cell.key, "train_wall_s": wall}})
+        del method  # predictions come from the model as read back, as `cellbench predict` reads it
+    model = load_model(cache.model_dir, method_class=method_cls)
+    record = model.record
+    try:
+        train = {
+            "history": record["history"],
+            "wall_s": record["extra"]["runner"]["train_wall_s"],
+            "images": [image["name"] for image in record["train"]["images"]],
+            "valid_images": record["train"]["source"]["valid_images"],
+            "resumed_from_cache": resumed,
+        }
+    except (KeyError, TypeError) as exc:
+        raise DataError(f"model.json lacks the runner's training record ({exc!r})", path=model.path / MODEL_FILE) from exc
+    return model, train
 
 
 def _ground_truth(samples, kind: str, policy_name: str):
@@ -122,7 +141,10 @@ def run_cell(
     """Train, predict and score one cell; predictions and the model go to ``cache_root``.
 
     What the cache already holds (a trained model, predicted images) is used,
-    not recomputed. ``evaluate`` defaults to :func:`cellbench.metrics.evaluate`.
+    not recomputed. Every image is predicted by
+    :func:`~cellbench.methods.tiling.predict_image` with the method's tiling
+    (``tiling`` of the experiment's method, else the method's default).
+    ``evaluate`` defaults to :func:`cellbench.metrics.evaluate`.
     """
     started = time.time()
     base = {"key": cell.key, "label": cell.label, "config": cell.to_dict()}
@@ -131,10 +153,15 @@ def run_cell(
             from cellbench.metrics import evaluate
         method_cls = resolve_method(cell.method.method)
         config = config_from_dict(method_cls.Config, dict(cell.method.config), source=cell.method.name)
+        tiling = method_tiling(method_cls, cell.method.tiling, source=cell.method.name)
         base["config"]["method"]["resolved_config"] = config_to_dict(config)
-        method = method_cls(config)
+        base["config"]["method"]["resolved_tiling"] = tiling.to_dict()
         cache = PredictionCache(cache_root, cell.key)
-        train = _train(cell, method, cache, progress) if cell.regime.trains else None
+        if cell.regime.trains:
+            model, train = _trained_model(cell, method_cls, config, tiling, cache, progress)
+            method, tiling = model.method, model.tiling
+        else:
+            method, train = method_cls(config), None
         ev = cell.evaluation
         evaluations = []
         for test in cell.tests:
@@ -147,7 +174,7 @@ def run_cell(
                 if cached is None:
                     image = sample.load_image()
                     t0 = time.perf_counter()
-                    pred = method.predict(image)
+                    pred = predict_image(method, image, tiling)
                     cached = (pred, time.perf_counter() - t0)
                     cache.save_prediction(test.split, sample.name, *cached)
                 predictions.append(cached[0])

@@ -21,7 +21,13 @@ A file looks like this (``method`` is a name of the method table, or
         tasks: [all]
     methods:
       watershed: {method: watershed, regimes: [zero-shot]}
-      cellseg1: {method: cellseg1, config: {backbone: litemedsam, epochs: 30}}
+      cellpose:
+        method: cellpose
+        preset: cpu                 # a named preset of the method (cellbench methods lists them)
+        config: {n_epochs: 80}      # the method's Config fields, as in a `cellbench train --config` file
+        tiling: {tile: 512, overlap: 128}   # optional; default: the method's own
+        per_dataset:                # settings for one dataset only, merged over config
+          dsb: {diam_mean: 12.0, bsize: 64}
     regimes:
       zero-shot: {train_images: 0}
       one-image: {train_images: 1}
@@ -49,6 +55,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cellbench.errors import DataError
+from cellbench.instances import FLATTEN_NAMES
+from cellbench.methods.base import merge_config
+from cellbench.metrics import REPORT_THRESHOLDS
 
 __all__ = [
     "DatasetSpec",
@@ -65,7 +74,6 @@ __all__ = [
 
 GroundTruth = Literal["overlap", "flattened"]
 _GROUND_TRUTHS = ("overlap", "flattened")
-_FLATTEN = ("priority-first", "priority-last", "nearest-centroid")
 
 
 @dataclass(frozen=True)
@@ -98,12 +106,29 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A method under a label: ``method`` names the implementation, ``config`` its settings."""
+    """A method under a label: ``method`` names the implementation, ``config`` its settings.
+
+    ``config`` is what the method's ``Config`` is built from: the named ``preset``
+    (if any) with the experiment's ``config`` merged over it. ``per_dataset``
+    maps a dataset name to settings merged over ``config`` for that dataset
+    only; :meth:`for_dataset` applies them (the grid does, so a cell's config
+    is the one it ran with). ``tiling`` is ``{tile, overlap}`` or None for the
+    method's default, as in a ``cellbench train --config`` file.
+    """
 
     name: str
     method: str
     config: Mapping[str, Any] = field(default_factory=dict)
     regimes: tuple[str, ...] | None = None  # None: every regime of the experiment
+    preset: str | None = None
+    tiling: Mapping[str, int] | None = None
+    per_dataset: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def for_dataset(self, dataset: str) -> MethodSpec:
+        """This method with the settings of ``dataset`` merged in (and no other dataset's)."""
+        extra = dict(self.per_dataset.get(dataset, {}))
+        tiling = extra.pop("tiling", self.tiling)
+        return dataclasses.replace(self, config=merge_config(self.config, extra), tiling=tiling, per_dataset={})
 
     def to_dict(self) -> dict:
         return _plain(self)
@@ -134,7 +159,7 @@ class EvaluationSpec:
     rule (instances touching a frame of that width are dropped; 0 is off).
     """
 
-    thresholds: tuple[float, ...] = (0.5, 0.7, 0.75, 0.9)
+    thresholds: tuple[float, ...] = REPORT_THRESHOLDS
     boundary_px: int = 0
     ground_truth: tuple[GroundTruth, ...] = ("overlap",)
     flatten: str = "priority-last"
@@ -210,6 +235,9 @@ def _plain(obj: Any) -> Any:
 def load_experiment(path: str | Path, *, data_paths: Mapping[str, str] | None = None) -> Experiment:
     """Read an experiment YAML file; relative dataset paths are relative to the file.
 
+    That holds wherever the command runs from: a path is resolved against the
+    file's folder and stored absolute.
+
     ``data_paths`` replaces the path of datasets by name (``--data NAME=PATH``).
     """
     import yaml
@@ -233,7 +261,12 @@ def experiment_from_dict(
     source: str | Path | None = None,
     data_paths: Mapping[str, str] | None = None,
 ) -> Experiment:
-    """Build and check an :class:`Experiment` from the parsed YAML."""
+    """Build and check an :class:`Experiment` from the parsed YAML.
+
+    Relative dataset paths are taken relative to ``base_dir`` (the experiment
+    file's folder) and stored absolute, so the experiment means the same from
+    any working directory.
+    """
     r = _Reader(source)
     top = r.mapping(raw, "experiment")
     r.only(top, "experiment", {"name", "description", "seeds", "datasets", "methods", "regimes", "evaluation"})
@@ -250,7 +283,7 @@ def experiment_from_dict(
         r.fail("--data", f"no dataset named {sorted(overrides)}; datasets: {[d.name for d in datasets]}")
     regimes = tuple(_regime(r, key, value) for key, value in r.named(top.get("regimes"), "regimes").items())
     methods = tuple(
-        _method(r, key, value, {g.name for g in regimes})
+        _method(r, key, value, {g.name for g in regimes}, [d.name for d in datasets])
         for key, value in r.named(top.get("methods"), "methods").items()
     )
     evaluation = _evaluation(r, top.get("evaluation", {}))
@@ -351,8 +384,7 @@ def _dataset(r: _Reader, name: str, raw: Any, base_dir: Path, override: str | No
         path = Path(_expand(raw_path))
     except DataError as exc:
         r.fail(f"{where}.path", exc.problem)
-    if not path.is_absolute():
-        path = Path(os.path.normpath(base_dir / path))
+    path = Path(os.path.abspath(Path(base_dir).expanduser() / path))
     tests = []
     for i, t in enumerate(r.listing(raw.get("test", [None]), f"{where}.test")):
         if t is None or isinstance(t, str):
@@ -393,29 +425,60 @@ def _regime(r: _Reader, name: str, raw: Any) -> Regime:
     return Regime(name, r.integer(n, f"{where}.train_images"))
 
 
-def _method(r: _Reader, name: str, raw: Any, regimes: set[str]) -> MethodSpec:
+def _method(r: _Reader, name: str, raw: Any, regimes: set[str], datasets: list[str]) -> MethodSpec:
     where = f"methods.{name}"
     raw = r.mapping(raw, where)
-    r.only(raw, where, {"method", "config", "regimes"})
+    r.only(raw, where, {"method", "config", "regimes", "preset", "tiling", "per_dataset"})
     method = r.string(raw.get("method", name), f"{where}.method")
     try:
         cls = resolve_method(method)
     except DataError as exc:
         r.fail(f"{where}.method", exc.problem)
-    config = r.mapping(raw.get("config", {}) or {}, f"{where}.config")
-    try:  # unknown fields fail now, not hours into a run
-        from cellbench.methods import config_from_dict
+    config = dict(r.mapping(raw.get("config", {}) or {}, f"{where}.config"))
+    tiling = _tiling(r, cls, config.pop("tiling", raw.get("tiling")), f"{where}.tiling")
+    preset = raw.get("preset")
+    if preset is not None:
+        presets = getattr(cls, "presets", {}) or {}
+        if preset not in presets:
+            r.fail(f"{where}.preset", f"{method} has no preset {preset!r}; presets: {sorted(presets) or 'none'}")
+        config = merge_config(presets[preset], config)
+    per_dataset = {}
+    for ds, extra in r.mapping(raw.get("per_dataset", {}) or {}, f"{where}.per_dataset").items():
+        if ds not in datasets:
+            r.fail(f"{where}.per_dataset", f"no dataset named {ds!r}; datasets: {datasets}")
+        extra = dict(r.mapping(extra or {}, f"{where}.per_dataset.{ds}"))
+        if "tiling" in extra:
+            extra["tiling"] = _tiling(r, cls, extra["tiling"], f"{where}.per_dataset.{ds}.tiling")
+        per_dataset[str(ds)] = extra
+    from cellbench.methods import config_from_dict
 
-        config_from_dict(cls.Config, dict(config))
-    except (DataError, TypeError, ValueError) as exc:
-        r.fail(f"{where}.config", getattr(exc, "problem", str(exc)))
+    for ds in [None, *per_dataset]:  # unknown fields fail now, not hours into a run
+        values = merge_config(config, {k: v for k, v in per_dataset.get(ds, {}).items() if k != "tiling"})
+        try:
+            config_from_dict(cls.Config, values)
+        except (DataError, TypeError, ValueError) as exc:
+            r.fail(f"{where}.config" if ds is None else f"{where}.per_dataset.{ds}", getattr(exc, "problem", str(exc)))
     only = raw.get("regimes")
     if only is not None:
         only = tuple(map(str, r.listing(only, f"{where}.regimes")))
         unknown = sorted(set(only) - regimes)
         if unknown:
             r.fail(f"{where}.regimes", f"unknown regime(s) {unknown}; regimes: {sorted(regimes)}")
-    return MethodSpec(name=name, method=method, config=dict(config), regimes=only)
+    return MethodSpec(name=name, method=method, config=config, regimes=only, preset=preset, tiling=tiling,
+                      per_dataset=per_dataset)
+
+
+def _tiling(r: _Reader, cls: type, raw: Any, where: str) -> dict | None:
+    """``{tile, overlap}`` over the method's default tiling, checked; None when not given."""
+    if raw is None:
+        return None
+    from cellbench.methods.tiling import method_tiling
+
+    r.only(r.mapping(raw, where), where, {"tile", "overlap"})
+    try:
+        return method_tiling(cls, raw).to_dict()
+    except DataError as exc:
+        r.fail(where, exc.problem)
 
 
 def _evaluation(r: _Reader, raw: Any) -> EvaluationSpec:
@@ -432,8 +495,8 @@ def _evaluation(r: _Reader, raw: Any) -> EvaluationSpec:
         if g not in _GROUND_TRUTHS:
             r.fail(f"{where}.ground_truth", f"{g!r} is not one of {list(_GROUND_TRUTHS)}")
     flatten = raw.get("flatten", default.flatten)
-    if flatten not in _FLATTEN:
-        r.fail(f"{where}.flatten", f"{flatten!r} is not one of {list(_FLATTEN)}")
+    if flatten not in FLATTEN_NAMES:
+        r.fail(f"{where}.flatten", f"{flatten!r} is not one of {list(FLATTEN_NAMES)}")
     for key in ("coco", "per_class"):
         if not isinstance(raw.get(key, False), bool):
             r.fail(f"{where}.{key}", f"must be true or false, got {_kind(raw[key])}")

@@ -58,7 +58,8 @@ def expand_grid(experiment: Experiment) -> list[GridCell]:
     """Every cell of ``experiment`` in a fixed order (datasets, tasks, methods, regimes, seeds).
 
     A method limited to some regimes gets cells only for those; a task with no
-    test split that applies to it gets no cell.
+    test split that applies to it gets no cell. Each cell's method carries the
+    settings of its dataset (``per_dataset`` merged in).
     """
     cells = []
     for dataset in experiment.datasets:
@@ -66,7 +67,7 @@ def expand_grid(experiment: Experiment) -> list[GridCell]:
             tests = tuple(t for t in dataset.test if t.applies_to(task))
             if not tests:
                 continue
-            for method in experiment.methods:
+            for method in (m.for_dataset(dataset.name) for m in experiment.methods):
                 for regime in experiment.regimes:
                     if method.regimes is not None and regime.name not in method.regimes:
                         continue

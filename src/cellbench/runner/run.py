@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cellbench.errors import DataError
+from cellbench.files import atomic_write_bytes
 from cellbench.runner.cell import run_cell
 from cellbench.runner.executors import Executor, LocalExecutor
 from cellbench.runner.experiment import Experiment
@@ -47,6 +48,13 @@ class RunSummary:
     n_failed: int
     failed: tuple[str, ...]
     seconds: float
+    #: (label, first line of the error) of every failed cell in the run folder, earlier invocations included.
+    errors: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def all_failed(self) -> bool:
+        """True when no cell of the run has results: every one failed."""
+        return self.n_cells > 0 and len(self.errors) == self.n_cells
 
 
 def run_experiment(
@@ -94,7 +102,7 @@ def run_experiment(
         if run_dir.is_dir() and any(run_dir.iterdir()):
             raise DataError("run folder is not empty and holds no cellbench results", path=run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "experiment.json").write_text(json.dumps(experiment.to_dict(), indent=2))
+        atomic_write_bytes(run_dir / "experiment.json", json.dumps(experiment.to_dict(), indent=2).encode())
         store = ResultStore.create(db_path)
         run_id = store.create_run(experiment.to_dict(), name=experiment.name,
                                   fingerprint=experiment.fingerprint, path=experiment.source)
@@ -111,13 +119,15 @@ def run_experiment(
             store.record_cell(run_id, invocation, outcome)
             if outcome.status == "failed":
                 failed.append(outcome.label)
-                log.warning("cell %s failed: %s", outcome.label, outcome.error.splitlines()[0])
+                log.warning("grid entry %s failed: %s", outcome.label, outcome.error.splitlines()[0])
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"{outcome.label} {outcome.status}")
             if on_cell is not None:
                 on_cell(outcome)
         status = "finished"
+        errors = tuple((c["label"], (c["error"] or "").splitlines()[0] if c["error"] else "")
+                       for c in store.cells(run_id) if c["status"] == "failed")
     finally:
         if bar is not None:
             bar.close()
@@ -131,4 +141,5 @@ def run_experiment(
         n_failed=len(failed),
         failed=tuple(failed),
         seconds=time.perf_counter() - started,
+        errors=errors,
     )

@@ -5,7 +5,9 @@ import pytest
 
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
+from cellbench.methods.cellseg1.inference import InferenceConfig
 from cellbench.methods.cellseg1.method import CellSeg1, CellSeg1Config
+from cellbench.methods.cellseg1.train import TrainConfig
 
 pytestmark = pytest.mark.slow
 
@@ -16,8 +18,9 @@ def test_litemedsam_trains_on_a_dsb_crop_and_predicts_the_rest(tmp_path):
     image, mask = data.test_image_nuclei_2d(return_mask=True)
     train = Sample("crop", InstanceSet.from_label_image(mask[:256, :256]), array=image[:256, :256])
     config = CellSeg1Config(
-        backbone="litemedsam", epochs=1, min_patches=2, batch_size=1, grad_accum=2,
-        max_positive=4, max_negative=2, lora_parts=("mask_decoder",), points_per_side=8,
+        backbone="litemedsam", lora_parts=("mask_decoder",),
+        train=TrainConfig(epochs=1, min_patches=2, batch_size=1, grad_accum=2, max_positive=4, max_negative=2),
+        inference=InferenceConfig(points_per_side=8),
     )
     m = CellSeg1(config)
     history = m.train([train], seed=0)

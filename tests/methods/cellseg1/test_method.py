@@ -7,17 +7,28 @@ import torch
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import Instance, InstanceSet
-from cellbench.methods import METHODS, get_method
+from cellbench.methods import METHODS, config_from_dict, config_to_dict, get_method
 from cellbench.methods.cellseg1 import method as method_module
+from cellbench.methods.cellseg1.augment import AugmentConfig
+from cellbench.methods.cellseg1.inference import InferenceConfig
 from cellbench.methods.cellseg1.method import CellSeg1, CellSeg1Config
-from cellbench.methods.cellseg1.train import make_patches, point_loss
+from cellbench.methods.cellseg1.train import TrainConfig, make_patches, point_loss
 from cellbench.methods.cellseg1.prompts import PointSample
 
-FAST = dict(
-    backbone="tiny", epochs=2, patch_size=64, min_patches=2, max_positive=5, max_negative=3, batch_size=2, grad_accum=1,
-    points_per_side=6, points_batch=16, min_cell_area=20, tile_overlap=16,
-    pred_iou_thresh=-1e9, stability_thresh=0.0, max_area_fraction=1.0,
-)
+FAST = {
+    "backbone": "tiny",
+    "tile_overlap": 16,
+    "train": dict(epochs=2, patch_size=64, min_patches=2, max_positive=5, max_negative=3, batch_size=2, grad_accum=1,
+                  min_cell_area=20),
+    "inference": dict(points_per_side=6, points_batch=16, pred_iou_thresh=-1e9, stability_thresh=0.0,
+                      max_area_fraction=1.0),
+}
+
+
+def fast(**over) -> CellSeg1Config:
+    """The FAST config with ``over`` on top; a section given as a dict is merged key by key."""
+    values = {**FAST, **{k: {**FAST.get(k, {}), **v} if isinstance(v, dict) else v for k, v in over.items()}}
+    return config_from_dict(CellSeg1Config, values)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +37,7 @@ def trained(tmp_path_factory):
 
     image, labels = disks()
     sample = Sample("disks", InstanceSet.from_label_image(labels), array=image)
-    m = CellSeg1(CellSeg1Config(**FAST))
+    m = CellSeg1(fast())
     history = m.train([sample], seed=0)
     return m, history, image, sample
 
@@ -35,22 +46,86 @@ def test_registered_and_config_defaults_are_the_papers():
     assert METHODS["cellseg1"] == "cellbench.methods.cellseg1.method:CellSeg1"
     assert get_method("cellseg1") is CellSeg1
     c = CellSeg1Config()
-    assert (c.lora_rank, c.lora_dropout, c.epochs, c.batch_size, c.grad_accum) == (4, 0.1, 300, 4, 8)
-    assert (c.lr, c.pct_start, c.betas, c.weight_decay) == (3e-3, 0.3, (0.9, 0.999), 0.01)
-    assert (c.patch_size, c.patch_overlap, c.min_patches, c.max_positive, c.max_negative) == (256, 0.5, 32, 30, 15)
-    assert (c.top_fraction, c.min_cell_area, c.points_per_side) == (0.2, 100, 32)
-    assert (c.pred_iou_thresh, c.stability_thresh, c.stability_offset, c.nms_iou) == (0.8, 0.6, 0.8, 0.05)
-    assert (c.min_area, c.max_area_fraction, c.keep_overlaps) == (20, 0.1, True)
-    assert (c.flip_p, c.crop_scale, c.crop_ratio, c.scale_limit, c.shift_scale_rotate_p) == (0.75, (0.3, 1.0), (0.75, 1.33), 0.5, 0.8)
+    t, a, i = c.train, c.augment, c.inference
+    assert (c.lora_rank, c.lora_dropout, t.epochs, t.batch_size, t.grad_accum) == (4, 0.1, 300, 4, 8)
+    assert (t.lr, t.pct_start, t.betas, t.weight_decay) == (3e-3, 0.3, (0.9, 0.999), 0.01)
+    assert (t.patch_size, t.patch_overlap, t.min_patches, t.max_positive, t.max_negative) == (256, 0.5, 32, 30, 15)
+    assert (t.top_fraction, t.min_cell_area, i.points_per_side, i.points_batch) == (0.2, 100, 32, 64)
+    assert (i.pred_iou_thresh, i.stability_thresh, i.stability_offset, i.nms_iou) == (0.8, 0.6, 0.8, 0.05)
+    assert (i.min_area, i.max_area_fraction, c.keep_overlaps, c.tile_overlap) == (20, 0.1, True, 64)
+    assert (a.brightness_limit, a.contrast_limit, a.brightness_contrast_p) == (0.1, 0.1, 0.5)
+    assert (a.flip_p, a.crop_scale, a.crop_ratio, a.scale_limit, a.shift_scale_rotate_p) == (0.75, (0.3, 1.0), (0.75, 1.33), 0.5, 0.8)
+    assert (a.shift_limit, a.rotate_limit) == (0.0625, 45.0)
+    assert c.tiling.tile == 256  # the training patch
     with pytest.raises(ValueError):
         CellSeg1Config(lora_rank=0)
+
+
+@pytest.mark.parametrize("build, message", [
+    (lambda: TrainConfig(epochs=0), "train.epochs must be >= 1"),
+    (lambda: TrainConfig(batch_size=0), "train.batch_size must be >= 1"),
+    (lambda: TrainConfig(grad_accum=0), "train.grad_accum must be >= 1"),
+    (lambda: TrainConfig(patch_size=0), "train.patch_size must be >= 1"),
+    (lambda: InferenceConfig(points_per_side=0), "inference.points_per_side must be >= 1"),
+    (lambda: InferenceConfig(points_batch=0), "inference.points_batch must be >= 1"),
+    (lambda: CellSeg1Config(prompt="scribble"), "prompt must be"),
+    (lambda: CellSeg1Config(box_scale=0), "box_scale"),
+    (lambda: CellSeg1Config(box_half_side=-1.0), "box_half_side"),
+    (lambda: CellSeg1Config(device="tpu"), "device must be"),
+    (lambda: CellSeg1Config(lora_dropout=1.5), "dropout"),
+    (lambda: config_from_dict(CellSeg1Config, {"train": {"epochs": 0}}), "train.epochs must be >= 1"),
+])
+def test_each_check_lives_in_its_section(build, message):
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_sections_are_dataclasses_not_dicts():
+    with pytest.raises(TypeError, match="TrainConfig"):
+        CellSeg1Config(train={"epochs": 8})
+    with pytest.raises(DataError, match=r"CellSeg1Config.inference is a section of settings: give a mapping"):
+        config_from_dict(CellSeg1Config, {"inference": 16})
+
+
+@pytest.mark.parametrize("values, unknown, hint", [
+    ({"epochs": 8}, "unknown CellSeg1Config field(s) ['epochs']", "'epochs' is now train.epochs"),
+    ({"points_per_side": 16, "flip_p": 0.5}, "['flip_p', 'points_per_side']",
+     "'flip_p' is now augment.flip_p; 'points_per_side' is now inference.points_per_side"),
+    ({"train": {"flip_p": 0.5}}, "unknown CellSeg1Config.train field(s) ['flip_p']", "'flip_p' is now augment.flip_p"),
+    ({"inference": {"tile": 64}}, "unknown CellSeg1Config.inference field(s) ['tile']", "'tile' is now tile (top level)"),
+])
+def test_a_flat_key_says_where_it_lives_now(values, unknown, hint):
+    with pytest.raises(DataError) as info:
+        config_from_dict(CellSeg1Config, values, source="exp.yaml")
+    text = str(info.value)
+    assert unknown in text and hint in text and "exp.yaml" in text
+    with pytest.raises(DataError, match=r"unknown CellSeg1Config field\(s\) \['nonsense'\]; known: \[[^]]*\]$"):
+        config_from_dict(CellSeg1Config, {"nonsense": 1})  # no hint for a name that is nowhere
+
+
+def test_nested_config_round_trips_through_json():
+    c = fast(augment={"crop_scale": [0.5, 1.0]}, train={"betas": [0.8, 0.99]}, lora_parts=["mask_decoder"])
+    assert c.augment.crop_scale == (0.5, 1.0) and c.train.betas == (0.8, 0.99) and c.lora_parts == ("mask_decoder",)
+    again = config_from_dict(CellSeg1Config, json.loads(json.dumps(config_to_dict(c))))
+    assert again == c and config_from_dict(CellSeg1Config, {}) == CellSeg1Config()
+
+
+def test_cpu_preset_is_the_dsb_table_settings():
+    c = config_from_dict(CellSeg1Config, CellSeg1.presets["cpu"])
+    expected = CellSeg1Config(
+        backbone="litemedsam", input_size=128,
+        train=TrainConfig(patch_size=128, epochs=8, batch_size=1, grad_accum=4),
+        inference=InferenceConfig(points_per_side=16),
+    )
+    assert c == expected and c.tiling.tile == 128
+    assert c.augment == AugmentConfig() and c.lora_parts == CellSeg1Config().lora_parts  # the rest is the paper's
 
 
 def test_train_history_and_same_seed_same_weights(trained):
     m, history, image, sample = trained
     assert len(history.epochs) == 2 and all(np.isfinite(e.loss) for e in history.epochs)
     assert history.info["backbone"] == "tiny" and history.info["trainable_params"] > 0
-    again = CellSeg1(CellSeg1Config(**FAST))
+    again = CellSeg1(fast())
     again.train([sample], seed=0)
     from cellbench.methods.cellseg1.lora import lora_state_dict
 
@@ -67,12 +142,38 @@ def test_predict_shape_scores_and_save_load_round_trip(trained, tmp_path):
     assert all("lora_" in k for k in saved)  # LoRA only, no copy of SAM
     ident = json.loads((tmp_path / "cellseg1.json").read_text())
     assert ident["backbone"] == "tiny" and ident["sha256"] == m.backbone.sha256
-    fresh = CellSeg1(CellSeg1Config(**FAST))
+    fresh = CellSeg1(fast())
     fresh.load_weights(tmp_path)
     again = fresh.predict(image)
     assert len(again) == len(pred)
     for a, b in zip(pred, again):
         assert a.bbox == b.bbox and np.array_equal(a.mask, b.mask) and a.score == pytest.approx(b.score)
+
+
+def test_model_directory_round_trip_and_old_flat_directories_refused(trained, tmp_path):
+    from cellbench.methods.model_dir import load_model, save_model, train_summary
+
+    m, history, image, sample = trained
+    save_model(m, tmp_path / "m", train_summary=train_summary([sample]), seed=0, history=history,
+               tiling=CellSeg1.default_tiling)
+    path = tmp_path / "m" / "model.json"
+    record = json.loads(path.read_text())
+    assert record["method_version"] == "2" and record["config"]["train"]["epochs"] == 2
+    assert "epochs" not in record["config"] and record["config"]["inference"]["points_per_side"] == 6
+    loaded = load_model(tmp_path / "m")
+    assert loaded.method.config == m.config and len(loaded.predict(image)) == len(m.predict(image))
+    # a version-1 directory: the flat config of before (every section field at the top level)
+    flat = {k: v for k, v in record["config"].items() if k not in ("train", "augment", "inference")}
+    for section in ("train", "augment", "inference"):
+        flat.update(record["config"][section])
+    path.write_text(json.dumps({**record, "method_version": "1", "config": flat}))
+    with pytest.raises(DataError, match="saved by version 1 of method 'cellseg1'; this cellbench has version 2") as info:
+        load_model(tmp_path / "m")
+    assert "model.json" in str(info.value)
+    # the same flat config under the new version number: the loader names where each key went
+    path.write_text(json.dumps({**record, "config": flat}))
+    with pytest.raises(DataError, match=r"'epochs' is now train.epochs.*'flip_p' is now augment.flip_p"):
+        load_model(tmp_path / "m")
 
 
 def test_checksum_mismatch_is_a_clear_error(trained, tmp_path):
@@ -81,10 +182,10 @@ def test_checksum_mismatch_is_a_clear_error(trained, tmp_path):
     ident = json.loads((tmp_path / "cellseg1.json").read_text())
     (tmp_path / "cellseg1.json").write_text(json.dumps({**ident, "sha256": "0" * 64}))
     with pytest.raises(DataError, match="sha256"):
-        CellSeg1(CellSeg1Config(**FAST)).load_weights(tmp_path)
+        CellSeg1(fast()).load_weights(tmp_path)
     (tmp_path / "cellseg1.json").write_text(json.dumps(ident))
     with pytest.raises(DataError, match="LoRA layout"):
-        CellSeg1(CellSeg1Config(**{**FAST, "lora_rank": 2})).load_weights(tmp_path)
+        CellSeg1(fast(lora_rank=2)).load_weights(tmp_path)
 
 
 def _fake_tile_predictor(calls):
@@ -104,7 +205,7 @@ def _fake_tile_predictor(calls):
 def test_image_larger_than_the_tile_is_tiled_not_squashed(monkeypatch):
     calls = []
     monkeypatch.setattr(method_module, "predict_tile", _fake_tile_predictor(calls))
-    m = CellSeg1(CellSeg1Config(**{**FAST, "tile": 64, "tile_overlap": 16}))
+    m = CellSeg1(fast(tile=64, tile_overlap=16))
     pred = m.predict(np.random.default_rng(0).random((150, 130)))
     assert pred.shape == (150, 130)
     assert len(calls) > 1 and all(max(s[:2]) <= 64 for s in calls)  # full-resolution tiles
@@ -115,9 +216,9 @@ def test_image_larger_than_the_tile_is_tiled_not_squashed(monkeypatch):
 def test_keep_overlaps_or_flatten(monkeypatch):
     monkeypatch.setattr(method_module, "predict_tile", _fake_tile_predictor([]))
     image = np.zeros((40, 40))
-    kept = CellSeg1(CellSeg1Config(**FAST)).predict(image)
+    kept = CellSeg1(fast()).predict(image)
     assert len(kept) == 2 and kept.n_overlapping == 2
-    flat = CellSeg1(CellSeg1Config(**{**FAST, "keep_overlaps": False})).predict(image)
+    flat = CellSeg1(fast(keep_overlaps=False)).predict(image)
     assert flat.n_overlapping == 0 and len(flat) == 2
     # the higher-scoring instance keeps the shared pixels
     best = max(flat, key=lambda i: i.score)
@@ -143,13 +244,13 @@ def test_patches_cover_with_half_overlap():
 
 
 def test_point_embeddings_can_be_trained_and_are_saved(tmp_path):
-    m = CellSeg1(CellSeg1Config(**{**FAST, "train_point_embeddings": True}))
+    m = CellSeg1(fast(train_point_embeddings=True))
     m.save_weights(tmp_path)
     saved = torch.load(tmp_path / "weights.pt", weights_only=True)
     assert any(k.startswith("prompt_encoder.point_embeddings") for k in saved)
     assert all("lora_" in k or k.startswith("prompt_encoder.") for k in saved)
     with pytest.raises(DataError, match="LoRA layout"):
-        CellSeg1(CellSeg1Config(**FAST)).load_weights(tmp_path)
+        CellSeg1(fast()).load_weights(tmp_path)
 
 
 def test_box_prompts_measure_the_cells_and_travel_with_the_weights(tmp_path):
@@ -157,7 +258,7 @@ def test_box_prompts_measure_the_cells_and_travel_with_the_weights(tmp_path):
 
     image, labels = disks()
     sample = Sample("disks", InstanceSet.from_label_image(labels), array=image)
-    m = CellSeg1(CellSeg1Config(**{**FAST, "prompt": "box", "epochs": 1}))
+    m = CellSeg1(fast(prompt="box", train={"epochs": 1}))
     assert m.prompt == "box" and m.box_half_side == 64 / 10  # untrained: a tenth of the tile
     history = m.train([sample], seed=0)
     areas = np.bincount(labels.ravel())[1:]
@@ -165,15 +266,15 @@ def test_box_prompts_measure_the_cells_and_travel_with_the_weights(tmp_path):
     assert history.info["prompt"] == "box" and history.info["box_half_side"] == pytest.approx(expected)
     pred = m.predict(image)
     m.save_weights(tmp_path)
-    fresh = CellSeg1(CellSeg1Config(**{**FAST, "prompt": "box"}))
+    fresh = CellSeg1(fast(prompt="box"))
     fresh.load_weights(tmp_path)
     assert fresh.box_half_side == pytest.approx(expected)
     again = fresh.predict(image)
     assert len(again) == len(pred) and all(np.array_equal(a.mask, b.mask) for a, b in zip(pred, again))
     with pytest.raises(DataError, match="box prompts"):
-        CellSeg1(CellSeg1Config(**FAST)).load_weights(tmp_path)  # tiny + auto = point prompts
+        CellSeg1(fast()).load_weights(tmp_path)  # tiny + auto = point prompts
     # a fixed size in the config wins over the measured one
-    assert CellSeg1(CellSeg1Config(**{**FAST, "prompt": "box", "box_half_side": 3.0})).box_half_side == 3.0
+    assert CellSeg1(fast(prompt="box", box_half_side=3.0)).box_half_side == 3.0
 
 
 def test_prompt_kind_follows_the_backbone():

@@ -22,15 +22,13 @@ from cellbench.data.export.coco import to_coco
 from cellbench.data.export.geojson import to_geojson
 from cellbench.data.export.imagej_roi import write_roi_zip
 from cellbench.data.export.labels import read_label_tiff_metadata, write_label_tiff
-from cellbench.data.export.staging import atomic_write_bytes, staged_dir
+from cellbench.files import staged_dir
 from cellbench.instances import DEFAULT_POLICY, FlattenPolicy, flatten
 
 __all__ = [
     "ExportFormat",
     "MANIFEST",
-    "atomic_write_bytes",
     "read_label_tiff_metadata",
-    "staged_dir",
     "to_coco",
     "to_geojson",
     "write_dataset",

@@ -21,7 +21,10 @@ __all__ = ["AugmentConfig", "augment"]
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Augmentation settings; the defaults are the paper's (and Albumentations' where it names none)."""
+    """Augmentation settings (the ``augment`` section of a CellSeg1 config).
+
+    The defaults are the paper's (and Albumentations' where it names none).
+    """
 
     brightness_limit: float = 0.1
     contrast_limit: float = 0.1

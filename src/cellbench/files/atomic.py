@@ -1,4 +1,4 @@
-"""All-or-nothing output folders: write into a hidden sibling, rename when done."""
+"""All-or-nothing outputs: write into a hidden sibling, rename when done (folders and single files)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ candidates at t go through :func:`scipy.optimize.linear_sum_assignment`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,9 +23,9 @@ from scipy.optimize import linear_sum_assignment
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from cellbench.metrics.overlap import Overlaps
+from cellbench.matching.overlap import Overlaps, overlaps_from_labels
 
-__all__ = ["Counts", "match", "match_pairs"]
+__all__ = ["Counts", "match", "match_labels", "match_pairs", "pooled"]
 
 
 def _ratio(num: float, den: float) -> float:
@@ -143,7 +143,6 @@ def match_pairs(ov: Overlaps, threshold: float) -> np.ndarray:
 def match(ov: Overlaps, thresholds: Sequence[float]) -> list[Counts]:
     """Counts at each IoU threshold for one image.
 
-    >>> from cellbench.metrics.overlap import overlaps_from_labels
     >>> gt = np.array([[1, 1, 0, 2, 2]]); pred = np.array([[1, 1, 1, 0, 0]])
     >>> [(c.tp, c.fp, c.fn) for c in match(overlaps_from_labels(gt, pred)[0], [0.5, 0.7])]
     [(1, 0, 1), (0, 1, 2)]
@@ -155,3 +154,29 @@ def match(ov: Overlaps, thresholds: Sequence[float]) -> list[Counts]:
         tp = int(pos.size)
         out.append(Counts(tp=tp, fp=ov.n_pred - tp, fn=ov.n_gt - tp, iou_sum=float(iou[pos].sum())))
     return out
+
+
+def match_labels(gt: np.ndarray, pred: np.ndarray, thresholds: Sequence[float]) -> list[Counts]:
+    """Counts at each IoU threshold for two label images of one image (0 is background).
+
+    The rule of :func:`match` (IoU >= t, optimal one-to-one), on the pixel-pair
+    count of :func:`~cellbench.matching.overlap.overlaps_from_labels`: what
+    methods tune on and what :mod:`cellbench.metrics` reports are the same numbers.
+
+    >>> gt = np.array([[1, 1, 0, 2, 2]]); pred = np.array([[3, 0, 0, 4, 4]])
+    >>> [(c.tp, c.fp, c.fn) for c in match_labels(gt, pred, [0.5, 0.7])]
+    [(2, 0, 0), (1, 1, 1)]
+    """
+    return match(overlaps_from_labels(gt, pred)[0], thresholds)
+
+
+def pooled(counts: Iterable[Counts]) -> Counts:
+    """Counts summed over images (TP, FP, FN and matched IoU): the pooled aggregation.
+
+    >>> pooled([Counts(1, 1, 1), Counts(2, 0, 0)]).f1
+    0.75
+    """
+    total = Counts(0, 0, 0)
+    for c in counts:
+        total = total + c
+    return total
