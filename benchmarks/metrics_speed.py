@@ -8,10 +8,14 @@ bare numpy bincount of pixel pairs) get both sides flattened with the default
 policy; the COCO tools get RLEs of the same instances. cellbench runs on the
 instances (overlaps kept) and, separately, on the same label images.
 
+Then the label-image overlap pass alone, side by side with Cellpose's numba
+``_label_overlap`` (the pixel-pair table its metrics start from), on the same
+arrays as uint16 (what label TIFFs hold) and int32, checked equal.
+
 Then a memory check: a 10,000 x 10,000 image with 10,000 cells, evaluated as
 instances (and as uint16 label images), peak RSS measured in a subprocess.
 
-    python benchmarks/metrics_speed.py [--images 3] [--repeat 3] [--skip-memory]
+    python benchmarks/metrics_speed.py [--images 3] [--repeat 3] [--skip-memory] [--overlap-only]
 
 The references are optional: StarDist comes with ``.[dev]``, Cellpose with
 ``.[cellpose]``; ``pip install faster-coco-eval`` for that one (skipped when
@@ -38,7 +42,7 @@ from _timing import best_of  # benchmarks/_timing.py (scripts run from this fold
 from cellbench.data import read_dataset
 from cellbench.data.synth import synth_glioma_c6
 from cellbench.instances import Instance, InstanceSet, flatten, instance_to_rle
-from cellbench.metrics import evaluate_image
+from cellbench.metrics import evaluate_image, overlaps_from_labels
 
 THRESHOLDS = [0.5, 0.75, 0.9]
 
@@ -122,7 +126,8 @@ def _faster_coco_eval(gt_dict, results):
     return float(np.mean(p[p > -1]))
 
 
-def speed(n_images: int, repeat: int) -> dict:
+def glioma_pairs(n_images: int):
+    """GT instances, predicted instances and both as int32 label images, of ``n_images`` Glioma-size images."""
     tmp = Path(tempfile.mkdtemp())
     synth_glioma_c6(tmp / "g", n_images=3 * n_images + 3, seed=1, cells_per_image=190)
     ds = read_dataset(tmp / "g" / "dataset", "glioma-c6", split="train", task="cells")
@@ -133,6 +138,33 @@ def speed(n_images: int, repeat: int) -> dict:
     pl = [flatten(p).labels.astype(np.int32) for p in preds]
     print(f"{len(gts)} images {gts[0].shape[1]} x {gts[0].shape[0]}; GT cells {[len(g) for g in gts]} "
           f"(overlapping: {[g.n_overlapping for g in gts]}), predicted {[len(p) for p in preds]}")
+    return gts, preds, gl, pl
+
+
+def overlap_pass(gl, pl, repeat: int) -> None:
+    """ms per image of cellbench's ``overlaps_from_labels`` and Cellpose's ``_label_overlap``, same arrays."""
+    try:
+        from cellpose.metrics import _label_overlap
+    except ImportError:
+        print("cellpose not installed: overlap pass skipped")
+        return
+    print(f"\n{'overlap pass, per image':32s} {'cellbench ms':>12s} {'Cellpose ms':>12s} {'Cellpose / cellbench':>21s}")
+    for dtype in (np.uint16, np.int32):
+        gs, ps = [g.astype(dtype) for g in gl], [p.astype(dtype) for p in pl]
+        table = _label_overlap(gs[0], ps[0])  # compiles for this dtype
+        ov, gids, pids = overlaps_from_labels(gs[0], ps[0])
+        inner = table[np.ix_(gids, pids)]
+        if not (np.array_equal(inner[ov.gt_index, ov.pred_index], ov.intersection)
+                and np.count_nonzero(inner) == ov.intersection.size
+                and np.array_equal(table[gids].sum(axis=1), ov.gt_area)
+                and np.array_equal(table[:, pids].sum(axis=0), ov.pred_area)):
+            raise SystemExit("cellbench's overlaps differ from Cellpose's table")
+        ours = np.mean([best_of(lambda: overlaps_from_labels(g, p), repeat)[0] for g, p in zip(gs, ps)])
+        theirs = np.mean([best_of(lambda: _label_overlap(g, p), repeat)[0] for g, p in zip(gs, ps)])
+        print(f"{np.dtype(dtype).name + ' label images':32s} {ours * 1e3:12.1f} {theirs * 1e3:12.1f} {theirs / ours:21.2f}")
+
+
+def speed(gts, preds, gl, pl, repeat: int) -> dict:
 
     per_image = {}
 
@@ -234,13 +266,17 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=3)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-memory", action="store_true")
+    ap.add_argument("--overlap-only", action="store_true", help="only the overlap pass beside Cellpose's")
     ap.add_argument("--memory-child", choices=["instances", "labels"])
     args = ap.parse_args()
     if args.memory_child:
         _memory_child(args.memory_child)
         return
-    speed(args.images, args.repeat)
-    if not args.skip_memory:
+    pairs = glioma_pairs(args.images)
+    if not args.overlap_only:
+        speed(*pairs, args.repeat)
+    overlap_pass(pairs[2], pairs[3], args.repeat)
+    if not args.skip_memory and not args.overlap_only:
         memory()
 
 

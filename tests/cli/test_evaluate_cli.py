@@ -131,3 +131,24 @@ def test_glioma_layout_ground_truth_keeps_overlaps(tmp_path):
     # The flattened labels of overlapping GT cannot match every overlapping GT cell at IoU 0.9.
     assert d["n_images"] == 1 and d["pooled"]["0.5"]["tp"] > 0
     assert d["pooled"]["0.9"]["fn"] >= 0
+
+
+def test_evaluate_on_label_images_imports_nothing_it_does_not_use(folders, tmp_path):
+    # Start-up is most of a scripted `cellbench evaluate` (benchmarks/evaluate_process.py): scipy alone
+    # took ~0.6 s of imports. A fresh interpreter shows what the whole command, parser and run, imports.
+    import subprocess
+    import sys
+
+    root, _ = folders
+    heavy = ["scipy", "shapely", "imageio", "skimage", "matplotlib", "pandas", "torch", "numba", "http.client",
+             "roifile", "cellbench.data.synth", "cellbench.data.export"]
+    code = (
+        "import sys\n"
+        "from cellbench.cli.main import main\n"
+        f"rc = main(['evaluate', '--gt', {str(root / 'gt')!r}, '--pred', {str(root / 'pred')!r}, "
+        f"'--json', {str(tmp_path / 'r.json')!r}])\n"
+        f"print(rc, [m for m in {heavy!r} if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "0 []"
+    assert json.loads((tmp_path / "r.json").read_text())["n_images"] == 2

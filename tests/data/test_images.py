@@ -145,3 +145,70 @@ def test_tiff_header_without_pages_is_corrupt(tmp_path):
         with pytest.raises(DataError, match="corrupt or unreadable image") as err:
             reader(path)
         assert err.value.path == str(path)
+
+
+# ---- decompression bombs, link loops
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, suffix):
+    from ..badinput.corpus import bomb_png, bomb_tiff
+
+    path = tmp_path / f"bomb{suffix}"
+    path.write_bytes(bomb_png() if suffix == ".png" else bomb_tiff())
+    assert path.stat().st_size < 300
+    for reader in (image_shape, read_image, read_label_image):
+        with pytest.raises(DataError, match="decompression bomb") as err:
+            reader(path)
+        assert err.value.path == str(path)
+
+
+def test_the_pixel_limit_follows_pillows_setting(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from cellbench.data.images import pixel_limit
+
+    for suffix in (".png", ".tif"):
+        iio.imwrite(tmp_path / f"im{suffix}", _ramp((12, 16)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 90)  # 12 x 16 = 192 pixels > 2 x 90
+    assert pixel_limit() == 180
+    for suffix in (".png", ".tif"):
+        with pytest.raises(DataError, match="decompression bomb"):
+            read_image(tmp_path / f"im{suffix}")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
+    assert pixel_limit() is None
+    assert read_image(tmp_path / "im.tif").shape == (12, 16)
+
+
+def test_a_large_image_below_the_limit_reads_without_a_warning(tmp_path, monkeypatch, recwarn):
+    from PIL import Image
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 150)  # 192 pixels: Pillow warns above 150, refuses above 300
+    iio.imwrite(tmp_path / "im.png", _ramp((12, 16)))
+    assert read_image(tmp_path / "im.png").shape == (12, 16)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+
+
+def test_image_files_refuses_a_link_loop_and_a_broken_link(tmp_path):
+    from cellbench.data.images import image_files
+
+    iio.imwrite(tmp_path / "a.png", _ramp((4, 4)))
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert image_files(tmp_path) == [tmp_path / "a.png"]
+    (tmp_path / "loop.tif").symlink_to("loop.tif")
+    with pytest.raises(DataError, match="symbolic link loop") as err:
+        image_files(tmp_path)
+    assert err.value.path == str(tmp_path / "loop.tif")
+    (tmp_path / "loop.tif").unlink()
+    (tmp_path / "gone.tif").symlink_to("nowhere.tif")
+    with pytest.raises(DataError, match="broken symbolic link to nowhere.tif"):
+        image_files(tmp_path)
+    with pytest.raises(DataError, match="broken symbolic link"):
+        read_image(tmp_path / "gone.tif")
+
+
+def test_negative_label_ids_are_refused_naming_the_file(tmp_path):
+    tifffile.imwrite(tmp_path / "m.tif", -_ramp((4, 4), np.int16))
+    with pytest.raises(DataError, match="negative ids") as err:
+        read_label_image(tmp_path / "m.tif")
+    assert err.value.path == str(tmp_path / "m.tif")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
@@ -166,3 +168,52 @@ def test_instance_sets_of_different_images_are_refused():
     b = InstanceSet.from_label_image(np.ones((4, 4), int))
     with pytest.raises(DataError, match=r"ground truth is \(3, 4\) but prediction is \(4, 4\)"):
         overlaps_from_instances(a, b)
+
+
+def _blocky_labels(rng, shape, n_ids) -> np.ndarray:
+    """Piecewise-constant labels (cells of 1-40 px rows and 1-60 px columns), as segmentations are."""
+    small = rng.integers(0, n_ids + 1, size=(shape[0] // 4, shape[1] // 6))
+    return np.repeat(np.repeat(small, 4, axis=0), 6, axis=1)
+
+
+@pytest.mark.parametrize(
+    "gt_offset, pred_offset",
+    [(0, 0), (3000, 2999), (100_000, 200_000), (2**40, 2**40)],  # each id range of the previous test
+)
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32, np.uint64])
+def test_runs_and_pixels_give_identical_overlaps(gt_offset, pred_offset, dtype, monkeypatch):
+    if np.iinfo(dtype).max < max(gt_offset, pred_offset) + 40:
+        pytest.skip("ids do not fit the dtype")
+    rng = np.random.default_rng(5)
+    gt = _blocky_labels(rng, (48, 60), 30)
+    pred = np.roll(gt, (1, 3), axis=(0, 1)) * (_blocky_labels(rng, (48, 60), 1) > 0)
+    gt_big = np.where(gt > 0, gt + gt_offset, 0).astype(dtype)
+    pred_big = np.where(pred > 0, pred + pred_offset, 0).astype(dtype)
+    g, p, lengths = overlap_module._runs(gt_big.ravel(), pred_big.ravel())
+    assert lengths is not None and lengths.sum() == gt.size and g.size < gt.size // 4  # the run path is taken
+    by_runs = overlaps_from_labels(gt_big, pred_big)
+    monkeypatch.setattr(overlap_module, "_runs", lambda g, p: (g, p, None))  # every pixel its own run
+    by_pixels = overlaps_from_labels(gt_big, pred_big)
+    for a, b in zip((*dataclasses.astuple(by_runs[0]), *by_runs[1:]), (*dataclasses.astuple(by_pixels[0]), *by_pixels[1:])):
+        assert a.dtype == b.dtype and a.tolist() == b.tolist()  # the same arrays, in the same order
+    _same(by_runs[0], overlaps_from_instances(InstanceSet.from_label_image(gt), InstanceSet.from_label_image(pred)))
+
+
+def test_runs_span_row_ends_and_fragmented_labels_fall_back_to_pixels():
+    gt = np.array([[0, 0, 1], [1, 1, 2]])
+    pred = np.array([[0, 0, 0], [0, 3, 3]])
+    g, p, lengths = overlap_module._runs(np.tile(gt.ravel(), 10), np.tile(pred.ravel(), 10))
+    assert lengths is None and g.size == 60  # 40 runs in 60 pixels: counted pixel by pixel
+    g, p, lengths = overlap_module._runs(np.repeat(gt.ravel(), 10), np.repeat(pred.ravel(), 10))
+    # (1, 0) runs from the end of row 0 into row 1: one run of 20 pixels.
+    assert (g.tolist(), p.tolist(), lengths.tolist()) == ([0, 1, 1, 2], [0, 0, 3, 3], [20, 20, 10, 10])
+
+
+def test_negative_ids_are_refused_on_either_path():
+    gt = np.zeros((8, 8), np.int32)
+    gt[2:6, 2:6] = -3
+    with pytest.raises(DataError, match="^predicted label image has negative ids$"):
+        overlaps_from_labels(np.zeros((8, 8), np.int32), gt)
+    noise = np.random.default_rng(0).integers(-2, 3, size=(8, 8))
+    with pytest.raises(DataError, match="^ground-truth label image has negative ids$"):
+        overlaps_from_labels(noise, np.zeros((8, 8), np.int64))

@@ -131,7 +131,8 @@ def test_csv_has_one_row_per_image(tmp_path):
     gt, pred = dsb_pair(0)
     res = evaluate([gt, gt], [pred, gt], names=["p", "same"], thresholds=[0.5])
     res.to_csv(tmp_path / "t.csv")
-    rows = list(csv.DictReader(open(tmp_path / "t.csv")))
+    with open(tmp_path / "t.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert [r["image"] for r in rows] == ["p", "same"]
     assert float(rows[1]["f1@0.5"]) == 1.0 and rows[0]["tp@0.5"] == str(res.images[0].counts[0].tp)
 

@@ -18,7 +18,7 @@ from cellbench.report.plots import (
     training_curves,
 )
 
-from .test_tables import _cell, _ev
+from .test_tables import _entry, _ev
 
 HISTORY = {"val_metric": "f1@0.5", "epochs": [{"epoch": 0, "loss": 1.0, "val_score": None},
                                               {"epoch": 1, "loss": 0.5, "val_score": 0.7}]}
@@ -32,7 +32,7 @@ def _png_size(path) -> tuple[int, int]:
 
 @pytest.fixture
 def evs():
-    return [_ev(_cell("cellpose")), _ev(_cell("watershed", regime="zero-shot", train_images=0))]
+    return [_ev(_entry("cellpose")), _ev(_entry("watershed", regime="zero-shot", train_images=0))]
 
 
 @pytest.fixture
@@ -52,13 +52,13 @@ def test_figures_are_pngs_of_the_figure_size_and_leave_no_temporary_file(evs, tm
     # Figure sizes in inches at 100 dpi.
     assert _png_size(context_figure(evs, tmp_path / "f" / "context.png")) == (1600, 480)
     assert _png_size(count_bin_plot(evs, tmp_path / "f" / "bins.png")) == (700, 420)
-    cells = [_cell("cellpose", history=HISTORY), _cell("watershed", history=None)]
-    assert _png_size(training_curves(cells, tmp_path / "f" / "training.png")) == (700, 420)
+    entries = [_entry("cellpose", history=HISTORY), _entry("watershed", history=None)]
+    assert _png_size(training_curves(entries, tmp_path / "f" / "training.png")) == (700, 420)
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["bins.png", "context.png", "training.png"]
 
 
 def test_no_training_history_no_figure(tmp_path):
-    assert training_curves([_cell(history=None), _cell(history={"epochs": []})], tmp_path / "t.png") is None
+    assert training_curves([_entry(history=None), _entry(history={"epochs": []})], tmp_path / "t.png") is None
     assert not (tmp_path / "t.png").exists()
 
 
@@ -78,7 +78,7 @@ def test_context_figure_plots_the_recorded_numbers(evs, captured, tmp_path):
 
 
 def test_training_curves_draw_loss_and_validation(captured, tmp_path):
-    training_curves([_cell(history=HISTORY)], tmp_path / "t.png")
+    training_curves([_entry(history=HISTORY)], tmp_path / "t.png")
     loss_ax, val_ax = captured[0].axes
     assert [list(v) for v in loss_ax.lines[0].get_data()] == [[0, 1], [1.0, 0.5]]
     assert [list(v) for v in val_ax.lines[0].get_data()] == [[1], [0.7]]  # epochs without a score are left out

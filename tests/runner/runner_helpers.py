@@ -29,7 +29,7 @@ def write_tiny_dsb(root: Path, *, seed: int = 0) -> Path:
 
 def experiment_dict(data: Path, *, log: Path | None = None, sleep_s: float = 0.0, fail: bool = False,
                     coco: bool = False) -> dict:
-    """Three method configs x three regimes on the tiny dataset: 9 grid cells."""
+    """Three method configs x three regimes on the tiny dataset: 9 grid entries."""
     def fake(**config):
         if log is not None:
             config["log"] = str(log)

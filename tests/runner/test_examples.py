@@ -28,10 +28,10 @@ def test_example_loads(name):
 def test_glioma_protocol_grid():
     _methods_installed("watershed", "cellpose", "cellseg1")
     exp = load_experiment(EXAMPLES / "glioma_c6_protocol.yaml")
-    cells = expand_grid(exp)
+    entries = expand_grid(exp)
     # 4 tasks x (watershed zero-shot + fine-tuned, cellpose fine-tuned, cellseg1 fine-tuned)
-    assert len(cells) == 4 * 4
-    tests = {c.task: [t.split for t in c.tests] for c in cells}
+    assert len(entries) == 4 * 4
+    tests = {e.task: [t.split for t in e.tests] for e in entries}
     assert tests == {"cells": ["test", "gen"], "soma": ["test"], "type-a": ["test"], "type-b": ["test"]}
     ev = exp.evaluation
     assert (ev.boundary_px, ev.ground_truth, ev.flatten) == (2, ("overlap", "flattened"), "priority-last")
@@ -46,7 +46,7 @@ def test_glioma_protocol_runs_on_a_synthetic_set(tmp_path):
 
     synth_glioma_c6(tmp_path / "g", n_images=4, shape=(200, 260), cells_per_image=6)
     exp = load_experiment(EXAMPLES / "glioma_c6_protocol.yaml", data_paths={"glioma-c6": str(tmp_path / "g")})
-    for cell in expand_grid(exp):
-        d = cell.dataset
-        for split in (d.train, d.valid, *(t.split for t in cell.tests)):
-            assert len(read_dataset(d.path, d.layout, split=split, task=cell.task)) == 1
+    for entry in expand_grid(exp):
+        d = entry.dataset
+        for split in (d.train, d.valid, *(t.split for t in entry.tests)):
+            assert len(read_dataset(d.path, d.layout, split=split, task=entry.task)) == 1

@@ -1,4 +1,4 @@
-"""Executors: results one at a time as cells finish; Ray's calls checked against a stand-in Ray (no cluster)."""
+"""Executors: results one at a time as grid entries finish; Ray's calls checked against a stand-in Ray (no cluster)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_local_executor_runs_each_item_only_when_its_result_is_taken():
 
     results = LocalExecutor().map(fn, iter([1, 2, 3]))
     assert calls == []  # nothing runs before the runner asks
-    assert next(results) == 10 and calls == [1]  # the first result is there before the second cell starts
+    assert next(results) == 10 and calls == [1]  # the first result is there before the second entry starts
     assert list(results) == [20, 30] and calls == [1, 2, 3]
     assert LocalExecutor().describe() == {"executor": "local"} and LocalExecutor.name == "local"
 
@@ -28,12 +28,12 @@ def test_local_executor_runs_each_item_only_when_its_result_is_taken():
 def test_local_executor_stops_at_a_failing_item():
     def fn(x):
         if x == 2:
-            raise RuntimeError("cell 2 broke")
+            raise RuntimeError("entry 2 broke")
         return x
 
     results = LocalExecutor().map(fn, [1, 2, 3])
     assert next(results) == 1
-    with pytest.raises(RuntimeError, match="cell 2 broke"):
+    with pytest.raises(RuntimeError, match="entry 2 broke"):
         next(results)
 
 
@@ -100,11 +100,11 @@ def _scale(x, *, factor):
 
 
 def test_ray_executor_yields_results_as_tasks_complete(fake_ray):
-    executor = RayExecutor(num_cpus=3, cpus_per_cell=0.5)
+    executor = RayExecutor(num_cpus=3, cpus_per_entry=0.5)
     results = list(executor.map(functools.partial(_scale, factor=2), [1, 2, 3]))
     assert results == [6, 4, 2]  # completion order, not submission order
     assert fake_ray.waits == 3
-    assert fake_ray.remote_options == [{"num_cpus": 0.5, "max_retries": 0}]  # a failed cell is not rerun
+    assert fake_ray.remote_options == [{"num_cpus": 0.5, "max_retries": 0}]  # a failed grid entry is not rerun
     assert fake_ray.inits == [{"include_dashboard": False, "log_to_driver": False, "num_cpus": 3}]
 
 
@@ -123,8 +123,8 @@ def test_ray_executor_uses_an_initialised_ray_as_it_is(monkeypatch):
 
 
 def test_ray_describe_records_cpus_and_gpus_only(fake_ray):
-    assert RayExecutor(cpus_per_cell=2).describe() == {
-        "executor": "ray", "address": None, "cpus_per_cell": 2, "ray_version": "0.0-test",
+    assert RayExecutor(cpus_per_entry=2).describe() == {
+        "executor": "ray", "address": None, "cpus_per_entry": 2, "ray_version": "0.0-test",
         "cluster_resources": {"CPU": 4.0, "GPU": 1.0},
     }
 

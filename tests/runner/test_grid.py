@@ -1,4 +1,4 @@
-"""Grid expansion: which cells exist, and their keys."""
+"""Grid expansion: which grid entries exist, and their keys."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from cellbench.runner import expand_grid, experiment_from_dict
 def test_grid_is_datasets_tasks_methods_regimes_seeds(tiny_data):
     d = experiment_dict(tiny_data)
     d["seeds"] = [0, 1]
-    cells = expand_grid(experiment_from_dict(d))
-    assert len(cells) == 3 * 3 * 2
-    assert cells[0].label == "tiny/all/low/zero-shot/seed0"
-    assert cells[1].label == "tiny/all/low/zero-shot/seed1"
-    assert len({c.key for c in cells}) == len(cells)
+    entries = expand_grid(experiment_from_dict(d))
+    assert len(entries) == 3 * 3 * 2
+    assert entries[0].label == "tiny/all/low/zero-shot/seed0"
+    assert entries[1].label == "tiny/all/low/zero-shot/seed1"
+    assert len({e.key for e in entries}) == len(entries)
 
 
 def test_method_regimes_and_test_tasks_restrict_the_grid(tiny_data):
@@ -22,10 +22,10 @@ def test_method_regimes_and_test_tasks_restrict_the_grid(tiny_data):
     d["methods"]["broken"]["regimes"] = ["zero-shot"]
     d["datasets"]["tiny"]["tasks"] = ["all", "other"]
     d["datasets"]["tiny"]["test"] = ["test", {"split": "train", "tasks": ["other"]}]
-    cells = expand_grid(experiment_from_dict(d))
-    assert [c.label for c in cells if c.method.name == "broken"] == [
+    entries = expand_grid(experiment_from_dict(d))
+    assert [e.label for e in entries if e.method.name == "broken"] == [
         "tiny/all/broken/zero-shot/seed0", "tiny/other/broken/zero-shot/seed0"]
-    by_task = {c.task: [t.split for t in c.tests] for c in cells}
+    by_task = {e.task: [t.split for t in e.tests] for e in entries}
     assert by_task == {"all": ["test"], "other": ["test", "train"]}
 
 

@@ -22,7 +22,7 @@ def _committed(db_path) -> int:
         return 0
     try:
         with sqlite3.connect(db_path, timeout=5) as db:
-            return db.execute("SELECT count(*) FROM cells").fetchone()[0]
+            return db.execute("SELECT count(*) FROM entries").fetchone()[0]
     except sqlite3.OperationalError:  # schema not created yet
         return 0
 

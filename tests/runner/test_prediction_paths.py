@@ -18,7 +18,7 @@ from cellbench.runner import (
     ResultStore,
     expand_grid,
     experiment_from_dict,
-    run_cell,
+    run_entry,
     run_experiment,
 )
 
@@ -44,7 +44,7 @@ def test_runner_predictions_equal_cellbench_predict(tmp_path, tiny_data):
     images = sorted((tiny_data / "test" / "images").iterdir())
     tiling = TileConfig(**TILING)
 
-    # the trained cell's cache holds a model directory that `cellbench predict` takes as it is
+    # the trained grid entry's cache holds a model directory that `cellbench predict` takes as it is
     cache = PredictionCache(tmp_path / "run" / "cache", trained.key)
     record = json.loads((cache.model_dir / "model.json").read_text())
     assert record["method"] == "watershed" and record["tiling"] == TILING and record["seed"] == 0
@@ -69,7 +69,7 @@ def test_runner_predictions_equal_cellbench_predict(tmp_path, tiny_data):
     # the tiling matters on these images: a runner predicting whole images would not match
     assert any(whole_differs)
 
-    # the zero-shot cell predicts with the untrained method and the same tiling
+    # the zero-shot grid entry predicts with the untrained method and the same tiling
     zero_cache = PredictionCache(tmp_path / "run" / "cache", zero_shot.key)
     assert not zero_cache.has_model()
     untrained = WatershedMethod(WatershedConfig(**{k: tuple(v) for k, v in FAST.items()}))
@@ -80,12 +80,12 @@ def test_runner_predictions_equal_cellbench_predict(tmp_path, tiny_data):
         np.testing.assert_array_equal(flatten(runner).labels, flatten(expected).labels)
 
     with ResultStore.open(tmp_path / "run" / "results.sqlite") as store:
-        configs = [json.loads(c["config_json"])["method"] for c in store.cells(1)]
+        configs = [e.config["method"] for e in store.entries(1)]
     assert [c["resolved_tiling"] for c in configs] == [TILING, TILING]
 
 
-def test_resumed_cell_predicts_with_the_cached_model(tmp_path, tiny_data):
-    """A cell whose predictions were lost re-predicts from the cached model directory, same result."""
+def test_resumed_entry_predicts_with_the_cached_model(tmp_path, tiny_data):
+    """A grid entry whose predictions were lost re-predicts from the cached model directory, same result."""
     exp = experiment_from_dict(_experiment(tiny_data))
     run_experiment(exp, tmp_path / "run")
     trained = expand_grid(exp)[1]
@@ -95,7 +95,7 @@ def test_resumed_cell_predicts_with_the_cached_model(tmp_path, tiny_data):
     for f in (cache.folder / "pred" / "test").iterdir():
         f.unlink()
 
-    outcome = run_cell(trained, cache_root=tmp_path / "run" / "cache")
+    outcome = run_entry(trained, cache_root=tmp_path / "run" / "cache")
     assert outcome.status == "done", outcome.error
     record = json.loads((cache.model_dir / "model.json").read_text())
     assert outcome.train["resumed_from_cache"] is True

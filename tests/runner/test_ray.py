@@ -25,7 +25,7 @@ def test_ray_and_local_give_identical_results(tmp_path, tiny_data, fake_methods_
         remote = run_experiment(exp, tmp_path / "ray", executor=executor)
     finally:
         ray.shutdown()
-    assert (remote.n_cells, remote.n_failed) == (local.n_cells, local.n_failed) == (9, 3)
+    assert (remote.n_entries, remote.n_failed) == (local.n_entries, local.n_failed) == (9, 3)
     assert db_content(tmp_path / "ray" / "results.sqlite") == db_content(tmp_path / "local" / "results.sqlite")
     with ResultStore.open(tmp_path / "ray" / "results.sqlite") as store:
         inv = store.query("SELECT executor_json FROM invocations")[0]

@@ -14,7 +14,7 @@ from cellbench.runner import (
     ResultStore,
     expand_grid,
     experiment_from_dict,
-    run_cell,
+    run_entry,
     run_experiment,
 )
 
@@ -27,30 +27,30 @@ def test_run_stores_every_score_with_its_config(tmp_path, tiny_data):
     log = tmp_path / "calls.log"
     exp = experiment_from_dict(experiment_dict(tiny_data, log=log, fail=True))
     seen = []
-    summary = run_experiment(exp, tmp_path / "run", on_cell=seen.append)
-    assert (summary.n_cells, summary.n_run, summary.n_skipped, summary.n_failed) == (9, 9, 0, 3)
+    summary = run_experiment(exp, tmp_path / "run", on_entry=seen.append)
+    assert (summary.n_entries, summary.n_run, summary.n_skipped, summary.n_failed) == (9, 9, 0, 3)
     assert len(seen) == 9
     with ResultStore.open(tmp_path / "run" / "results.sqlite") as store:
-        cells = store.cells(1)
-        assert [c["status"] for c in cells] == ["done"] * 6 + ["failed"] * 3
-        failed = cells[-1]
-        assert failed["error"].startswith("RuntimeError: this method always fails")
-        assert "Traceback" in failed["error"]
-        config = json.loads(cells[1]["config_json"])
+        entries = store.entries(1)
+        assert [e.status for e in entries] == ["done"] * 6 + ["failed"] * 3
+        failed = entries[-1]
+        assert failed.error.startswith("RuntimeError: this method always fails")
+        assert "Traceback" in failed.error
+        config = entries[1].config
         assert config["method"]["config"]["threshold"] == 60
         assert config["method"]["resolved_config"] == {"threshold": 60, "sleep_s": 0.0, "log": str(log), "fail": False, "min_area": 0}
         assert config["regime"] == {"name": "one", "train_images": 1}
         assert config["evaluation"]["thresholds"] == [0.5, 0.7, 0.75, 0.9]
-        # 6 done cells x 1 split x 2 kinds of ground truth
+        # 6 done grid entries x 1 split x 2 kinds of ground truth
         evs = store.query("SELECT * FROM evaluations")
         assert len(evs) == 12
         assert {e["ground_truth"] for e in evs} == {"overlap", "flattened"}
         assert {e["flatten_policy"] for e in evs if e["ground_truth"] == "flattened"} == {"priority-last"}
-        trained = store.query("SELECT cell_key, n_images, images_json FROM trainings ORDER BY rowid")
+        trained = store.query("SELECT entry_key, n_images, images_json FROM trainings ORDER BY rowid")
         assert [t["n_images"] for t in trained] == [1, 3, 1, 3]
         # a trained low threshold finds every disk: pooled F1 1 at IoU 0.5
         f1 = store.query(
-            "SELECT s.value FROM scores s JOIN evaluations e USING (evaluation_id) JOIN cells c USING (cell_key) "
+            "SELECT s.value FROM scores s JOIN evaluations e USING (evaluation_id) JOIN entries c USING (entry_key) "
             "WHERE c.label = 'tiny/all/low/all/seed0' AND s.scope = 'pooled' AND s.threshold = 0.5 "
             "AND s.metric = 'f1' AND s.class = '' AND e.ground_truth = 'overlap'")
         assert [r["value"] for r in f1] == [1.0]
@@ -61,13 +61,13 @@ def test_run_stores_every_score_with_its_config(tmp_path, tiny_data):
         inv = store.query("SELECT * FROM invocations")
         assert len(inv) == 1 and inv[0]["status"] == "finished"
         assert json.loads(inv[0]["environment_json"])["packages"]["numpy"]
-    # each training cell trained once (broken trains, then fails to predict), each (cell, image) predicted once
+    # each training grid entry trained once (broken trains, then fails to predict), each (entry, image) predicted once
     lines = _log_lines(log)
     assert sum(line.startswith("train-end") for line in lines) == 6
     assert len([x for x in lines if x.startswith("predict")]) == 12
 
 
-def test_resume_skips_done_cells_and_refuses_other_experiments(tmp_path, tiny_data):
+def test_resume_skips_done_entries_and_refuses_other_experiments(tmp_path, tiny_data):
     log = tmp_path / "calls.log"
     d = experiment_dict(tiny_data, log=log, fail=True)
     exp = experiment_from_dict(d)
@@ -83,7 +83,7 @@ def test_resume_skips_done_cells_and_refuses_other_experiments(tmp_path, tiny_da
     d["evaluation"]["boundary_px"] = 2
     with pytest.raises(DataError, match="experiment differs"):
         run_experiment(experiment_from_dict(d), tmp_path / "run", resume=True)
-    # failed cells run again only when asked
+    # failed grid entries run again only when asked
     summary = run_experiment(exp, tmp_path / "run", resume=True, retry_failed=True)
     assert (summary.n_run, summary.n_failed) == (3, 3)
 
@@ -95,16 +95,16 @@ def test_refuses_a_foreign_folder(tmp_path, tiny_data):
         run_experiment(experiment_from_dict(experiment_dict(tiny_data)), tmp_path / "run")
 
 
-def test_cell_reuses_cached_model_and_predictions(tmp_path, tiny_data):
-    """A cell killed after training (or after some images) picks up from the cache."""
+def test_entry_reuses_cached_model_and_predictions(tmp_path, tiny_data):
+    """A grid entry killed after training (or after some images) picks up from the cache."""
     log = tmp_path / "calls.log"
-    cell = next(c for c in expand_grid(experiment_from_dict(experiment_dict(tiny_data, log=log)))
-                if c.label == "tiny/all/low/all/seed0")
-    first = run_cell(cell, cache_root=tmp_path / "cache")
+    entry = next(e for e in expand_grid(experiment_from_dict(experiment_dict(tiny_data, log=log)))
+                 if e.label == "tiny/all/low/all/seed0")
+    first = run_entry(entry, cache_root=tmp_path / "cache")
     assert first.status == "done" and first.train["resumed_from_cache"] is False
-    cache = PredictionCache(tmp_path / "cache", cell.key)
+    cache = PredictionCache(tmp_path / "cache", entry.key)
     (cache.folder / "pred" / "test" / "test1.json").unlink()  # as if killed before the last image
-    second = run_cell(cell, cache_root=tmp_path / "cache")
+    second = run_entry(entry, cache_root=tmp_path / "cache")
     assert second.train["resumed_from_cache"] is True
     assert second.train["history"] == first.train["history"]
     assert [e.result for e in second.evaluations] == [e.result for e in first.evaluations]
@@ -120,4 +120,21 @@ def test_too_few_training_images_is_a_recorded_failure(tmp_path, tiny_data):
     summary = run_experiment(experiment_from_dict(d), tmp_path / "run")
     assert summary.n_failed == 1
     with ResultStore.open(tmp_path / "run" / "results.sqlite") as store:
-        assert "regime asks for 10 training images, the training split has 3" in store.cells(1)[0]["error"]
+        assert "regime asks for 10 training images, the training split has 3" in store.entries(1)[0].error
+
+
+def test_a_run_killed_while_creating_its_database_starts_again_cleanly(tmp_path, tiny_data, monkeypatch):
+    """The database is built in a hidden partial file and renamed: a kill before the rename leaves only that
+    file (and the lock file), which neither blocks a new run nor is taken for results."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / ".partial-results.sqlite").write_bytes(b"SQLite format 3\x00 half written")
+    (run / ".partial-results.sqlite-journal").write_bytes(b"")
+    (run / ".cellbench.lock").write_text("")
+    exp = experiment_from_dict(experiment_dict(tiny_data))
+    summary = run_experiment(exp, run)
+    assert summary.n_run == summary.n_entries > 0
+    assert sorted(p.name for p in run.iterdir() if p.name.startswith(".partial")) == []
+    with ResultStore.open(run / "results.sqlite") as store:
+        assert [r.fingerprint for r in store.runs()] == [exp.fingerprint]
+    assert json.loads((run / "experiment.json").read_text()) == exp.to_dict()

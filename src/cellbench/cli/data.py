@@ -7,13 +7,12 @@ import inspect
 import json
 import sys
 
-from tqdm import tqdm
-
 from cellbench.data import LAYOUTS, Dataset, read_dataset
-from cellbench.data.download import REMOTE_DATASETS, default_cache_dir, download
-from cellbench.data.export import write_dataset
-from cellbench.data.synth import split_counts, synth_glioma_c6
+from cellbench.data.download import REMOTE_DATASETS, default_cache_dir
 from cellbench.instances import FLATTEN_NAMES, policy_from_name
+
+# The writers, the generator (scipy, shapely) and tqdm are imported by the commands that use them:
+# every `cellbench` command builds this parser, and `cellbench evaluate` should not pay for them.
 
 __all__ = ["add_data_commands"]
 
@@ -70,6 +69,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _convert(args: argparse.Namespace) -> int:
+    from cellbench.data.export import write_dataset
+
     dataset = _read(args)
     policy = policy_from_name(args.flatten) if args.flatten else None
     manifest = write_dataset(
@@ -83,6 +84,10 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from cellbench.data.synth import split_counts, synth_glioma_c6
+
     counts = split_counts(args.images)
     with tqdm(total=args.images, desc="synthesising", unit="image", disable=not sys.stderr.isatty()) as bar:
         summary = synth_glioma_c6(
@@ -95,6 +100,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
+    from cellbench.data.download import download
+
     remote = REMOTE_DATASETS[args.dataset]
     if args.archive is None:
         print(f"downloading {remote.filename} ({remote.size_hint}, licence {remote.licence}) from {remote.url}",

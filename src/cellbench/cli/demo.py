@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import tifffile
-import yaml
 
 from cellbench.errors import DataError
+from cellbench.files import atomic_write_bytes
 from cellbench.metrics import REPORT_THRESHOLDS
 
 __all__ = ["DEMO_DEFAULT", "DEMO_METHODS", "add_demo_command", "demo_experiment", "prepare_demo_data", "run_demo",
@@ -47,14 +47,11 @@ DEMO_METHODS: dict[str, dict] = {
     "watershed": {"method": "watershed", "regimes": ["zero-shot", "fine-tuned"],
                   "config": {"sigmas": [1.0], "threshold_scales": [0.9, 1.1], "distance_sigmas": [1.0],
                              "min_distance_fractions": [0.25, 0.45]}},
-    # The DSB acceptance settings (examples/configs/dsb/cellpose.yaml, 150 epochs) cut to 80 epochs.
-    # Nuclei ~24 px across are trained at diam_mean 12 on 64 px crops; the synthetic Glioma cells are
-    # ~75 px across, and at diam_mean 12 (shrunk 6x) Cellpose finds none of them: there it works at
-    # Cellpose's own diam_mean 30 on 96 px crops.
-    "cellpose": {"method": "cellpose", "regimes": ["fine-tuned"],
-                 "config": {"n_epochs": 80, "nimg_per_epoch": 8, "min_train_masks": 1},
-                 "per_dataset": {"dsb2018": {"diam_mean": 12.0, "bsize": 64},
-                                 "glioma-c6-synth": {"diam_mean": 30.0, "bsize": 96}}},
+    # Cellpose's `cpu` preset: 80 epochs of 8 crops of 96 px at its own diam_mean 30, for the synthetic
+    # Glioma cells (~75 px across). With the nuclei setting (diam_mean 12, 64 px crops) it found none of
+    # them (F1@0.5 0.0 on test); DSB nuclei (~24 px) keep it (examples/configs/dsb/cellpose.yaml).
+    "cellpose": {"method": "cellpose", "regimes": ["fine-tuned"], "preset": "cpu",
+                 "per_dataset": {"dsb2018": {"diam_mean": 12.0, "bsize": 64}}},
     # The DSB acceptance settings: CellSeg1's `cpu` preset (128 px at input 128, 8 epochs).
     "cellseg1": {"method": "cellseg1", "regimes": ["fine-tuned"], "preset": "cpu"},
 }
@@ -161,10 +158,10 @@ def _scores(run_dir: Path) -> list[dict]:
     from cellbench.report import load_results
 
     rows = []
-    for ev in load_results(run_dir).evaluations:
+    for scored in load_results(run_dir).evaluations:
+        e, ev = scored.entry, scored.evaluation
         pooled = ev.result.get("pooled", {})
-        c = ev.cell
-        rows.append({"entry": c.label, "dataset": c.dataset, "task": c.task, "method": c.method, "regime": c.regime,
+        rows.append({"entry": e.label, "dataset": e.dataset, "task": e.task, "method": e.method, "regime": e.regime,
                      "split": ev.split, "ground_truth": ev.ground_truth,
                      "f1@0.5": pooled.get("0.5", {}).get("f1"), "f1@0.75": pooled.get("0.75", {}).get("f1"),
                      "ap_dsb@0.5": pooled.get("0.5", {}).get("ap_dsb"),
@@ -244,23 +241,25 @@ def run_demo(out: str | Path, *, glioma_images: int = 4, methods: dict | None = 
         log(f"method {label} left out: {why}")
     if not usable:
         raise DataError("no demo method can run here: " + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
+    import yaml
+
     raw = demo_experiment(_relative_paths(data, out), usable)
-    (out / "experiment.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    atomic_write_bytes(out / "experiment.yaml", yaml.safe_dump(raw, sort_keys=False).encode())
     experiment = load_experiment(out / "experiment.yaml")
-    run = run_experiment(experiment, out / "run", progress=progress, cell_progress=progress)
-    log(f"benchmark: {run.n_cells} grid entries ({', '.join(usable)}), {len(run.errors)} failed, {run.seconds:.0f} s")
+    run = run_experiment(experiment, out / "run", progress=progress, entry_progress=progress)
+    log(f"benchmark: {run.n_entries} grid entries ({', '.join(usable)}), {len(run.errors)} failed, {run.seconds:.0f} s")
     report = write_report(out / "run", out / "report", progress=progress)
     scores = _scores(out / "run")
     for s in scores:
         if s["ground_truth"] == "overlap":
             log(f"  {s['entry']:<48} {s['split']:<5} F1@0.5 {_pct(s['f1@0.5']):>5} % "
                 f"(pooled, boundary {s['boundary_px']} px)")
-    result = {"data": data, "methods": list(usable), "skipped_methods": skipped, "cells": run.n_cells,
+    result = {"data": data, "methods": list(usable), "skipped_methods": skipped, "entries": run.n_entries,
               "failed": [label for label, _ in run.errors], "errors": [list(e) for e in run.errors],
               "all_failed": run.all_failed, "scores": scores, "report": report.html,
               "seconds": time.perf_counter() - started}
-    (out / "demo-table.md").write_text(scores_table(result))
-    (out / _SUMMARY).write_text(json.dumps(result, indent=2))
+    atomic_write_bytes(out / "demo-table.md", scores_table(result).encode())
+    atomic_write_bytes(out / _SUMMARY, json.dumps(result, indent=2).encode())
     log(f"demo done in {result['seconds']:.0f} s; the report is {report.html}")
     return result
 
@@ -272,7 +271,7 @@ def _main(args: argparse.Namespace) -> int:
 
     result = run_demo(args.out, glioma_images=args.images, methods=select_methods(args.methods),
                       log=lambda msg: print(msg, file=sys.stdout, flush=True), progress=tqdm)
-    return report_failures(result["errors"], result["cells"], Path(result["report"]).parents[1] / "run",
+    return report_failures(result["errors"], result["entries"], Path(result["report"]).parents[1] / "run",
                            report_html=result["report"])
 
 

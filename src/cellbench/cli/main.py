@@ -7,6 +7,7 @@ import logging
 import sys
 
 from cellbench import __version__
+from cellbench.cli.analyze import add_analyze_commands
 from cellbench.cli.data import add_data_commands
 from cellbench.cli.demo import add_demo_command
 from cellbench.cli.evaluate import add_evaluate_command
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_command(sub)
     add_run_commands(sub)
     add_method_commands(sub)
+    add_analyze_commands(sub)
     return parser
 
 

@@ -17,14 +17,11 @@ import json
 import sys
 from pathlib import Path
 
-from tqdm import tqdm
-
 from cellbench.data import LAYOUTS, read_dataset
 from cellbench.data.dataset import Sample
-from cellbench.data.export import to_coco, write_label_tiff
-from cellbench.data.images import is_image_file, read_image
+from cellbench.data.images import image_files, missing_path, read_image
 from cellbench.errors import DataError
-from cellbench.files import atomic_write_bytes, staged_dir
+from cellbench.files import atomic_write_bytes, check_output_dir, staged_dir
 from cellbench.instances import FLATTEN_NAMES, flatten, policy_from_name
 from cellbench.methods import METHODS, get_method, missing_requirements
 from cellbench.cli.estimate import CostEstimate, format_duration
@@ -39,6 +36,8 @@ PREDICT_MANIFEST = "cellbench-predict.json"
 
 def _progress():
     """tqdm on a terminal, silent otherwise (a factory, as the methods take it)."""
+    from tqdm import tqdm  # here, as every import this parser does not need: each `cellbench` command pays for them
+
     return functools.partial(tqdm, disable=not sys.stderr.isatty(), file=sys.stderr)
 
 
@@ -124,6 +123,7 @@ def _cost_notice(cls, args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     cls = _method_class(args.method)
+    check_output_dir(args.out, overwrite=args.overwrite)  # before hours of training, not after
     values = _config_values(cls, args)
     tiling_values = values.pop("tiling", None)
     try:
@@ -163,8 +163,8 @@ def _image_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise DataError("image file or folder not found", path=path)
-    files = sorted(p for p in path.iterdir() if is_image_file(p))
+        raise missing_path(path, "image file or folder not found")
+    files = image_files(path)
     if not files:
         raise DataError("no image files (.tif, .png, .jpg, .bmp) in folder", path=path)
     stems = [p.stem for p in files]
@@ -175,6 +175,8 @@ def _image_files(path: Path) -> list[Path]:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from cellbench.data.export import to_coco, write_label_tiff
+
     model = load_model(args.model)
     tiling = model.tiling
     if args.tile is not None or args.overlap is not None:

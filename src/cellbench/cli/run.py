@@ -7,8 +7,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from tqdm import tqdm
-
 from cellbench.errors import DataError
 
 __all__ = ["add_run_commands", "report_failures"]
@@ -46,8 +44,8 @@ def report_failures(errors: Sequence[tuple[str, str]], n_entries: int, run_dir: 
     print(f"{len(errors)} of {n_entries} grid entries failed:", file=sys.stderr)
     for label, first_line in errors:
         print(f"  {label}: {first_line}", file=sys.stderr)
-    where = f"the report's 'Failed' table ({report_html}) and " if report_html else ""
-    print(f"full tracebacks: {where}{run_dir / 'results.sqlite'} (table cells, column error); "
+    where = f"the report's 'Failed grid entries' section ({report_html}) and " if report_html else ""
+    print(f"full tracebacks: {where}{run_dir / 'results.sqlite'} (table entries, column error); "
           f"rerun them with --resume --retry-failed", file=sys.stderr)
     if len(errors) == n_entries:
         print("cellbench: error: every grid entry failed; there are no results", file=sys.stderr)
@@ -56,22 +54,26 @@ def report_failures(errors: Sequence[tuple[str, str]], n_entries: int, run_dir: 
 
 
 def _run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from cellbench.runner import load_experiment, run_experiment
 
     experiment = load_experiment(args.experiment, data_paths=_data_paths(args.data))
     out = Path(args.out).expanduser() if args.out else Path("runs") / experiment.name
     summary = run_experiment(
         experiment, out, executor=_executor(args), resume=args.resume, retry_failed=args.retry_failed,
-        progress=tqdm, cell_progress=None if args.quiet else tqdm,
+        progress=tqdm, entry_progress=None if args.quiet else tqdm,
     )
     print(f"{summary.n_run} grid entries run, {summary.n_skipped} already done, {summary.n_failed} failed "
-          f"of {summary.n_cells}, in {summary.seconds:.1f} s; results in {out / 'results.sqlite'}")
+          f"of {summary.n_entries}, in {summary.seconds:.1f} s; results in {out / 'results.sqlite'}")
     if not summary.all_failed:
         print(f"next: cellbench report {out} --out {out / 'report'}")
-    return report_failures(summary.errors, summary.n_cells, out)
+    return report_failures(summary.errors, summary.n_entries, out)
 
 
 def _report(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     from cellbench.report import write_report
 
     out = Path(args.out).expanduser() if args.out else Path(args.run).expanduser() / "report"
@@ -82,15 +84,15 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def add_run_commands(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser("run", help="run every cell of a benchmark experiment (YAML), resumably")
+    run = sub.add_parser("run", help="run every grid entry of a benchmark experiment (YAML), resumably")
     run.add_argument("experiment", help="experiment YAML file (see examples/)")
     run.add_argument("--out", help="run folder (default runs/<experiment name>)")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
-                     help="local: in this process (default); ray: grid cells as Ray tasks (cellbench[ray])")
+                     help="local: in this process (default); ray: grid entries as Ray tasks (cellbench[ray])")
     run.add_argument("--ray-address", help="Ray cluster to join (ray.init address, e.g. auto); default a local Ray")
     run.add_argument("--ray-cpus", type=int, help="CPUs of a local Ray")
     run.add_argument("--resume", action="store_true", help="continue an interrupted run in --out; nothing done is redone")
-    run.add_argument("--retry-failed", action="store_true", help="with --resume: run failed cells again")
+    run.add_argument("--retry-failed", action="store_true", help="with --resume: run failed grid entries again")
     run.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
                      help="path of dataset NAME instead of the file's (repeatable)")
     run.add_argument("--quiet", action="store_true", help="only the grid progress bar")

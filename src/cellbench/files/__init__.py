@@ -1,12 +1,17 @@
-"""Writing and checking files safely: all-or-nothing folders and files, checksums.
+"""Writing and checking files safely: all-or-nothing folders and files, one writer per folder, checksums.
 
 The lowest layer of cellbench after :mod:`cellbench.errors`: data, methods,
 metrics, the runner, the report and the CLI all write their outputs through
 :func:`staged_dir` (a folder) or :func:`atomic_write_bytes` (one file), so an
-interrupted command never leaves a half-written output under its final name.
+interrupted command never leaves a half-written output under its final name;
+:func:`folder_lock` keeps a second process from writing a folder another one
+is writing.
 """
 
-from cellbench.files.atomic import atomic_write_bytes, staged_dir
+from cellbench.files.atomic import atomic_write_bytes, check_output_dir, staged_dir
 from cellbench.files.digest import file_digest, file_digests
+from cellbench.files.lock import LOCK_FILE, folder_lock
 
-__all__ = ["atomic_write_bytes", "file_digest", "file_digests", "staged_dir"]
+__all__ = [
+    "LOCK_FILE", "atomic_write_bytes", "check_output_dir", "file_digest", "file_digests", "folder_lock", "staged_dir",
+]

@@ -9,13 +9,19 @@ along pixel edges, so rasterising a traced outline gives back the same pixels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pycocotools.mask as mask_utils
-import shapely
 
 from cellbench.instances.instance import Instance
 from cellbench.instances.rle import rle_to_instance
+
+if TYPE_CHECKING:
+    import shapely
+
+# shapely is imported by the three functions that use it: commands that never meet a polygon
+# (`cellbench evaluate` on label images) should not pay for its import.
 
 __all__ = [
     "polygon_problem",
@@ -43,6 +49,8 @@ def polygon_problem(part: np.ndarray, shape: tuple[int, int]) -> str | None:
     if outside.any():
         x, y = part[np.argmax(outside)]
         return f"polygon vertex ({x:g}, {y:g}) lies outside the {w} x {h} image"
+    import shapely
+
     ring = shapely.Polygon(part)
     if not ring.is_valid:
         reason = shapely.is_valid_reason(ring)
@@ -129,6 +137,8 @@ def _link_rings(edges: np.ndarray) -> list[tuple[np.ndarray, list[np.ndarray]]]:
             (exteriors if area2 < 0 else holes).append(pts)
     if not holes:
         return [(ext, []) for ext in exteriors]
+    import shapely
+
     shells = [shapely.Polygon(ext) for ext in exteriors]
     assigned: list[list[np.ndarray]] = [[] for _ in exteriors]
     for hole in holes:
@@ -169,6 +179,8 @@ def instance_geometry(instance: Instance) -> shapely.Polygon | shapely.MultiPoly
     Uses the annotated polygon when the instance has one (the union of its
     parts), otherwise the pixel-edge outline of its mask.
     """
+    import shapely
+
     if instance.polygon is not None:
         polys = [shapely.make_valid(shapely.Polygon(p)) for p in instance.polygon]
         geom = shapely.union_all(polys)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pycocotools.mask as mask_utils
 
+from cellbench.errors import DataError
 from cellbench.instances.instance import Instance
 
 __all__ = ["instance_to_rle", "rle_to_instance", "rle_area"]
@@ -67,14 +68,29 @@ def rle_to_instance(rle: dict, **fields) -> Instance:
     """Decode a COCO RLE (compressed or not) into a bbox-cropped :class:`Instance`.
 
     Only the columns of the object's bounding box are expanded, never the
-    whole image. Raises ``ValueError`` when the RLE covers no pixel.
+    whole image. Raises ``ValueError`` when the RLE covers no pixel, and
+    :class:`~cellbench.errors.DataError` (a ``ValueError`` too) when its
+    counts are malformed: not run lengths, negative, or more pixels than
+    ``size`` holds (fewer is fine: the rest is background).
+
+    >>> rle_to_instance({"size": [2, 2], "counts": [1, 2, 1]}).area
+    2
     """
     h, w = (int(v) for v in rle["size"])
     counts = rle["counts"]
-    if isinstance(counts, list):
-        runs = [int(c) for c in counts]
-    else:
-        runs = _runs(counts.encode("ascii") if isinstance(counts, str) else counts)
+    try:
+        if isinstance(counts, list):
+            runs = np.array([int(c) for c in counts], dtype=np.int64)
+        elif isinstance(counts, (str, bytes)):
+            runs = np.array(_runs(counts.encode("ascii") if isinstance(counts, str) else counts), dtype=np.int64)
+        else:
+            raise TypeError(f"got {type(counts).__name__}")
+    except (TypeError, ValueError) as exc:  # ValueError covers a string that is not ASCII
+        raise DataError(f"RLE counts must be run lengths or a compressed COCO string ({exc})") from None
+    if (runs < 0).any():
+        raise DataError(f"RLE has a negative run length ({int(runs.min())})")
+    if runs.sum() > h * w:
+        raise DataError(f"RLE runs add up to {int(runs.sum())} pixels, more than its size {h} x {w} holds")
     ends = np.cumsum(runs)
     starts = ends - np.asarray(runs)
     fg_start, fg_end = starts[1::2], ends[1::2]

@@ -19,9 +19,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from cellbench.matching.overlap import Overlaps, overlaps_from_labels
 
@@ -114,6 +111,12 @@ def match_pairs(ov: Overlaps, threshold: float) -> np.ndarray:
     conflict = (np.bincount(gi, minlength=ov.n_gt)[gi] > 1) | (np.bincount(pj, minlength=ov.n_pred)[pj] > 1)
     if not conflict.any():
         return hit
+    # scipy is imported here, not at the top: most images never get this far, and importing
+    # scipy.optimize costs about a third of a second of every `cellbench evaluate`.
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     # Groups of touching instances (over all pairs with any overlap); nodes 0..n_gt-1 are GT.
     n = ov.n_gt + ov.n_pred
     graph = coo_matrix((np.ones(iou.size), (ov.gt_index, ov.pred_index + ov.n_gt)), shape=(n, n))

@@ -171,7 +171,44 @@ def _read_record(folder: Path) -> dict:
     missing = [k for k in ("method", "method_version", "config", "weights") if k not in record]
     if missing:
         raise DataError(f"model file lacks {missing}", path=path)
+    for key, kind in (("method", str), ("config", dict), ("weights", dict)):
+        if not isinstance(record[key], kind):
+            raise DataError(f"{key} must be a JSON {'string' if kind is str else 'object'}, "
+                            f"got {record[key]!r:.80}", path=path)
     return record
+
+
+def _check_weight_files(folder: Path, listed: dict) -> None:
+    """Every file of ``weights/`` listed in model.json with its checksum, inside ``weights/``, and no pickle.
+
+    A pickle runs code when it is loaded, and nothing cellbench writes is
+    one (torch weights are zip archives, read with ``weights_only=True``).
+    """
+    weights = folder / WEIGHTS_DIR
+    path = folder / MODEL_FILE
+    for name, digest in listed.items():
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts:
+            raise DataError(f"weight file {name!r} lies outside {WEIGHTS_DIR}/", path=path)
+        if not isinstance(digest, str):
+            raise DataError(f"checksum of weight file {name!r} must be a string, got {digest!r:.80}", path=path)
+    on_disk = sorted(p for p in weights.rglob("*") if not p.is_dir()) if weights.is_dir() else []
+    unlisted = [p for p in on_disk if str(p.relative_to(weights)) not in listed]
+    if unlisted:
+        raise DataError(f"file in {WEIGHTS_DIR}/ is not listed in {MODEL_FILE} (added after the model was saved?)",
+                        path=unlisted[0])
+    for name, digest in listed.items():
+        file = weights / name
+        if not file.is_file():
+            raise DataError("weight file listed in model.json is missing", path=file)
+        if file_digest(file) != digest:
+            raise DataError("weight file does not match its checksum in model.json (altered or truncated)",
+                            path=file)
+        with open(file, "rb") as fh:
+            head = fh.read(2)
+        if len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5:  # PROTO opcode of pickle protocols 2-5
+            raise DataError("weight file is a Python pickle, which can run code when loaded; "
+                            "cellbench model directories hold none", path=file)
 
 
 def load_model(folder: str | Path, *, method_class: type[Method] | None = None) -> LoadedModel:
@@ -198,15 +235,9 @@ def load_model(folder: str | Path, *, method_class: type[Method] | None = None) 
     if str(record["method_version"]) != str(method_class.version):
         raise DataError(
             f"model saved by version {record['method_version']} of method {record['method']!r}; "
-            f"this cellbench has version {method_class.version}", path=path)
+            f"this cellbench has version {method_class.version}; retrain it with this cellbench", path=path)
     weights = folder / WEIGHTS_DIR
-    for name, digest in record["weights"].items():
-        file = weights / name
-        if not file.is_file():
-            raise DataError("weight file listed in model.json is missing", path=file)
-        if file_digest(file) != digest:
-            raise DataError("weight file does not match its checksum in model.json (altered or truncated)",
-                            path=file)
+    _check_weight_files(folder, record["weights"])
     config = config_from_dict(method_class.Config, record["config"], source=path)
     try:
         tiling = TileConfig.from_dict(record.get("tiling") or {"tile": 0, "overlap": 0})
@@ -216,7 +247,13 @@ def load_model(folder: str | Path, *, method_class: type[Method] | None = None) 
     except (ValueError, TypeError, KeyError) as exc:
         raise DataError(f"bad tiling, flatten or history record ({exc})", path=path) from exc
     method = method_class(config)
-    method.load_weights(weights)
+    try:
+        method.load_weights(weights)
+    except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"cannot load the {method_class.name} weights ({type(exc).__name__}: {exc})",
+                        path=weights) from exc
     return LoadedModel(
         method=method, path=folder, tiling=tiling, flatten=flatten, seed=record.get("seed"),
         history=history, train_summary=record.get("train") or {}, record=record,

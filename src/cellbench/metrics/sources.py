@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from cellbench.data.images import is_image_file, read_label_image
-from cellbench.data.layouts.coco import _instance, load_coco_json
+from cellbench.data.images import image_files, missing_path, read_label_image
+from cellbench.data.layouts.coco import _instance, check_annotations, load_coco_json
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 
-__all__ = ["pair_name", "read_segmentations"]
+__all__ = ["label_files", "pair_name", "read_segmentations", "segmentation_file"]
 
 _SUFFIXES = ("_cp_masks", "_masks", "_mask", "_labels", "_label", "_pred")
 
@@ -37,19 +37,29 @@ def pair_name(stem: str) -> str:
     return stem
 
 
-def _label_folder(folder: Path) -> dict[str, np.ndarray]:
-    files = sorted(p for p in folder.iterdir() if is_image_file(p))
+def label_files(folder: str | Path) -> dict[str, Path]:
+    """The label image files of ``folder`` by the name they pair under."""
+    folder = Path(folder)
+    files = image_files(folder)
     if not files:
         raise DataError("no label images (.tif, .tiff, .png) in folder", path=folder)
-    out: dict[str, np.ndarray] = {}
     seen: dict[str, Path] = {}
     for f in files:
         name = pair_name(f.stem)
         if name in seen:
             raise DataError(f"two files pair as {name!r}: {seen[name].name} and {f.name}", path=folder)
         seen[name] = f
-        out[name] = read_label_image(f)
-    return out
+    return seen
+
+
+def segmentation_file(path: str | Path, name: str) -> Path:
+    """The file that segmentation ``name`` of ``read_segmentations(path)`` came from: its label image, or the json."""
+    path = Path(path)
+    return label_files(path).get(name, path) if path.is_dir() else path
+
+
+def _label_folder(folder: Path) -> dict[str, np.ndarray]:
+    return {name: read_label_image(f) for name, f in label_files(folder).items()}
 
 
 def _coco_file(path: Path, gt_coco: Mapping | None) -> dict[str, InstanceSet]:
@@ -62,6 +72,7 @@ def _coco_file(path: Path, gt_coco: Mapping | None) -> dict[str, InstanceSet]:
             raise DataError("a COCO results list needs COCO ground truth (--gt FILE.json) for image ids and sizes", path=path)
         images, categories = gt_coco["images"], gt_coco["categories"]
         annotations = data
+        check_annotations(annotations, path)
     else:
         data = load_coco_json(path)  # checks the structure
         images, categories, annotations = data["images"], data["categories"], data["annotations"]
@@ -102,5 +113,5 @@ def read_segmentations(path: str | Path, *, gt_coco: Mapping | None = None) -> d
     if path.is_file() and path.suffix.lower() == ".json":
         return _coco_file(path, gt_coco)
     if not path.exists():
-        raise DataError("no such file or folder", path=path)
+        raise missing_path(path)
     raise DataError("expected a folder of label images or a COCO .json file", path=path)

@@ -2,13 +2,12 @@
 
 from cellbench.report.build import ReportSummary, build_tables, write_report
 from cellbench.report.overlay import draw_outlines, normalize_for_display
-from cellbench.report.results import CellRecord, EvalRecord, RunResults, load_results
+from cellbench.report.results import EntryEvaluation, RunResults, load_results
 from cellbench.report.tables import COUNT_BINS, Table
 
 __all__ = [
     "COUNT_BINS",
-    "CellRecord",
-    "EvalRecord",
+    "EntryEvaluation",
     "ReportSummary",
     "RunResults",
     "Table",

@@ -8,10 +8,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cellbench.data import read_dataset
 from cellbench.files import staged_dir
+from cellbench.instances import flatten, policy_from_name
 from cellbench.report import plots
 from cellbench.report.html import Section, render_html
-from cellbench.report.results import EvalRecord, RunResults, load_results, threshold_key
+from cellbench.report.results import EntryEvaluation, RunResults, load_results, threshold_key
 from cellbench.report.tables import (
     Table,
     coco_table,
@@ -24,6 +26,7 @@ from cellbench.report.tables import (
     top_bottom_tables,
     training_table,
 )
+from cellbench.runner import RESULTS_DB, PredictionCache
 
 __all__ = ["ReportSummary", "build_tables", "write_report"]
 
@@ -47,45 +50,43 @@ def build_tables(results: RunResults) -> dict[str, list[Table]]:
         "Performance across IoU thresholds": threshold_tables(evs),
         "Top and bottom images": top_bottom_tables(evs),
         "Performance by cell count": count_bin_tables(evs),
-        "Training": [t for t in (training_table(results.cells),) if t is not None],
+        "Training": [t for t in (training_table(results.entries),) if t is not None],
         "COCO metrics": [t for t in (coco_table(evs),) if t is not None],
-        "Timings": [timing_table(evs, results.cells)],
-        "Failed cells": [t for t in (failure_table(results.cells),) if t is not None],
+        "Timings": [timing_table(evs)],
+        "Failed grid entries": [t for t in (failure_table(results.entries),) if t is not None],
     }
     return {k: v for k, v in sections.items() if v}
 
 
-def _contexts(evs) -> dict[tuple, list[EvalRecord]]:
-    groups: dict[tuple, list[EvalRecord]] = {}
+def _contexts(evs) -> dict[tuple, list[EntryEvaluation]]:
+    groups: dict[tuple, list[EntryEvaluation]] = {}
     for ev in evs:
         groups.setdefault(ev.context, []).append(ev)
     return groups
 
 
-def _qualitative_rows(results: RunResults, evs: list[EvalRecord], n_images: int):
+def _qualitative_rows(results: RunResults, evs: list[EntryEvaluation], n_images: int):
     """(name, image, gt, [(model, prediction, f1)]) for the first ``n_images`` of a context."""
-    from cellbench.data import read_dataset
-    from cellbench.instances import flatten, policy_from_name
-    from cellbench.runner.cache import PredictionCache
-
-    cell = evs[0].cell
-    d = cell.config["dataset"]
-    dataset = read_dataset(d["path"], d["layout"], split=evs[0].split, task=cell.task, **d.get("options", {}))
+    entry, first = evs[0].entry, evs[0].evaluation
+    d = entry.config["dataset"]
+    dataset = read_dataset(d["path"], d["layout"], split=first.split, task=entry.task, **d.get("options", {}))
     gts = [s.instances for s in dataset.samples]
-    if evs[0].ground_truth == "flattened":
-        policy = policy_from_name(evs[0].flatten_policy)
+    if first.ground_truth == "flattened":
+        policy = policy_from_name(first.flatten_policy)
         gts = [flatten(g, policy).to_instance_set() for g in gts]
     rows = []
     tk = threshold_key(0.5)
     for sample, gt in list(zip(dataset.samples, gts))[:n_images]:
         preds = []
         for ev in evs:
-            cached = PredictionCache(results.run_dir / "cache", ev.cell.key).load_prediction(ev.split, sample.name)
+            cache = PredictionCache(results.run_dir / "cache", ev.entry.key)
+            cached = cache.load_prediction(ev.evaluation.split, sample.name)
             if cached is None:
                 continue
-            f1 = next((img.get("by_iou", {}).get(tk, {}).get("f1") for img in ev.result.get("per_image", ())
-                       if img["image"] == sample.name), None)
-            preds.append((ev.cell.model, cached[0], f1))
+            images = ev.evaluation.result.get("per_image", ())
+            f1 = next((img.get("by_iou", {}).get(tk, {}).get("f1") for img in images if img["image"] == sample.name),
+                      None)
+            preds.append((ev.entry.model, cached[0], f1))
         if preds:
             rows.append((sample.name, sample.load_image(), gt, preds))
     return rows
@@ -133,9 +134,9 @@ def write_report(
                     qualitative.append((f"Qualitative: GT borders light blue, predictions red — {setting}",
                                         plots.qualitative_panel(rows, tmp / "figures" / f"qualitative_{k}.png",
                                                                 title=setting)))
-        curves = plots.training_curves(results.cells, tmp / "figures" / "training_curves.png")
+        curves = plots.training_curves(results.entries, tmp / "figures" / "training_curves.png")
         sections = []
-        n_done = sum(c.status == "done" for c in results.cells)
+        n_done = sum(e.status == "done" for e in results.entries)
         for name, tables in sections_tables.items():
             figs: tuple = ()
             if name == "Training" and curves is not None:
@@ -144,16 +145,15 @@ def write_report(
         sections.append(Section("Figures", figures=tuple(figures)))
         if qualitative:
             sections.append(Section("Qualitative panels", figures=tuple(qualitative)))
-        env = [json.loads(i["environment_json"]) | {"executor": json.loads(i["executor_json"]),
-                                                    "started": i["started_at"], "finished": i["finished_at"],
-                                                    "status": i["status"], "resumed": bool(i["resumed"])}
+        env = [i.environment | {"executor": i.executor, "started": i.started_at, "finished": i.finished_at,
+                                "status": i.status, "resumed": i.resumed}
                for i in results.invocations]
         sections.append(Section("Experiment and environment",
                                  text="The experiment as run, and one entry per `cellbench run` invocation.",
                                  pre=json.dumps({"experiment": results.experiment, "invocations": env}, indent=1)))
-        intro = (f"Run {results.name}: {len(results.cells)} grid cells, {n_done} done, "
+        intro = (f"Run {results.name}: {len(results.entries)} grid entries, {n_done} done, "
                  f"{len(results.failed)} failed; {len(results.evaluations)} evaluations. Every table says how its "
-                 f"numbers were made; the results database is {Path(results.run_dir) / 'results.sqlite'}.")
+                 f"numbers were made; the results database is {Path(results.run_dir) / RESULTS_DB}.")
         (tmp / "report.html").write_text(render_html(f"cellbench report: {results.name}", intro, sections))
         figure_names = [p.name for _, p in figures + qualitative] + (["training_curves.png"] if curves else [])
     return ReportSummary(out=str(out), html=str(out / "report.html"), tables=tuple(written),

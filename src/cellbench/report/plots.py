@@ -1,6 +1,6 @@
 """Report figures (matplotlib, object API: no global pyplot state, no backend switch).
 
-Each function draws one figure from evaluation records and writes a PNG;
+Each function draws one figure from evaluation (or grid entry) records and writes a PNG;
 titles and axis labels carry the setting (threshold, aggregation) so a
 figure, like a table, never shows a number without how it was made.
 """
@@ -17,8 +17,9 @@ from scipy import ndimage
 from cellbench.files import atomic_write_bytes
 from cellbench.instances import InstanceSet
 from cellbench.report.overlay import normalize_for_display
-from cellbench.report.results import CellRecord, EvalRecord, threshold_key
+from cellbench.report.results import EntryEvaluation, threshold_key
 from cellbench.report.tables import COUNT_BINS
+from cellbench.runner import EntryRecord
 
 __all__ = [
     "GT_COLOR",
@@ -57,26 +58,26 @@ def _wrap(text: str, width: int = 95) -> str:
     return "\n".join(textwrap.wrap(text, width))
 
 
-def _metric_bars(ax, evs: Sequence[EvalRecord], threshold: float) -> None:
+def _metric_bars(ax, evs: Sequence[EntryEvaluation], threshold: float) -> None:
     metrics = (("f1", "F1"), ("dice", "Dice"), ("precision", "Precision"), ("recall", "Recall"))
     tk = threshold_key(threshold)
     x = np.arange(len(evs))
     width = 0.8 / len(metrics)
     for k, (key, label) in enumerate(metrics):
-        values = [(ev.result.get("image_mean", {}).get(tk, {}).get(key) or 0.0) for ev in evs]
+        values = [(ev.evaluation.result.get("image_mean", {}).get(tk, {}).get(key) or 0.0) for ev in evs]
         ax.bar(x + (k - 1.5) * width, values, width, label=label)
-    ax.set_xticks(x, [ev.cell.model for ev in evs], rotation=25, ha="right", fontsize=7)
+    ax.set_xticks(x, [ev.entry.model for ev in evs], rotation=25, ha="right", fontsize=7)
     ax.set_ylim(0, 1.15)
     ax.set_ylabel(f"per-image mean (IoU {threshold})")
     ax.legend(fontsize=7, ncols=4, loc="upper center")
     ax.set_title("Metric comparison", fontsize=9)
 
 
-def _f1_threshold(ax, evs: Sequence[EvalRecord]) -> None:
+def _f1_threshold(ax, evs: Sequence[EntryEvaluation]) -> None:
     for ev in evs:
-        ts = sorted(ev.thresholds)
-        f1 = [ev.result.get("image_mean", {}).get(threshold_key(t), {}).get("f1") for t in ts]
-        ax.plot(ts, [np.nan if v is None else v for v in f1], marker="o", label=ev.cell.model)
+        ts = sorted(ev.evaluation.thresholds)
+        f1 = [ev.evaluation.result.get("image_mean", {}).get(threshold_key(t), {}).get("f1") for t in ts]
+        ax.plot(ts, [np.nan if v is None else v for v in f1], marker="o", label=ev.entry.model)
     ax.set_xlabel("IoU threshold")
     ax.set_ylabel("per-image mean F1")
     ax.set_ylim(0, 1.05)
@@ -84,17 +85,18 @@ def _f1_threshold(ax, evs: Sequence[EvalRecord]) -> None:
     ax.set_title("F1 vs IoU threshold", fontsize=9)
 
 
-def _count_bins(ax, evs: Sequence[EvalRecord], threshold: float) -> None:
+def _count_bins(ax, evs: Sequence[EntryEvaluation], threshold: float) -> None:
     tk = threshold_key(threshold)
     x = np.arange(len(COUNT_BINS))
     width = 0.8 / max(len(evs), 1)
     for k, ev in enumerate(evs):
         means = []
         for _, lo, hi in COUNT_BINS:
-            f1 = [_img_f1(img, tk) for img in ev.result.get("per_image", ()) if lo <= img.get("n_gt", 0) <= hi]
+            f1 = [_img_f1(img, tk) for img in ev.evaluation.result.get("per_image", ())
+                  if lo <= img.get("n_gt", 0) <= hi]
             f1 = [v for v in f1 if v is not None]
             means.append(np.mean(f1) if f1 else np.nan)
-        ax.bar(x + (k - (len(evs) - 1) / 2) * width, means, width, label=ev.cell.model)
+        ax.bar(x + (k - (len(evs) - 1) / 2) * width, means, width, label=ev.entry.model)
     ax.set_xticks(x, [b[0] for b in COUNT_BINS])
     ax.set_xlabel("ground-truth cells per image")
     ax.set_ylabel(f"mean F1 (IoU {threshold})")
@@ -102,7 +104,7 @@ def _count_bins(ax, evs: Sequence[EvalRecord], threshold: float) -> None:
     ax.set_title("Performance by cell count (empty bin: no image)", fontsize=9)
 
 
-def context_figure(evs: Sequence[EvalRecord], path: Path, *, threshold: float = 0.5) -> Path:
+def context_figure(evs: Sequence[EntryEvaluation], path: Path, *, threshold: float = 0.5) -> Path:
     """Three panels for one setting: metric comparison bars (F1, Dice, precision, recall per model),
     F1 against the IoU threshold, and mean F1 by GT cell-count bin."""
     fig = _figure(16.0, 4.8)
@@ -114,22 +116,23 @@ def context_figure(evs: Sequence[EvalRecord], path: Path, *, threshold: float = 
     return _save(fig, path)
 
 
-def training_curves(cells: Sequence[CellRecord], path: Path) -> Path | None:
+def training_curves(entries: Sequence[EntryRecord], path: Path) -> Path | None:
     """Training loss (solid) and validation score (dashed, right axis) per epoch."""
-    trained = [c for c in cells if c.history and c.history.get("epochs")]
+    trained = [(e, e.training.history) for e in entries
+               if e.training and e.training.history and e.training.history.get("epochs")]
     if not trained:
         return None
     fig = _figure(7.0, 4.2)
     ax = fig.add_subplot()
     ax2 = None
-    for c in trained:
-        epochs = c.history["epochs"]
-        line, = ax.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], label=f"{c.model} {c.task}")
+    for entry, history in trained:
+        epochs = history["epochs"]
+        line, = ax.plot([e["epoch"] for e in epochs], [e["loss"] for e in epochs], label=f"{entry.model} {entry.task}")
         vals = [(e["epoch"], e["val_score"]) for e in epochs if e.get("val_score") is not None]
         if vals:
             ax2 = ax2 or ax.twinx()
             ax2.plot(*zip(*vals), linestyle="--", color=line.get_color())
-            ax2.set_ylabel(f"validation ({c.history.get('val_metric') or 'score'}), dashed")
+            ax2.set_ylabel(f"validation ({history.get('val_metric') or 'score'}), dashed")
     ax.set_xlabel("epoch")
     ax.set_ylabel("training loss, solid")
     ax.legend(fontsize=7)
@@ -137,7 +140,7 @@ def training_curves(cells: Sequence[CellRecord], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def count_bin_plot(evs: Sequence[EvalRecord], path: Path, *, threshold: float = 0.5) -> Path:
+def count_bin_plot(evs: Sequence[EntryEvaluation], path: Path, *, threshold: float = 0.5) -> Path:
     """Mean F1 per GT cell-count bin, bars per model."""
     fig = _figure(7.0, 4.2)
     ax = fig.add_subplot()

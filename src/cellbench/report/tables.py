@@ -1,4 +1,4 @@
-"""Report tables: pure functions from evaluation records to :class:`Table`.
+"""Report tables: pure functions from evaluation and grid entry records to :class:`Table`.
 
 Every table carries a caption with the setting that produced its numbers
 (aggregation, IoU thresholds, boundary rule, ground truth kind and flatten
@@ -11,7 +11,7 @@ policy, dataset, task, split): a number is never shown without it.
   AP50 = F1 / (2 - F1) (Cellpose: 83.57 -> 71.78), which holds for pooled counts.
 * :func:`summary_tables`, :func:`threshold_tables`, :func:`top_bottom_tables`,
   :func:`count_bin_tables`, :func:`training_table`: the NeurIPS-2022 report
-  (per-image mean / median / std).
+  (per-image mean / median / sample std).
 * :func:`coco_table`, :func:`timing_table`, :func:`failure_table`.
 """
 
@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cellbench.metrics import GLIOMA_THRESHOLDS, NEURIPS_THRESHOLDS
-from cellbench.report.results import CellRecord, EvalRecord, threshold_key
+from cellbench.report.results import EntryEvaluation, threshold_key
+from cellbench.runner import EntryRecord
 
 __all__ = [
     "COUNT_BINS",
@@ -47,7 +48,7 @@ COUNT_BINS: tuple[tuple[str, int, float], ...] = (
 )
 
 _POOLED = "pooled over images (TP, FP, FN summed, then precision / recall / F1 / AP)"
-_IMAGE_MEAN = "per image, then mean / median / std over images"
+_IMAGE_MEAN = "per image, then mean / median / sample std (ddof 1, divided by n - 1) over images"
 
 
 @dataclass(frozen=True)
@@ -112,43 +113,44 @@ def _slug(*parts) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
 
-def _groups(evaluations: Sequence[EvalRecord]) -> dict[tuple, list[EvalRecord]]:
-    groups: dict[tuple, list[EvalRecord]] = {}
+def _groups(evaluations: Sequence[EntryEvaluation]) -> dict[tuple, list[EntryEvaluation]]:
+    groups: dict[tuple, list[EntryEvaluation]] = {}
     for ev in evaluations:
         groups.setdefault(ev.context, []).append(ev)
     return groups
 
 
-def _subset(ev: EvalRecord) -> str:
+def _subset(ev: EntryEvaluation) -> str:
     """The Glioma paper's subset names for the Glioma layout (spec test, gen); the split otherwise."""
-    if ev.cell.layout == "glioma-c6":
-        return {"test": "spec", "valid": "spec valid", "train": "spec train"}.get(ev.split, ev.split or "all")
-    return ev.split or "all"
+    split = ev.evaluation.split
+    if ev.entry.layout == "glioma-c6":
+        return {"test": "spec", "valid": "spec valid", "train": "spec train"}.get(split, split or "all")
+    return split or "all"
 
 
-def glioma_tables(evaluations: Sequence[EvalRecord]) -> list[Table]:
+def glioma_tables(evaluations: Sequence[EntryEvaluation]) -> list[Table]:
     """Paper Table 2 (overlapping ground truth) and Table 4 (flattened) layouts, one table each.
 
     Rows follow the paper: grouped by task and subset, then one row per model.
     """
     tables = []
     for kind, paper in (("overlap", "Table 2"), ("flattened", "Table 4")):
-        evs = [e for e in evaluations if e.ground_truth == kind]
+        evs = [e for e in evaluations if e.evaluation.ground_truth == kind]
         if not evs:
             continue
         rows = []
         for ev in evs:
-            pooled = ev.result.get("pooled", {})
+            pooled = ev.evaluation.result.get("pooled", {})
             at = lambda t, m: _pct(_get(pooled, threshold_key(t), m))  # noqa: E731
             rows.append((
-                ev.cell.dataset, ev.cell.task, _subset(ev), ev.cell.model,
-                "yes" if ev.cell.train_images != 0 else "no",
+                ev.entry.dataset, ev.entry.task, _subset(ev), ev.entry.model,
+                "yes" if ev.entry.train_images != 0 else "no",
                 at(0.5, "precision"), at(0.5, "recall"), at(0.5, "f1"),
                 *(at(t, "ap_dsb") for t in GLIOMA_THRESHOLDS),
             ))
         rows.sort(key=lambda r: (r[0], r[1], r[2]))  # stable: models keep the experiment's order
-        policies = sorted({e.flatten_policy for e in evs if e.flatten_policy})
-        boundaries = sorted({e.boundary_px for e in evs})
+        policies = sorted({e.evaluation.flatten_policy for e in evs if e.evaluation.flatten_policy})
+        boundaries = sorted({e.evaluation.boundary_px for e in evs})
         gt = "overlapping ground truth (the annotations as they are)" if kind == "overlap" else \
             f"ground truth flattened to label images with policy {', '.join(policies)}"
         caption = (
@@ -167,30 +169,30 @@ def glioma_tables(evaluations: Sequence[EvalRecord]) -> list[Table]:
     return tables
 
 
-def summary_tables(evaluations: Sequence[EvalRecord], *, threshold: float = 0.5) -> list[Table]:
-    """NeurIPS report "Performance Summary": mean / median / std F1, mean Dice, precision, recall."""
+def summary_tables(evaluations: Sequence[EntryEvaluation], *, threshold: float = 0.5) -> list[Table]:
+    """NeurIPS report "Performance Summary": mean / median / sample std F1, mean Dice, precision, recall."""
     tables = []
     tk = threshold_key(threshold)
     for context, evs in _groups(evaluations).items():
         rows = []
         for ev in evs:
-            m = _get(ev.result, "image_mean", tk) or {}
-            rows.append((ev.cell.model, m.get("f1"), m.get("f1_median"), m.get("f1_std"), m.get("dice"),
-                         m.get("precision"), m.get("recall"), m.get("n_images", ev.n_images)))
+            m = _get(ev.evaluation.result, "image_mean", tk) or {}
+            rows.append((ev.entry.model, m.get("f1"), m.get("f1_median"), m.get("f1_std"), m.get("dice"),
+                         m.get("precision"), m.get("recall"), m.get("n_images", ev.evaluation.n_images)))
         tables.append(Table(
             key=_slug("summary", *context[:4], f"iou{threshold}"),
             title=f"Performance summary (IoU threshold {threshold})",
             columns=("Model", "Mean F1", "Median F1", "Std F1", "Mean Dice", "Mean Precision", "Mean Recall",
                      "Images"),
             rows=tuple(rows),
-            caption=f"{evs[0].setting()}; {_IMAGE_MEAN}; std is the population std; Dice is pixel Dice of the "
+            caption=f"{evs[0].setting()}; {_IMAGE_MEAN}; Dice is pixel Dice of the "
                     f"binary foreground (independent of the threshold).",
         ))
     return tables
 
 
 def threshold_tables(
-    evaluations: Sequence[EvalRecord], *, thresholds: Sequence[float] = NEURIPS_THRESHOLDS
+    evaluations: Sequence[EntryEvaluation], *, thresholds: Sequence[float] = NEURIPS_THRESHOLDS
 ) -> list[Table]:
     """NeurIPS report "Performance Across Thresholds", per model."""
     tables = []
@@ -198,11 +200,11 @@ def threshold_tables(
         rows = []
         for ev in evs:
             for t in thresholds:
-                m = _get(ev.result, "image_mean", threshold_key(t))
+                m = _get(ev.evaluation.result, "image_mean", threshold_key(t))
                 if m is None:
                     continue
-                rows.append((ev.cell.model, float(t), m.get("f1"), m.get("dice"), m.get("precision"),
-                             m.get("recall"), m.get("n_images", ev.n_images)))
+                rows.append((ev.entry.model, float(t), m.get("f1"), m.get("dice"), m.get("precision"),
+                             m.get("recall"), m.get("n_images", ev.evaluation.n_images)))
         if rows:
             tables.append(Table(
                 key=_slug("thresholds", *context[:4]),
@@ -211,19 +213,19 @@ def threshold_tables(
                          "Total Samples"),
                 rows=tuple(rows),
                 caption=f"{evs[0].setting()}; {_IMAGE_MEAN}; thresholds evaluated: "
-                        f"{', '.join(map(str, evs[0].thresholds))}.",
+                        f"{', '.join(map(str, evs[0].evaluation.thresholds))}.",
             ))
     return tables
 
 
-def _image_f1(ev: EvalRecord, tk: str) -> list[tuple[str, float | None, float | None, int]]:
+def _image_f1(ev: EntryEvaluation, tk: str) -> list[tuple[str, float | None, float | None, int]]:
     out = []
-    for img in ev.result.get("per_image", ()):
+    for img in ev.evaluation.result.get("per_image", ()):
         out.append((img["image"], _get(img, "by_iou", tk, "f1"), img.get("dice"), img.get("n_gt", 0)))
     return out
 
 
-def top_bottom_tables(evaluations: Sequence[EvalRecord], *, n: int = 5, threshold: float = 0.5) -> list[Table]:
+def top_bottom_tables(evaluations: Sequence[EntryEvaluation], *, n: int = 5, threshold: float = 0.5) -> list[Table]:
     """Top and bottom ``n`` images by F1 (with Dice), per model; ties broken by image name."""
     tables = []
     tk = threshold_key(threshold)
@@ -234,8 +236,8 @@ def top_bottom_tables(evaluations: Sequence[EvalRecord], *, n: int = 5, threshol
                             key=lambda r: r[0])
             best = sorted(scored, key=lambda r: -r[1])[:n]
             worst = sorted(scored, key=lambda r: r[1])[:n]
-            rows += [(ev.cell.model, "top", k + 1, *r) for k, r in enumerate(best)]
-            rows += [(ev.cell.model, "bottom", k + 1, *r) for k, r in enumerate(worst)]
+            rows += [(ev.entry.model, "top", k + 1, *r) for k, r in enumerate(best)]
+            rows += [(ev.entry.model, "bottom", k + 1, *r) for k, r in enumerate(worst)]
         tables.append(Table(
             key=_slug("top_bottom", *context[:4]),
             title=f"Top {n} and bottom {n} images by F1 (IoU {threshold})",
@@ -247,7 +249,7 @@ def top_bottom_tables(evaluations: Sequence[EvalRecord], *, n: int = 5, threshol
     return tables
 
 
-def count_bin_tables(evaluations: Sequence[EvalRecord], *, threshold: float = 0.5) -> list[Table]:
+def count_bin_tables(evaluations: Sequence[EntryEvaluation], *, threshold: float = 0.5) -> list[Table]:
     """Mean F1 by GT cell-count bin (6-10, 11-20, 21-50, 51-100, 100+) and the image count per bin."""
     tables = []
     tk = threshold_key(threshold)
@@ -259,7 +261,7 @@ def count_bin_tables(evaluations: Sequence[EvalRecord], *, threshold: float = 0.
             outside = sum(1 for _, n_gt in images if n_gt < COUNT_BINS[0][1])
             for label, lo, hi in COUNT_BINS:
                 f1s = [f1 for f1, n_gt in images if lo <= n_gt <= hi]
-                rows.append((ev.cell.model, label, sum(f1s) / len(f1s) if f1s else None, len(f1s)))
+                rows.append((ev.entry.model, label, sum(f1s) / len(f1s) if f1s else None, len(f1s)))
         tables.append(Table(
             key=_slug("count_bins", *context[:4]),
             title=f"Mean F1 by ground-truth cell count (IoU {threshold})",
@@ -286,11 +288,11 @@ def standardised_time(wall_s: float | None, batch_size, epochs) -> float | None:
     return wall_s * (b / 8) * (50 / e)
 
 
-def _training_info(cell: CellRecord) -> dict:
+def _training_info(entry: EntryRecord) -> dict:
     """Batch size, lr, input size, optimizer, epochs from the history's info, else the method config."""
-    h = cell.history or {}
+    h = (entry.training.history if entry.training else None) or {}
     info = h.get("info") or {}
-    cfg = _get(cell.config, "method", "resolved_config") or _get(cell.config, "method", "config") or {}
+    cfg = _get(entry.config, "method", "resolved_config") or _get(entry.config, "method", "config") or {}
 
     def pick(*names):
         for source in (info, cfg):
@@ -324,18 +326,19 @@ def _training_info(cell: CellRecord) -> dict:
     }
 
 
-def training_table(cells: Sequence[CellRecord]) -> Table | None:
-    """NeurIPS report "Training Information" for the cells that trained, with SegGal's standardised time."""
+def training_table(entries: Sequence[EntryRecord]) -> Table | None:
+    """NeurIPS report "Training Information" for the grid entries that trained, with SegGal's standardised time."""
     rows = []
-    for c in cells:
-        if c.history is None:
+    for e in entries:
+        t = e.training
+        if t is None or t.history is None:
             continue
-        i = _training_info(c)
+        i = _training_info(e)
         rows.append((
-            c.model, c.dataset, c.task, c.train_n_images, i["batch_size"], i["lr"], i["input_size"],
+            e.model, e.dataset, e.task, t.n_images, i["batch_size"], i["lr"], i["input_size"],
             i["optimizer"], i["epochs"], i["final_loss"],
             None if i["best_val"] is None else f"{i['best_val']:.4f} ({i['val_metric'] or 'val'})",
-            c.train_wall_s, standardised_time(c.train_wall_s, i["batch_size"], i["epochs"]),
+            t.wall_s, standardised_time(t.wall_s, i["batch_size"], i["epochs"]),
         ))
     if not rows:
         return None
@@ -353,20 +356,21 @@ def training_table(cells: Sequence[CellRecord]) -> Table | None:
     )
 
 
-def coco_table(evaluations: Sequence[EvalRecord]) -> Table | None:
+def coco_table(evaluations: Sequence[EntryEvaluation]) -> Table | None:
     """COCO metrics (pycocotools-equal) where they were computed: mAP@[.50:.05:.95], AP50, AP75, AR50, AR75."""
     rows = []
     for ev in evaluations:
-        c = ev.result.get("coco") or {}
-        note = ev.result.get("coco_skipped", "")
+        c = ev.evaluation.result.get("coco") or {}
+        note = ev.evaluation.result.get("coco_skipped", "")
         if not c and not note:
             continue
-        rows.append((ev.cell.dataset, ev.cell.task, ev.split or "all", ev.ground_truth, ev.cell.model,
+        rows.append((ev.entry.dataset, ev.entry.task, ev.evaluation.split or "all", ev.evaluation.ground_truth,
+                     ev.entry.model,
                      c.get("map"), c.get("ap50"), c.get("ap75"), c.get("ar50"), c.get("ar75"), c.get("max_dets"),
                      note))
     if not rows:
         return None
-    boundaries = sorted({ev.boundary_px for ev in evaluations})
+    boundaries = sorted({ev.evaluation.boundary_px for ev in evaluations})
     return Table(
         key="coco",
         title="COCO metrics",
@@ -379,31 +383,31 @@ def coco_table(evaluations: Sequence[EvalRecord]) -> Table | None:
     )
 
 
-def timing_table(evaluations: Sequence[EvalRecord], cells: Sequence[CellRecord]) -> Table:
-    """Wall times: training and prediction per cell and split."""
+def timing_table(evaluations: Sequence[EntryEvaluation]) -> Table:
+    """Wall times: training and prediction per grid entry and split."""
     rows = []
     seen = set()
-    for ev in evaluations:
-        if (ev.cell.key, ev.split) in seen:
+    for entry, ev in ((e.entry, e.evaluation) for e in evaluations):
+        if (entry.key, ev.split) in seen:
             continue
-        seen.add((ev.cell.key, ev.split))
+        seen.add((entry.key, ev.split))
         per_image = ev.predict_wall_s / ev.n_images if ev.predict_wall_s is not None and ev.n_images else None
-        rows.append((ev.cell.model, ev.cell.dataset, ev.cell.task, ev.split or "all", ev.cell.train_wall_s,
-                     ev.n_images, ev.predict_wall_s, per_image))
+        rows.append((entry.model, entry.dataset, entry.task, ev.split or "all",
+                     entry.training.wall_s if entry.training else None, ev.n_images, ev.predict_wall_s, per_image))
     return Table(
         key="timings",
         title="Wall times",
         columns=("Model", "Dataset", "Task", "Split", "Train s", "Images", "Predict s", "Predict s / image"),
         rows=tuple(rows),
         caption="Measured wall-clock seconds on the machine of the run (see environment); prediction time "
-                "excludes image reading and scoring; a resumed cell keeps the times of its first, cached work.",
+                "excludes image reading and scoring; a resumed grid entry keeps the times of its first, cached work.",
         decimals=2,
     )
 
 
-def failure_table(cells: Sequence[CellRecord]) -> Table | None:
-    rows = tuple((c.label, (c.error or "").splitlines()[0] if c.error else "") for c in cells if c.status == "failed")
+def failure_table(entries: Sequence[EntryRecord]) -> Table | None:
+    rows = tuple((e.label, e.error.splitlines()[0] if e.error else "") for e in entries if e.status == "failed")
     if not rows:
         return None
-    return Table(key="failures", title="Failed grid cells", columns=("Cell", "Error"), rows=rows,
-                 caption="Cells that raised; their traceback is in the results database (cells.error).")
+    return Table(key="failures", title="Failed grid entries", columns=("Grid entry", "Error"), rows=rows,
+                 caption="Grid entries that raised; their traceback is in the results database (entries.error).")

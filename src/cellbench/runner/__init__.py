@@ -1,4 +1,4 @@
-"""Benchmark runs: experiment files, the grid, executors, the results database, the cache.
+"""Benchmark runs: experiment files, the grid of entries, executors, the results database, the cache.
 
 >>> from cellbench.runner import LocalExecutor
 >>> LocalExecutor().describe()
@@ -6,7 +6,7 @@
 """
 
 from cellbench.runner.cache import PredictionCache, instances_from_json, instances_to_json
-from cellbench.runner.cell import CellOutcome, EvaluationRecord, run_cell
+from cellbench.runner.entry import EntryOutcome, run_entry
 from cellbench.runner.executors import Executor, LocalExecutor, RayExecutor
 from cellbench.runner.experiment import (
     DatasetSpec,
@@ -19,28 +19,33 @@ from cellbench.runner.experiment import (
     load_experiment,
     resolve_method,
 )
-from cellbench.runner.grid import GridCell, expand_grid
+from cellbench.runner.grid import GridEntry, expand_grid
+from cellbench.runner.records import EntryRecord, EvaluationRecord, InvocationRecord, RunRecord, TrainingRecord
 from cellbench.runner.run import RESULTS_DB, RunSummary, run_experiment
 from cellbench.runner.store import SCHEMA_VERSION, ResultStore, environment
 
 __all__ = [
     "RESULTS_DB",
     "SCHEMA_VERSION",
-    "CellOutcome",
     "DatasetSpec",
+    "EntryOutcome",
+    "EntryRecord",
     "EvaluationRecord",
     "EvaluationSpec",
     "Executor",
     "Experiment",
-    "GridCell",
+    "GridEntry",
+    "InvocationRecord",
     "LocalExecutor",
     "MethodSpec",
     "PredictionCache",
     "RayExecutor",
     "Regime",
     "ResultStore",
+    "RunRecord",
     "RunSummary",
     "TestSpec",
+    "TrainingRecord",
     "environment",
     "expand_grid",
     "experiment_from_dict",
@@ -48,6 +53,6 @@ __all__ = [
     "instances_to_json",
     "load_experiment",
     "resolve_method",
-    "run_cell",
+    "run_entry",
     "run_experiment",
 ]

@@ -2,9 +2,9 @@
 
 Layout under the run folder::
 
-    cache/<cell key>/model/            a model directory (model.json + weights/), as
+    cache/<entry key>/model/           a model directory (model.json + weights/), as
                                        `cellbench train` writes: `cellbench predict` takes it
-    cache/<cell key>/pred/<split>/<image>.json   instances as COCO RLE, + predict seconds
+    cache/<entry key>/pred/<split>/<image>.json   instances as COCO RLE, + predict seconds
 
 Every file is written to a temporary sibling and renamed, every model folder
 is staged and renamed (:func:`~cellbench.methods.model_dir.save_model`): a
@@ -54,14 +54,14 @@ def instances_from_json(d: dict) -> InstanceSet:
 
 
 class PredictionCache:
-    """Files of one grid cell: its trained model and its predictions per split and image."""
+    """Files of one grid entry: its trained model and its predictions per split and image."""
 
-    def __init__(self, root: str | Path, cell_key: str) -> None:
-        self.folder = Path(root) / cell_key
+    def __init__(self, root: str | Path, entry_key: str) -> None:
+        self.folder = Path(root) / entry_key
 
     @property
     def model_dir(self) -> Path:
-        """The cell's trained model, a model directory (:mod:`cellbench.methods.model_dir`)."""
+        """The grid entry's trained model, a model directory (:mod:`cellbench.methods.model_dir`)."""
         return self.folder / "model"
 
     def has_model(self) -> bool:

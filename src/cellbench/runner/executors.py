@@ -1,11 +1,11 @@
-"""Executors: where grid cells run. Passed to the runner as objects, never registered.
+"""Executors: where grid entries run. Passed to the runner as objects, never registered.
 
 An executor has one call, ``map(fn, items)``, yielding ``fn(item)`` for every
 item *as each finishes* (any order). The runner commits each result the
 moment it arrives, so what finished is safe whatever happens next.
 
-* :class:`LocalExecutor` runs cells one after the other in this process (the default).
-* :class:`RayExecutor` sends cells to a Ray cluster (``pip install 'cellbench[ray]'``);
+* :class:`LocalExecutor` runs grid entries one after the other in this process (the default).
+* :class:`RayExecutor` sends grid entries to a Ray cluster (``pip install 'cellbench[ray]'``);
   ``address=None`` starts a local Ray, ``"auto"`` or ``"ray://host:10001"`` joins one.
   Workers must see the dataset paths and the run folder (a shared file system).
 """
@@ -29,7 +29,7 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Cells one at a time, in this process."""
+    """Grid entries one at a time, in this process."""
 
     name = "local"
 
@@ -47,12 +47,12 @@ def _call(fn: Callable[[Any], Any], item: Any) -> Any:
 
 
 class RayExecutor:
-    """Cells as Ray tasks, results yielded as they complete.
+    """Grid entries as Ray tasks, results yielded as they complete.
 
     Args:
         address: ``None`` starts a local Ray; otherwise passed to ``ray.init(address=...)``.
         num_cpus: CPUs of a local Ray (ignored when joining a cluster).
-        cpus_per_cell: CPUs Ray reserves for each cell (a cell trains one model).
+        cpus_per_entry: CPUs Ray reserves for each grid entry (an entry trains one model).
         init_kwargs: more keyword arguments for ``ray.init`` (e.g. ``runtime_env``).
     """
 
@@ -63,12 +63,12 @@ class RayExecutor:
         *,
         address: str | None = None,
         num_cpus: int | None = None,
-        cpus_per_cell: float = 1,
+        cpus_per_entry: float = 1,
         init_kwargs: dict | None = None,
     ) -> None:
         self.address = address
         self.num_cpus = num_cpus
-        self.cpus_per_cell = cpus_per_cell
+        self.cpus_per_entry = cpus_per_entry
         self.init_kwargs = dict(init_kwargs or {})
 
     def _ray(self):
@@ -87,7 +87,7 @@ class RayExecutor:
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         ray = self._ray()
-        remote = ray.remote(num_cpus=self.cpus_per_cell, max_retries=0)(_call)
+        remote = ray.remote(num_cpus=self.cpus_per_entry, max_retries=0)(_call)
         fn_ref = ray.put(fn)
         pending = [remote.remote(fn_ref, item) for item in items]
         while pending:
@@ -98,5 +98,5 @@ class RayExecutor:
         """Executor settings and the cluster's CPUs / GPUs (this connects to Ray, as running would)."""
         ray = self._ray()
         resources = {k: float(v) for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
-        return {"executor": self.name, "address": self.address, "cpus_per_cell": self.cpus_per_cell,
+        return {"executor": self.name, "address": self.address, "cpus_per_entry": self.cpus_per_entry,
                 "ray_version": ray.__version__, "cluster_resources": resources}

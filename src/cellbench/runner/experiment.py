@@ -111,7 +111,7 @@ class MethodSpec:
     ``config`` is what the method's ``Config`` is built from: the named ``preset``
     (if any) with the experiment's ``config`` merged over it. ``per_dataset``
     maps a dataset name to settings merged over ``config`` for that dataset
-    only; :meth:`for_dataset` applies them (the grid does, so a cell's config
+    only; :meth:`for_dataset` applies them (the grid does, so a grid entry's config
     is the one it ran with). ``tiling`` is ``{tile, overlap}`` or None for the
     method's default, as in a ``cellbench train --config`` file.
     """

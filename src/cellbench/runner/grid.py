@@ -1,8 +1,9 @@
-"""The grid of an experiment: one cell per dataset x task x method x regime x seed.
+"""The grid of an experiment: one entry per dataset x task x method x regime x seed.
 
-A cell trains (or not, zero-shot) once and is tested on every test split of its
+A grid entry trains (or not, zero-shot) once and is tested on every test split of its
 dataset that applies to its task. Its key is a hash of everything that defines
-its results, so a resumed run recognises the cells it has done.
+its results, so a resumed run recognises the entries it has done. ("Cell" in
+cellbench always means a biological cell.)
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ from cellbench.runner.experiment import (
     stable_hash,
 )
 
-__all__ = ["GridCell", "expand_grid"]
+__all__ = ["GridEntry", "expand_grid"]
 
 
 @dataclass(frozen=True)
-class GridCell:
+class GridEntry:
     """One unit of work of a run, with the full configuration that produces its scores."""
 
     dataset: DatasetSpec
@@ -54,14 +55,14 @@ class GridCell:
         return f"{self.dataset.name}/{self.task}/{self.method.name}/{self.regime.name}/seed{self.seed}"
 
 
-def expand_grid(experiment: Experiment) -> list[GridCell]:
-    """Every cell of ``experiment`` in a fixed order (datasets, tasks, methods, regimes, seeds).
+def expand_grid(experiment: Experiment) -> list[GridEntry]:
+    """Every grid entry of ``experiment`` in a fixed order (datasets, tasks, methods, regimes, seeds).
 
-    A method limited to some regimes gets cells only for those; a task with no
-    test split that applies to it gets no cell. Each cell's method carries the
+    A method limited to some regimes gets entries only for those; a task with no
+    test split that applies to it gets no entry. Each entry's method carries the
     settings of its dataset (``per_dataset`` merged in).
     """
-    cells = []
+    entries = []
     for dataset in experiment.datasets:
         for task in dataset.tasks:
             tests = tuple(t for t in dataset.test if t.applies_to(task))
@@ -72,5 +73,5 @@ def expand_grid(experiment: Experiment) -> list[GridCell]:
                     if method.regimes is not None and regime.name not in method.regimes:
                         continue
                     for seed in experiment.seeds:
-                        cells.append(GridCell(dataset, task, method, regime, seed, tests, experiment.evaluation))
-    return cells
+                        entries.append(GridEntry(dataset, task, method, regime, seed, tests, experiment.evaluation))
+    return entries

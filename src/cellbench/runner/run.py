@@ -4,9 +4,9 @@ A run folder holds ``results.sqlite`` (the scores, see :mod:`cellbench.runner.st
 ``experiment.json`` (the experiment as run) and ``cache/`` (trained models and
 predictions). Why a resumed run loses nothing and counts nothing twice:
 
-* a cell's results are committed in one transaction when the cell finishes,
-  and a committed cell is skipped on resume (its key is in ``cells``);
-* a cell interrupted half-way left only whole files in the cache (atomic
+* a grid entry's results are committed in one transaction when the entry finishes,
+  and a committed entry is skipped on resume (its key is in ``entries``);
+* an entry interrupted half-way left only whole files in the cache (atomic
   renames), and the rerun uses them: the trained model is loaded, not retrained,
   and predicted images are not predicted again;
 * the same experiment must be given on resume (its fingerprint is checked).
@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cellbench.errors import DataError
-from cellbench.files import atomic_write_bytes
-from cellbench.runner.cell import run_cell
+from cellbench.files import LOCK_FILE, atomic_write_bytes, folder_lock
+from cellbench.runner.entry import run_entry
 from cellbench.runner.executors import Executor, LocalExecutor
 from cellbench.runner.experiment import Experiment
 from cellbench.runner.grid import expand_grid
-from cellbench.runner.store import ResultStore
+from cellbench.runner.store import PARTIAL_PREFIX, ResultStore
 
 __all__ = ["RESULTS_DB", "RunSummary", "run_experiment"]
 
@@ -42,19 +42,19 @@ class RunSummary:
     """What one call of :func:`run_experiment` did."""
 
     run_dir: str
-    n_cells: int
+    n_entries: int
     n_skipped: int  # done by an earlier, interrupted invocation
     n_run: int
     n_failed: int
     failed: tuple[str, ...]
     seconds: float
-    #: (label, first line of the error) of every failed cell in the run folder, earlier invocations included.
+    #: (label, first line of the error) of every failed grid entry in the run folder, earlier invocations included.
     errors: tuple[tuple[str, str], ...] = ()
 
     @property
     def all_failed(self) -> bool:
-        """True when no cell of the run has results: every one failed."""
-        return self.n_cells > 0 and len(self.errors) == self.n_cells
+        """True when no grid entry of the run has results: every one failed."""
+        return self.n_entries > 0 and len(self.errors) == self.n_entries
 
 
 def run_experiment(
@@ -65,21 +65,31 @@ def run_experiment(
     resume: bool = False,
     retry_failed: bool = False,
     progress: Callable | None = None,
-    cell_progress: Callable | None = None,
-    on_cell: Callable | None = None,
+    entry_progress: Callable | None = None,
+    on_entry: Callable | None = None,
 ) -> RunSummary:
-    """Run every grid cell of ``experiment`` not yet in ``run_dir``'s database.
+    """Run every grid entry of ``experiment`` not yet in ``run_dir``'s database.
 
     Args:
-        executor: where cells run; :class:`LocalExecutor` (this process) by default.
+        executor: where grid entries run; :class:`LocalExecutor` (this process) by default.
         resume: continue the run in ``run_dir``; without it an existing run is refused.
-        retry_failed: on resume, run the cells that failed before again.
+        retry_failed: on resume, run the grid entries that failed before again.
         progress: tqdm-compatible factory for the grid bar (``progress(total=, initial=, desc=)``).
-        cell_progress: tqdm-compatible factory passed to each cell (training, images).
-        on_cell: called with each :class:`~cellbench.runner.cell.CellOutcome` once it is committed.
+        entry_progress: tqdm-compatible factory passed to each grid entry (training, images).
+        on_entry: called with each :class:`~cellbench.runner.entry.EntryOutcome` once it is committed.
+
+    One process at a time writes a run folder: a second one is refused with the
+    pid of the first (a lock the system releases when that process dies).
     """
-    executor = executor or LocalExecutor()
     run_dir = Path(run_dir)
+    with folder_lock(run_dir, what="run folder"):
+        return _run_locked(experiment, run_dir, executor=executor or LocalExecutor(), resume=resume,
+                           retry_failed=retry_failed, progress=progress, entry_progress=entry_progress,
+                           on_entry=on_entry)
+
+
+def _run_locked(experiment: Experiment, run_dir: Path, *, executor: Executor, resume: bool, retry_failed: bool,
+                progress: Callable | None, entry_progress: Callable | None, on_entry: Callable | None) -> RunSummary:
     db_path = run_dir / RESULTS_DB
     started = time.perf_counter()
     if db_path.exists():
@@ -88,46 +98,48 @@ def run_experiment(
                             path=run_dir)
         store = ResultStore.open(db_path)
         runs = store.runs()
-        run_id = runs[0]["run_id"]
-        if runs[0]["fingerprint"] != experiment.fingerprint:
+        run_id = runs[0].run_id
+        if runs[0].fingerprint != experiment.fingerprint:
             store.close()
             raise DataError(
                 f"the experiment differs from the one this run was started with "
-                f"({runs[0]['experiment_path'] or 'see experiment.json'}); resume needs the same experiment",
+                f"({runs[0].experiment_path or 'see experiment.json'}); resume needs the same experiment",
                 path=run_dir,
             )
         if retry_failed:
             store.forget_failed(run_id)
     else:
-        if run_dir.is_dir() and any(run_dir.iterdir()):
+        # the lock file and a partial database left by a process killed while creating it do not count
+        if run_dir.is_dir() and any(p.name != LOCK_FILE and not p.name.startswith(PARTIAL_PREFIX)
+                                    for p in run_dir.iterdir()):
             raise DataError("run folder is not empty and holds no cellbench results", path=run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        store = ResultStore.create(db_path, run={"experiment": experiment.to_dict(), "name": experiment.name,
+                                                 "fingerprint": experiment.fingerprint, "path": experiment.source})
+        run_id = store.runs()[0].run_id
+    if not (run_dir / "experiment.json").exists():  # written after the database, so a resume completes it
         atomic_write_bytes(run_dir / "experiment.json", json.dumps(experiment.to_dict(), indent=2).encode())
-        store = ResultStore.create(db_path)
-        run_id = store.create_run(experiment.to_dict(), name=experiment.name,
-                                  fingerprint=experiment.fingerprint, path=experiment.source)
-    cells = expand_grid(experiment)
-    done = store.finished_cells(run_id)
-    todo = [c for c in cells if c.key not in done]
+    entries = expand_grid(experiment)
+    done = store.finished_entries(run_id)
+    todo = [e for e in entries if e.key not in done]
     invocation = store.begin_invocation(run_id, executor=executor.describe(), resumed=bool(done) or resume)
-    fn = functools.partial(run_cell, cache_root=str(run_dir / "cache"), progress=cell_progress)
-    bar = progress(total=len(cells), initial=len(cells) - len(todo), desc=f"grid {experiment.name}") if progress else None
+    fn = functools.partial(run_entry, cache_root=str(run_dir / "cache"), progress=entry_progress)
+    bar = progress(total=len(entries), initial=len(entries) - len(todo), desc=f"grid {experiment.name}") if progress else None
     failed = []
     status = "interrupted"
     try:
         for outcome in executor.map(fn, todo):
-            store.record_cell(run_id, invocation, outcome)
+            store.record_entry(run_id, invocation, outcome)
             if outcome.status == "failed":
                 failed.append(outcome.label)
                 log.warning("grid entry %s failed: %s", outcome.label, outcome.error.splitlines()[0])
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix_str(f"{outcome.label} {outcome.status}")
-            if on_cell is not None:
-                on_cell(outcome)
+            if on_entry is not None:
+                on_entry(outcome)
         status = "finished"
-        errors = tuple((c["label"], (c["error"] or "").splitlines()[0] if c["error"] else "")
-                       for c in store.cells(run_id) if c["status"] == "failed")
+        errors = tuple((e.label, e.error.splitlines()[0] if e.error else "")
+                       for e in store.entries(run_id) if e.status == "failed")
     finally:
         if bar is not None:
             bar.close()
@@ -135,8 +147,8 @@ def run_experiment(
         store.close()
     return RunSummary(
         run_dir=str(run_dir),
-        n_cells=len(cells),
-        n_skipped=len(cells) - len(todo),
+        n_entries=len(entries),
+        n_skipped=len(entries) - len(todo),
         n_run=len(todo),
         n_failed=len(failed),
         failed=tuple(failed),

@@ -9,6 +9,7 @@ import tifffile
 import cellbench.data.export as export
 from cellbench.data import read_dataset
 from cellbench.data.export import write_dataset
+from cellbench.errors import DataError
 
 
 def _leftovers(folder):
@@ -42,11 +43,11 @@ def test_write_dataset_failing_on_second_sample_writes_nothing(dsb, tmp_path, mo
 
     monkeypatch.setitem(export._WRITERS, fmt, failing)
     out = tmp_path / "parent" / "out"
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(DataError, match="disk full"):  # file-system errors come out as DataError
         write_dataset(dsb, out, fmt)
     assert calls == ["im0", "im1"]
     assert not out.exists()
-    assert list((tmp_path / "parent").iterdir()) == []  # no hidden .partial folder either
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]  # no hidden .partial folder, nor the parent it made
 
 
 def test_write_dataset_failure_keeps_previous_output(dsb, tmp_path, monkeypatch):

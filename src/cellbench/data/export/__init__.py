@@ -14,8 +14,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from tqdm import tqdm
-
 from cellbench import __version__
 from cellbench.data.dataset import Dataset, Sample
 from cellbench.data.export.coco import to_coco
@@ -72,6 +70,8 @@ def write_dataset(
     n_instances = 0
     with staged_dir(out, overwrite=overwrite) as tmp:
         coco_samples = []
+        from tqdm import tqdm  # imported on use: importing tqdm reads package metadata (~25 ms)
+
         for sample in tqdm(dataset.samples, desc=f"writing {to}", disable=not progress, unit="image"):
             rel = _relative(dataset, sample)
             instances = sample.instances

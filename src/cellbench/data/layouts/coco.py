@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Literal
@@ -22,7 +23,7 @@ from cellbench.data.layouts.split_files import pick_split_file
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, polygon_problem, rasterize_polygon, rle_to_instance
 
-__all__ = ["InvalidPolygons", "load_coco_json", "parse_coco", "read_coco"]
+__all__ = ["InvalidPolygons", "check_annotations", "load_coco_json", "parse_coco", "read_coco"]
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,58 @@ def load_coco_json(path: Path) -> dict:
             raise DataError(f"COCO json has no {key!r} list", path=path)
     if isinstance(data["annotations"], dict):  # LIVECell keys annotations by id
         data["annotations"] = list(data["annotations"].values())
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data[key], list):
+            raise DataError(f"COCO {key!r} must be a list, got {type(data[key]).__name__}", path=path)
+    _check_entries(data["images"], "image", ("id", "file_name", "width", "height"), path)
+    _check_entries(data["categories"], "category", ("id", "name"), path)
+    check_annotations(data["annotations"], path)
     return data
+
+
+def _is_id(value) -> bool:
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def _check_entries(entries: list, what: str, keys: Sequence[str], path: Path) -> None:
+    """Each entry an object with ``keys``, its ``id`` an integer or a string, no id twice."""
+    seen: dict = {}
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise DataError(f"{what} entry {k} must be an object, got {entry!r:.80}", path=path)
+        missing = [key for key in keys if key not in entry]
+        if missing:
+            need = f"{', '.join(keys[:-1])} or {keys[-1]}"
+            raise DataError(f"{what} entry {k} lacks {need} (no {', '.join(missing)}): {entry!r:.120}", path=path)
+        _check_id(entry["id"], f"{what} entry {k}", "id", seen, path)
+
+
+def _check_id(value, owner: str, key: str, seen: dict | None, path: Path) -> None:
+    if not _is_id(value):
+        raise DataError(f"{owner}: {key} must be an integer or a string, got {value!r:.80}", path=path)
+    if seen is not None:
+        if value in seen:
+            raise DataError(f"{owner}: duplicate {key} {value!r} (also {seen[value]})", path=path)
+        seen[value] = owner
+
+
+def check_annotations(annotations: list, path: Path) -> None:
+    """Each annotation an object whose image and category ids are integers or strings, whose own id (when
+    given) no other annotation has, and whose score (when given) is a finite number."""
+    seen: dict = {}
+    for k, ann in enumerate(annotations):
+        if not isinstance(ann, dict):
+            raise DataError(f"annotation entry {k} must be an object, got {ann!r:.80}", path=path)
+        for key in ("image_id", "category_id"):
+            if key not in ann:
+                raise DataError(f"annotation entry {k} has no {key}", path=path)
+            _check_id(ann[key], f"annotation entry {k}", key, None, path)
+        if ann.get("id") is not None:
+            _check_id(ann["id"], f"annotation entry {k}", "id", seen, path)
+        score = ann.get("score")
+        if score is not None and not (isinstance(score, (int, float)) and not isinstance(score, bool)
+                                      and math.isfinite(score)):
+            raise DataError(f"annotation entry {k}: score must be a finite number, got {score!r:.80}", path=path)
 
 
 def _image_finder(json_path: Path, image_dirs: Sequence[Path]) -> Callable[[str], Path | None]:
@@ -149,19 +201,26 @@ def _instance(ann: Mapping, shape, where: str, json_path: Path, invalid: Invalid
     seg = ann.get("segmentation")
     fields = {"class_id": class_id, "score": ann.get("score"), "source_id": ann.get("id")}
     if isinstance(seg, dict):
-        if list(seg.get("size", [])) != list(shape):
+        if not isinstance(seg.get("size"), list) or seg["size"] != list(shape):
             raise DataError(f"{where}: RLE size {seg.get('size')} differs from image size {list(shape)}", path=json_path)
         try:
             return rle_to_instance(seg, **fields)
+        except DataError as exc:  # malformed counts
+            raise DataError(f"{where}: {exc.problem}", path=json_path) from None
         except ValueError:
             return _refuse(f"{where}: RLE covers no pixel", json_path, invalid)
     if not isinstance(seg, list) or not seg:
         raise DataError(f"{where}: segmentation is neither polygons nor RLE", path=json_path)
     parts = []
     for flat in seg:
-        if not isinstance(flat, list) or len(flat) % 2:
-            raise DataError(f"{where}: polygon must be a flat list of x, y pairs", path=json_path)
-        part = np.asarray(flat, dtype=np.float64).reshape(-1, 2)
+        try:
+            part = np.asarray(flat, dtype=np.float64)
+        except (TypeError, ValueError):
+            part = None
+        if not isinstance(flat, list) or part is None or part.ndim != 1 or len(flat) % 2:
+            raise DataError(f"{where}: polygon must be a flat list of x, y pairs of numbers, got {flat!r:.80}",
+                            path=json_path)
+        part = part.reshape(-1, 2)
         problem = polygon_problem(part, shape)
         if problem is not None:
             _refuse(f"{where}: {problem}", json_path, invalid)

@@ -17,10 +17,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tqdm import tqdm
-
 from cellbench.data.dataset import Dataset, Sample
-from cellbench.data.images import image_shape, is_image_file, read_label_image
+from cellbench.data.images import image_files, image_shape, missing_path, read_label_image
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 
@@ -33,7 +31,7 @@ _MASK_SUFFIXES = ("_masks", "_mask", "_labels", "_label")
 def _split_root(path: Path, split: str | None) -> Path:
     path = Path(path)
     if not path.is_dir():
-        raise DataError("no such folder", path=path)
+        raise missing_path(path, "no such folder")
     if split is None:
         return path
     root = path / split
@@ -50,17 +48,13 @@ def _subdir(root: Path, names: tuple[str, ...]) -> Path:
     raise DataError(f"expected a {' or '.join(n + '/' for n in names)} folder", path=root)
 
 
-def _images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if is_image_file(p))
-
-
 def _unpaired(root: Path, what: str, names: list[str]) -> DataError:
     shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
     return DataError(f"{len(names)} {what}: {shown}", path=root)
 
 
 def _cellpose_pairs(root: Path) -> Pairs:
-    files = _images(root)
+    files = image_files(root)
     # x_cp_masks is Cellpose's own prediction for x, not ground truth: ignored like x_flows
     masks = {
         p.stem[: -len("_masks")]: p for p in files if p.stem.endswith("_masks") and not p.stem.endswith("_cp_masks")
@@ -71,16 +65,16 @@ def _cellpose_pairs(root: Path) -> Pairs:
 
 def _neurips_pairs(root: Path) -> Pairs:
     images, labels = _subdir(root, ("images",)), _subdir(root, ("labels",))
-    by_stem = {p.stem[: -len("_label")]: p for p in _images(labels) if p.stem.endswith("_label")}
-    return _match(root, _images(images), by_stem, "images without labels/<stem>_label.tiff")
+    by_stem = {p.stem[: -len("_label")]: p for p in image_files(labels) if p.stem.endswith("_label")}
+    return _match(root, image_files(images), by_stem, "images without labels/<stem>_label.tiff")
 
 
 def _dsb_pairs(root: Path) -> Pairs:
     images, masks = _subdir(root, ("images",)), _subdir(root, ("masks",))
     return _match(
         root,
-        _images(images),
-        {p.name: p for p in _images(masks)},
+        image_files(images),
+        {p.name: p for p in image_files(masks)},
         "images without a mask of the same name in masks/",
         "masks without an image of the same name in images/",
         key=lambda p: p.name,
@@ -90,14 +84,14 @@ def _dsb_pairs(root: Path) -> Pairs:
 def _folder_pairs(root: Path) -> Pairs:
     images, masks = _subdir(root, ("images", "imgs", "raw")), _subdir(root, ("masks", "labels", "label"))
     by_stem = {}
-    for p in _images(masks):
+    for p in image_files(masks):
         stem = p.stem
         for suffix in _MASK_SUFFIXES:
             if stem.endswith(suffix):
                 stem = stem[: -len(suffix)]
                 break
         by_stem[stem] = p
-    return _match(root, _images(images), by_stem, "images without a mask in the mask folder")
+    return _match(root, image_files(images), by_stem, "images without a mask in the mask folder")
 
 
 def _match(
@@ -125,6 +119,8 @@ def _read(layout: str, path: Path, split: str | None, pairing: Callable[[Path], 
     if not pairs:
         raise DataError(f"no images found for layout {layout}", path=root)
     samples = []
+    from tqdm import tqdm  # imported on use: importing tqdm reads package metadata (~25 ms)
+
     for image_path, mask_path in tqdm(pairs, desc=f"reading {layout}", disable=not progress, unit="image"):
         labels = read_label_image(mask_path)
         shape = image_shape(image_path)

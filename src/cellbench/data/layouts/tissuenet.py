@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from tqdm import tqdm
-
 from cellbench.data.dataset import Dataset, Sample, Task
 from cellbench.data.layouts.split_files import pick_split_file
 from cellbench.errors import DataError
@@ -78,6 +76,8 @@ def read_tissuenet(
     classes = ("cell", "nucleus")
     images = X if channels == "dual" else X[..., _CHANNEL_INDEX[channels]]
     samples = []
+    from tqdm import tqdm  # imported on use: importing tqdm reads package metadata (~25 ms)
+
     for n in tqdm(range(len(X)), desc="reading tissuenet", disable=not progress, unit="image"):
         parts = []
         for channel, cls in enumerate(label_channels):

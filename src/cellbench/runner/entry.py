@@ -1,15 +1,15 @@
-"""Running one grid cell: train (or not), predict every test image, score.
+"""Running one grid entry: train (or not), predict every test image, score.
 
-:func:`run_cell` is a plain function of the cell and the cache folder, so
+:func:`run_entry` is a plain function of the grid entry and the cache folder, so
 every executor (in-process, Ray worker) runs the same code and gets the same
 numbers. It never raises for a failing method: the error and its traceback
-are part of the returned :class:`CellOutcome`, and the other cells go on.
+are part of the returned :class:`EntryOutcome`, and the other entries go on.
 
-A trained cell saves its model as a model directory
+A trained grid entry saves its model as a model directory
 (:func:`~cellbench.methods.model_dir.save_model`) and predicts with what
 :func:`~cellbench.methods.model_dir.load_model` reads back, tile by tile with
 the recorded tiling (:func:`~cellbench.methods.tiling.predict_image`): exactly
-what ``cellbench predict`` does with that folder. A zero-shot cell predicts
+what ``cellbench predict`` does with that folder. A zero-shot entry predicts
 with the untrained method and the same tiling rule.
 """
 
@@ -32,26 +32,15 @@ from cellbench.methods.model_dir import MODEL_FILE, LoadedModel, load_model, sav
 from cellbench.methods.tiling import TileConfig, method_tiling, predict_image
 from cellbench.runner.cache import PredictionCache
 from cellbench.runner.experiment import resolve_method
-from cellbench.runner.grid import GridCell
+from cellbench.runner.grid import GridEntry
+from cellbench.runner.records import EvaluationRecord
 
-__all__ = ["CellOutcome", "EvaluationRecord", "run_cell"]
-
-
-@dataclass(frozen=True)
-class EvaluationRecord:
-    """Scores of one cell on one test split against one kind of ground truth."""
-
-    split: str | None
-    ground_truth: str  # "overlap" | "flattened"
-    flatten_policy: str | None  # the policy that flattened the ground truth, None for overlap
-    n_images: int
-    predict_wall_s: float
-    result: dict  # cellbench.metrics evaluate(...).to_dict()
+__all__ = ["EntryOutcome", "run_entry"]
 
 
 @dataclass(frozen=True)
-class CellOutcome:
-    """What running a cell gave: status, training record, evaluations and timings."""
+class EntryOutcome:
+    """What running a grid entry gave: status, training record, evaluations and timings."""
 
     key: str
     label: str
@@ -68,9 +57,9 @@ class CellOutcome:
         return asdict(self)
 
 
-def _read(cell: GridCell, split: str | None) -> Dataset:
-    d = cell.dataset
-    return read_dataset(d.path, d.layout, split=split, task=cell.task, **dict(d.options))
+def _read(entry: GridEntry, split: str | None) -> Dataset:
+    d = entry.dataset
+    return read_dataset(d.path, d.layout, split=split, task=entry.task, **dict(d.options))
 
 
 def _pick_training(samples, n: int | None, seed: int, where: str):
@@ -84,30 +73,30 @@ def _pick_training(samples, n: int | None, seed: int, where: str):
     return [samples[i] for i in sorted(picked.tolist())]
 
 
-def _trained_model(cell: GridCell, method_cls: type, config, tiling: TileConfig, cache: PredictionCache,
+def _trained_model(entry: GridEntry, method_cls: type, config, tiling: TileConfig, cache: PredictionCache,
                    progress) -> tuple[LoadedModel, dict]:
-    """The cell's model, trained now or by an earlier invocation, as read back from its model
+    """The grid entry's model, trained now or by an earlier invocation, as read back from its model
     directory; and the training record the store keeps (taken from ``model.json`` either way)."""
     resumed = cache.has_model()
     if not resumed:
-        d = cell.dataset
+        d = entry.dataset
         if d.train is None:
-            raise DataError(f"dataset {d.name!r} has no train split, needed by regime {cell.regime.name!r}",
+            raise DataError(f"dataset {d.name!r} has no train split, needed by regime {entry.regime.name!r}",
                             path=d.path)
-        picked = _pick_training(_read(cell, d.train).samples, cell.regime.train_images, cell.seed, d.path)
-        valid = list(_read(cell, d.valid).samples) if d.valid is not None else None
+        picked = _pick_training(_read(entry, d.train).samples, entry.regime.train_images, entry.seed, d.path)
+        valid = list(_read(entry, d.valid).samples) if d.valid is not None else None
         method = method_cls(config)
         started = time.perf_counter()
-        history = method.train(picked, valid, seed=cell.seed, progress=progress)
+        history = method.train(picked, valid, seed=entry.seed, progress=progress)
         wall = time.perf_counter() - started
         if not isinstance(history, TrainHistory):
             raise TypeError(f"{type(method).__name__}.train returned {type(history).__name__}, not TrainHistory")
-        source = {"path": d.path, "layout": d.layout, "split": d.train, "task": cell.task,
-                  "train_images": cell.regime.train_images, "valid_split": d.valid,
+        source = {"path": d.path, "layout": d.layout, "split": d.train, "task": entry.task,
+                  "train_images": entry.regime.train_images, "valid_split": d.valid,
                   "valid_images": [s.name for s in valid or ()]}
-        save_model(method, cache.model_dir, train_summary=train_summary(picked, source=source), seed=cell.seed,
+        save_model(method, cache.model_dir, train_summary=train_summary(picked, source=source), seed=entry.seed,
                    history=history, tiling=tiling, overwrite=True,
-                   extra={"runner": {"cell": cell.label, "cell_key": cell.key, "train_wall_s": wall}})
+                   extra={"runner": {"entry": entry.label, "entry_key": entry.key, "train_wall_s": wall}})
         del method  # predictions come from the model as read back, as `cellbench predict` reads it
     model = load_model(cache.model_dir, method_class=method_cls)
     record = model.record
@@ -131,14 +120,14 @@ def _ground_truth(samples, kind: str, policy_name: str):
     return [flatten(s.instances, policy).to_instance_set() for s in samples]
 
 
-def run_cell(
-    cell: GridCell,
+def run_entry(
+    entry: GridEntry,
     *,
     cache_root,
     progress: Callable | None = None,
     evaluate: Callable | None = None,
-) -> CellOutcome:
-    """Train, predict and score one cell; predictions and the model go to ``cache_root``.
+) -> EntryOutcome:
+    """Train, predict and score one grid entry; predictions and the model go to ``cache_root``.
 
     What the cache already holds (a trained model, predicted images) is used,
     not recomputed. Every image is predicted by
@@ -147,28 +136,28 @@ def run_cell(
     ``evaluate`` defaults to :func:`cellbench.metrics.evaluate`.
     """
     started = time.time()
-    base = {"key": cell.key, "label": cell.label, "config": cell.to_dict()}
+    base = {"key": entry.key, "label": entry.label, "config": entry.to_dict()}
     try:
         if evaluate is None:
             from cellbench.metrics import evaluate
-        method_cls = resolve_method(cell.method.method)
-        config = config_from_dict(method_cls.Config, dict(cell.method.config), source=cell.method.name)
-        tiling = method_tiling(method_cls, cell.method.tiling, source=cell.method.name)
+        method_cls = resolve_method(entry.method.method)
+        config = config_from_dict(method_cls.Config, dict(entry.method.config), source=entry.method.name)
+        tiling = method_tiling(method_cls, entry.method.tiling, source=entry.method.name)
         base["config"]["method"]["resolved_config"] = config_to_dict(config)
         base["config"]["method"]["resolved_tiling"] = tiling.to_dict()
-        cache = PredictionCache(cache_root, cell.key)
-        if cell.regime.trains:
-            model, train = _trained_model(cell, method_cls, config, tiling, cache, progress)
+        cache = PredictionCache(cache_root, entry.key)
+        if entry.regime.trains:
+            model, train = _trained_model(entry, method_cls, config, tiling, cache, progress)
             method, tiling = model.method, model.tiling
         else:
             method, train = method_cls(config), None
-        ev = cell.evaluation
+        ev = entry.evaluation
         evaluations = []
-        for test in cell.tests:
-            dataset = _read(cell, test.split)
+        for test in entry.tests:
+            dataset = _read(entry, test.split)
             predictions, seconds = [], 0.0
             samples = dataset.samples
-            shown = progress(samples, desc=f"{cell.label} predict {test.split or 'all'}", leave=False) if progress else samples
+            shown = progress(samples, desc=f"{entry.label} predict {test.split or 'all'}", leave=False) if progress else samples
             for sample in shown:
                 cached = cache.load_prediction(test.split, sample.name)
                 if cached is None:
@@ -195,18 +184,21 @@ def run_cell(
                 ).to_dict()
                 if ev.coco and not coco:
                     result["coco_skipped"] = "the method gives no instance scores, which COCO ranking needs"
+                result = json.loads(json.dumps(result, default=float))
                 evaluations.append(
                     EvaluationRecord(
                         split=test.split,
                         ground_truth=kind,
                         flatten_policy=ev.flatten if kind == "flattened" else None,
+                        boundary_px=ev.boundary_px,
+                        thresholds=tuple(result.get("iou_thresholds", ev.thresholds)),
                         n_images=len(samples),
                         predict_wall_s=seconds,
-                        result=json.loads(json.dumps(result, default=float)),
+                        result=result,
                     )
                 )
-        return CellOutcome(**base, status="done", train=train, evaluations=tuple(evaluations),
-                           started=started, finished=time.time())
-    except Exception as exc:  # a failing cell is recorded, the run goes on
+        return EntryOutcome(**base, status="done", train=train, evaluations=tuple(evaluations),
+                            started=started, finished=time.time())
+    except Exception as exc:  # a failing grid entry is recorded, the run goes on
         error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
-        return CellOutcome(**base, status="failed", error=error, started=started, finished=time.time())
+        return EntryOutcome(**base, status="failed", error=error, started=started, finished=time.time())
