@@ -12,10 +12,17 @@ input are the real ones). Per backbone:
 * training: one patch step as the paper runs it (augment, encode with LoRA,
   30 positive + 15 negative points, loss, backward), after one warm-up step.
 
+``--micro`` instead times two pieces against the code they replaced, best of
+3 in one process: the small-region cleanup of 208 candidate masks on a
+256 x 256 tile (``_clean``, bounding-box crops, against ``_clean_full``, the
+whole tile per mask) and one SAM ViT-B 512 px encode with its relative
+position tables resized once at build time against resized on every forward.
+
 Wall and process CPU seconds are both printed: on a shared machine the wall
 time depends on the load (printed too). GPU rows run when CUDA is available.
 
 Run:  .venv/bin/python benchmarks/cellseg1_speed.py [--backbones litemedsam,litemedsam@128,vit_b] [--grid-batches 2]
+      .venv/bin/python benchmarks/cellseg1_speed.py --micro
 """
 
 from __future__ import annotations
@@ -26,10 +33,11 @@ import time
 
 import numpy as np
 import torch
+from segment_anything.modeling.image_encoder import get_rel_pos
 
-from cellbench.methods.cellseg1.backbones import load_backbone, random_sam_vit, to_input
+from cellbench.methods.cellseg1.backbones import load_backbone, random_sam_vit, resize_sam_input, to_input
 from cellbench.methods.cellseg1.forward import decode_points, encode
-from cellbench.methods.cellseg1.inference import InferenceConfig, predict_tile
+from cellbench.methods.cellseg1.inference import InferenceConfig, _clean, _clean_full, predict_tile
 from cellbench.methods.cellseg1.lora import LoRA
 from cellbench.methods.cellseg1.memory import keep_freed_memory
 from cellbench.methods.cellseg1.train import _set_lora_train, point_loss
@@ -121,13 +129,75 @@ def bench_train_step(bb, device) -> dict:
     return result
 
 
+def best_of(fn, repeats: int = 3) -> float:
+    times = []
+    for _ in range(repeats):
+        with Clock() as c:
+            fn()
+        times.append(c.wall)
+    return min(times)
+
+
+def candidate_masks(n: int = 208, size: int = 256, seed: int = 0) -> list[np.ndarray]:
+    """Cell-like candidate masks: a disk with a few specks beside it and a few pin holes in it."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.ogrid[:size, :size]
+    masks = []
+    for _ in range(n):
+        y, x, r = *rng.integers(0, size, 2), rng.integers(5, 16)
+        mask = (yy - y) ** 2 + (xx - x) ** 2 < r * r
+        for dy, dx in rng.integers(-r - 8, r + 9, size=(5, 2)):
+            mask[np.clip(y + dy, 0, size - 1), np.clip(x + dx, 0, size - 1)] ^= True
+        masks.append(mask)
+    return masks
+
+
+def bench_micro() -> None:
+    masks = candidate_masks()
+    same = all(np.array_equal(_clean(m, 20), _clean_full(m, 20)) for m in masks)
+    before = best_of(lambda: [_clean_full(m, 20) for m in masks])
+    after = best_of(lambda: [_clean(m, 20) for m in masks])
+    print(f"cleanup of {len(masks)} masks, 256 x 256: whole tile {before:.3f} s, box crops {after:.3f} s, "
+          f"identical={same}", flush=True)
+    bb = random_sam_vit("vit_b", input_size=1024)  # as built: global-attention tables of 127 rows
+    encoder = bb.model.image_encoder
+    per_forward = [(b.attn.rel_pos_h, b.attn.rel_pos_w) for b in encoder.blocks]
+    resize_sam_input(bb.model, 512)
+    resized = [(b.attn, b.attn.rel_pos_h, b.attn.rel_pos_w) for b in encoder.blocks]
+    image = torch.randn(1, 3, 512, 512)
+    with torch.no_grad():
+        encoder(image)  # warm-up
+        for (attn, *_), (h, w) in zip(resized, per_forward):
+            attn.rel_pos_h, attn.rel_pos_w = h, w
+        before = best_of(lambda: encoder(image))
+        for attn, h, w in resized:
+            attn.rel_pos_h, attn.rel_pos_w = h, w
+        after = best_of(lambda: encoder(image))
+    print(f"ViT-B encode 512 px: rel-pos tables resized per forward {before:.3f} s, once at build {after:.3f} s",
+          flush=True)
+    grid = 512 // 16
+    global_blocks = [i for i, b in enumerate(encoder.blocks) if b.window_size == 0]
+    big = [t for i in global_blocks for t in per_forward[i]]
+    lookups = [t for i in global_blocks for t in resized[i][1:]]
+    with torch.no_grad():
+        before, after = (best_of(lambda ts=ts: [get_rel_pos(grid, grid, t) for _ in range(100) for t in ts]) / 100
+                         for ts in (big, lookups))
+    print(f"  of which the {len(lookups)} rel-pos table look-ups per forward: "
+          f"{before * 1e3:.2f} ms -> {after * 1e3:.2f} ms", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backbones", default="litemedsam,litemedsam@128,vit_b", help="NAME[@INPUT_SIDE],...")
     ap.add_argument("--grid-batches", type=int, default=2)
     ap.add_argument("--no-train", action="store_true")
+    ap.add_argument("--micro", action="store_true", help="only the cleanup and rel-pos micro-benchmarks")
     args = ap.parse_args()
     keep_freed_memory()  # see cellbench.methods.cellseg1.memory
+    if args.micro:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
+        bench_micro()
+        return
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
     for device in devices:

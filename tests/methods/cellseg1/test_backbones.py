@@ -1,3 +1,4 @@
+import copy
 import hashlib
 
 import numpy as np
@@ -55,6 +56,53 @@ def test_resize_to_512_interpolates_positional_embedding():
     assert out.shape[-2:] == (4, 4)
     with pytest.raises(DataError):
         resize_sam_input(model, 70)
+
+
+
+def _pos_embed_only_resize(model, input_size):
+    """What resize_sam_input did before: the absolute table only, rel-pos tables left for get_rel_pos per forward."""
+    tables = [(b.attn, b.attn.rel_pos_h, b.attn.rel_pos_w) for b in model.image_encoder.blocks]
+    resize_sam_input(model, input_size)
+    for attn, h, w in tables:
+        attn.rel_pos_h, attn.rel_pos_w = h, w
+
+
+ENCODERS = {
+    "tiny": dict(embed_dim=32, depth=2, num_heads=2, global_attn_indexes=(1,), img_size=128, patch_size=8,
+                 window_size=4, prompt_dim=32, decoder_mlp_dim=64, decoder_heads=2, iou_hidden=32),
+    "vit_b": dict(embed_dim=768, depth=12, num_heads=12, global_attn_indexes=(2, 5, 8, 11)),  # built at 1024
+}
+
+
+@pytest.mark.parametrize(("arch", "input_size"), [("tiny", 64), pytest.param("vit_b", 512, marks=pytest.mark.slow)])
+def test_rel_pos_tables_are_resized_once_with_identical_encoder_output(arch, input_size, monkeypatch):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = _sam_parts(**ENCODERS[arch]).eval()
+        with torch.no_grad():  # SAM zero-initialises the tables; random ones make the comparison mean something
+            for name, p in model.image_encoder.named_parameters():
+                if "rel_pos" in name or "pos_embed" in name:
+                    p.normal_(0, 0.5)
+        before = copy.deepcopy(model)
+        image = torch.randn(1, 3, input_size, input_size)
+    _pos_embed_only_resize(before, input_size)
+    resize_sam_input(model, input_size)
+    grid = input_size // model.image_encoder.patch_embed.proj.kernel_size[0]
+    for block in model.image_encoder.blocks:
+        side = block.window_size or grid
+        assert block.attn.rel_pos_h.shape[0] == block.attn.rel_pos_w.shape[0] == 2 * side - 1
+
+    calls = []
+    real = torch.nn.functional.interpolate
+    monkeypatch.setattr(torch.nn.functional, "interpolate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with torch.no_grad():
+        expected = before.image_encoder(image)
+        per_forward_before = len(calls)
+        got = model.image_encoder(image)
+    assert per_forward_before == 2 * len(ENCODERS[arch]["global_attn_indexes"])  # the counter sees the old resizes
+    assert len(calls) == per_forward_before  # and none in the new forward
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert float(got.abs().max()) > 0.1
 
 
 def test_sam_checkpoint_file_round_trip(tmp_path, caplog, monkeypatch):

