@@ -53,6 +53,9 @@ def test_report_files_and_numbers(run_dir, tmp_path, capsys):
     assert {float(r["AP50"]) for r in coco if r["Model"] == "low (all)"} == {1.0}
     training = _csv(out / "tables" / "training.csv")
     assert [r["Total Epochs"] for r in training] == ["2"] * 4 and training[0]["Batch Size"] == "2"
+    intervals = _csv(out / "tables" / "certainty_intervals_iou0.5.csv")
+    assert intervals and all(float(r["F1 low"]) <= float(r["F1@50"]) <= float(r["F1 high"]) for r in intervals)
+    assert list((out / "tables").glob("certainty_pairs-*.csv"))
     for name in ("metrics_0.png", "metrics_1.png", "qualitative_0.png", "training_curves.png"):
         assert (out / "figures" / name).stat().st_size > 1000, name
     html = (out / "report.html").read_text()

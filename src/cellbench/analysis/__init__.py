@@ -1,4 +1,4 @@
-"""Analyses on data, predictions and results: per-instance morphology, annotation agreement.
+"""Analyses on data, predictions and results: per-instance morphology, annotation agreement, certainty.
 
 Pure functions returning frozen records (pandas is not a dependency; each
 table has a ``*_rows`` function giving tidy dicts and a CSV / JSON writer).
@@ -7,6 +7,16 @@ use data, instances and metrics, never the runner, report or CLI.
 """
 
 from cellbench.analysis.agreement import CONSENSUS_RULE, Agreement, PairAgreement, agreement, build_consensus
+from cellbench.analysis.certainty import (
+    CERTAINTY_METRICS,
+    BootstrapInterval,
+    ImageCounts,
+    PairedComparison,
+    bootstrap_interval,
+    image_counts,
+    paired_comparison,
+    pooled_metric,
+)
 from cellbench.analysis.morphology import (
     COLUMNS,
     MEASURES,
@@ -22,6 +32,14 @@ from cellbench.analysis.morphology import (
 from cellbench.analysis.morphology_plots import morphology_figures
 
 __all__ = [
+    "CERTAINTY_METRICS",
+    "BootstrapInterval",
+    "ImageCounts",
+    "PairedComparison",
+    "bootstrap_interval",
+    "image_counts",
+    "paired_comparison",
+    "pooled_metric",
     "COLUMNS",
     "CONSENSUS_RULE",
     "MEASURES",

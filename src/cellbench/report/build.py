@@ -12,6 +12,7 @@ from cellbench.data import read_dataset
 from cellbench.files import staged_dir
 from cellbench.instances import flatten, policy_from_name
 from cellbench.report import plots
+from cellbench.report.certainty_tables import interval_table, pairwise_tables
 from cellbench.report.html import Section, render_html
 from cellbench.report.results import EntryEvaluation, RunResults, load_results, threshold_key
 from cellbench.report.tables import (
@@ -46,6 +47,8 @@ def build_tables(results: RunResults) -> dict[str, list[Table]]:
     evs = results.evaluations
     sections = {
         "Glioma C6 paper tables": glioma_tables(evs),
+        "Certainty: bootstrap intervals and paired comparisons": [
+            *(t for t in (interval_table(evs),) if t is not None), *pairwise_tables(evs)],
         "Performance summary (NeurIPS-2022 report)": summary_tables(evs),
         "Performance across IoU thresholds": threshold_tables(evs),
         "Top and bottom images": top_bottom_tables(evs),
