@@ -157,7 +157,7 @@ def test_table_rows_and_csv(tmp_path):
     assert [r.source_id for r in recs] == [7, 9]
     assert recs[1].centroid_row == pytest.approx(27.0)
     path = write_morphology_csv(recs, tmp_path / "sub" / "m.csv")
-    rows = list(csv.DictReader(path.open()))
+    rows = list(csv.DictReader(path.read_text().splitlines()))
     assert tuple(rows[0]) == COLUMNS
     assert [r["instance"] for r in rows] == ["0", "1"]
     assert rows[0]["source"] == "prediction" and rows[0]["class"] == "cell"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,7 +45,7 @@ def test_label_folders_json_and_csv(folders, tmp_path, capsys):
     assert d["pooled"] == ref["pooled"] and d["image_mean"] == ref["image_mean"]
     assert [r["image"] for r in d["per_image"]] == ["a", "b"]
     assert d["settings"]["boundary_px"] == 2
-    rows = list(csv.DictReader(open(out_csv)))
+    rows = list(csv.DictReader(Path(out_csv).read_text().splitlines()))
     assert [r["image"] for r in rows] == ["a", "b"] and "f1@0.75" in rows[0]
     printed = capsys.readouterr().out
     assert "ap_dsb" in printed and "0.75" in printed
