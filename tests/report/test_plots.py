@@ -44,7 +44,7 @@ def captured(monkeypatch):
         figs.append(fig)
         return path
 
-    monkeypatch.setattr(plots, "_save", keep)
+    monkeypatch.setattr(plots, "save_figure", keep)
     return figs
 
 

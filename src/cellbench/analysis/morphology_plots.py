@@ -8,35 +8,18 @@ atomically.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from cellbench.analysis.morphology import MorphologyRecord
-from cellbench.files import atomic_write_bytes
+from cellbench.figures import new_figure, save_figure
 
 __all__ = ["DISTRIBUTION_MEASURES", "morphology_figures"]
 
 #: The measures whose per-class histograms are drawn (Glioma C6 Fig. 2).
 DISTRIBUTION_MEASURES = ("area", "eccentricity", "solidity")
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _write_png(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
 
 
 def _groups(records: Sequence[MorphologyRecord]) -> tuple[list[str], list[str]]:
@@ -51,7 +34,7 @@ def _values(records: Sequence[MorphologyRecord], measure: str, source: str, cls:
 
 
 def _distributions(records: Sequence[MorphologyRecord], sources: list[str], classes: list[str], label: str):
-    fig = _figure(4.2 * len(sources), 2.6 * len(DISTRIBUTION_MEASURES))
+    fig = new_figure(4.2 * len(sources), 2.6 * len(DISTRIBUTION_MEASURES))
     axes = fig.subplots(len(DISTRIBUTION_MEASURES), len(sources), squeeze=False)
     for i, measure in enumerate(DISTRIBUTION_MEASURES):
         every = np.array([getattr(r.shape, measure) for r in records if getattr(r.shape, measure) is not None], float)
@@ -73,7 +56,7 @@ def _distributions(records: Sequence[MorphologyRecord], sources: list[str], clas
 
 
 def _scatter(records: Sequence[MorphologyRecord], sources: list[str], classes: list[str], label: str):
-    fig = _figure(4.6 * len(sources), 4.0)
+    fig = new_figure(4.6 * len(sources), 4.0)
     axes = fig.subplots(1, len(sources), squeeze=False, sharex=True, sharey=True)[0]
     areas = np.array([r.shape.area for r in records], dtype=np.float64)
     scale = 120.0 / areas.max() if areas.size and areas.max() > 0 else 1.0
@@ -105,6 +88,6 @@ def morphology_figures(records: Sequence[MorphologyRecord], out_dir: str | Path,
     sources, classes = _groups(records)
     sources = sources or ["ground truth"]
     return [
-        _write_png(_distributions(records, sources, classes, label), out_dir / "morphology_distributions.png"),
-        _write_png(_scatter(records, sources, classes, label), out_dir / "morphology_scatter.png"),
+        save_figure(_distributions(records, sources, classes, label), out_dir / "morphology_distributions.png"),
+        save_figure(_scatter(records, sources, classes, label), out_dir / "morphology_scatter.png"),
     ]

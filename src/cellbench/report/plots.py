@@ -7,14 +7,13 @@ figure, like a table, never shows a number without how it was made.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
-from cellbench.files import atomic_write_bytes
+from cellbench.figures import new_figure, save_figure
 from cellbench.instances import InstanceSet
 from cellbench.report.overlay import normalize_for_display
 from cellbench.report.results import EntryEvaluation, threshold_key
@@ -32,24 +31,6 @@ __all__ = [
 
 GT_COLOR = (80, 200, 255)  # light blue, as the NeurIPS report and the Glioma paper draw ground truth
 PRED_COLOR = (255, 0, 0)
-
-
-def _figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: Path) -> Path:
-    """Render ``fig`` in the format of ``path``'s suffix and write it atomically."""
-    path = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lstrip(".") or "png")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
 
 
 def _wrap(text: str, width: int = 95) -> str:
@@ -107,13 +88,13 @@ def _count_bins(ax, evs: Sequence[EntryEvaluation], threshold: float) -> None:
 def context_figure(evs: Sequence[EntryEvaluation], path: Path, *, threshold: float = 0.5) -> Path:
     """Three panels for one setting: metric comparison bars (F1, Dice, precision, recall per model),
     F1 against the IoU threshold, and mean F1 by GT cell-count bin."""
-    fig = _figure(16.0, 4.8)
+    fig = new_figure(16.0, 4.8)
     axes = fig.subplots(1, 3, width_ratios=(1.4, 1, 1))
     _metric_bars(axes[0], evs, threshold)
     _f1_threshold(axes[1], evs)
     _count_bins(axes[2], evs, threshold)
     fig.suptitle(_wrap(evs[0].setting() + "; per-image scores, mean over images", 150), fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves(entries: Sequence[EntryRecord], path: Path) -> Path | None:
@@ -122,7 +103,7 @@ def training_curves(entries: Sequence[EntryRecord], path: Path) -> Path | None:
                if e.training and e.training.history and e.training.history.get("epochs")]
     if not trained:
         return None
-    fig = _figure(7.0, 4.2)
+    fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot()
     ax2 = None
     for entry, history in trained:
@@ -137,18 +118,18 @@ def training_curves(entries: Sequence[EntryRecord], path: Path) -> Path | None:
     ax.set_ylabel("training loss, solid")
     ax.legend(fontsize=7)
     ax.set_title("Training curves as reported by each method", fontsize=9)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def count_bin_plot(evs: Sequence[EntryEvaluation], path: Path, *, threshold: float = 0.5) -> Path:
     """Mean F1 per GT cell-count bin, bars per model."""
-    fig = _figure(7.0, 4.2)
+    fig = new_figure(7.0, 4.2)
     ax = fig.add_subplot()
     _count_bins(ax, evs, threshold)
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title(_wrap(evs[0].setting(), 80), fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _img_f1(img: dict, tk: str):
@@ -204,7 +185,7 @@ def qualitative_panel(
     so that one-pixel borders stay visible.
     """
     n_cols = 2 + max(len(r[3]) for r in rows)
-    fig = _figure(2.6 * n_cols, 2.8 * len(rows) + 0.4)
+    fig = new_figure(2.6 * n_cols, 2.8 * len(rows) + 0.4)
     axes = fig.subplots(len(rows), n_cols, squeeze=False)
     for r, (name, image, gt, preds) in enumerate(rows):
         h, w = image.shape[:2]
@@ -220,4 +201,4 @@ def qualitative_panel(
                 ax.imshow(panels[c][1], interpolation="nearest")
                 ax.set_title(panels[c][0], fontsize=7)
     fig.suptitle(_wrap(title, 120), fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
