@@ -157,4 +157,4 @@ def run_dir(tmp_path_factory) -> Path:
 def test_sigkill_during_report(run_dir, tmp_path, delay):
     argv = ["report", str(run_dir), "--images", "1"]
     _check_kill_then_rerun([*argv, "--out", str(tmp_path / "out")], tmp_path / "out",
-                           "cellbench.report.plots:_save", 0.2, delay, run_dir / "report")
+                           "cellbench.report.plots:save_figure", 0.2, delay, run_dir / "report")
