@@ -12,7 +12,7 @@ untimed warm-up each, best of ``--repeat``:
   ``matching_dataset(gt, pred, thresh=[0.5, 0.75, 0.9], by_image=False)`` and
   writes TP / FP / FN to JSON,
 
-and the start-up cost of each (``cellbench evaluate --help`` against
+its peak resident memory (cellbench reads one pair at a time), and the start-up cost of each (``cellbench evaluate --help`` against
 ``python -c "import stardist.matching"``). TP / FP / FN at every threshold
 must be equal on both sides, or the script exits with status 1.
 
@@ -84,6 +84,19 @@ def _wall(cmd: list[str]) -> float:
     return time.perf_counter() - t
 
 
+# A fresh small process runs the command and reports its child's peak resident memory. Measuring from
+# this (large) process would not do: Linux carries the parent's high-water mark across fork and exec.
+PEAK_WRAPPER = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)"
+)
+
+
+def _peak_mb(cmd: list[str]) -> float:
+    out = subprocess.run([sys.executable, "-c", PEAK_WRAPPER, *cmd], check=True, capture_output=True, text=True)
+    return float(out.stdout)
+
+
 def _best_alternating(a: list[str], b: list[str], repeat: int) -> tuple[float, float]:
     """Best wall seconds of each command, run a, b, a, b, ... after one untimed run of each."""
     _wall(a), _wall(b)
@@ -148,6 +161,8 @@ def main() -> None:
         print(f"{f'evaluate {n} pairs, 3 thresholds, to JSON':42s} {t_cb:10.3f} {t_sd:10.3f} {t_sd / t_cb:21.2f}")
         print(f"{'  the same less start-up':42s} {t_cb - t_cb_help:10.3f} {t_sd - t_sd_import:10.3f} "
               f"{(t_sd - t_sd_import) / (t_cb - t_cb_help):21.2f}")
+        m_cb, m_sd = _peak_mb(cb), _peak_mb(sd)
+        print(f"{'peak resident memory of the process, MB':42s} {m_cb:10.0f} {m_sd:10.0f} {m_sd / m_cb:21.2f}")
         if not same:
             print("counts differ between cellbench and StarDist", file=sys.stderr)
             sys.exit(1)

@@ -12,8 +12,8 @@ from cellbench.data.layouts.coco import load_coco_json
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes
 from cellbench.instances import InstanceSet
-from cellbench.metrics import DEFAULT_THRESHOLDS, evaluate
-from cellbench.metrics.sources import pair_name, read_segmentations, segmentation_file
+from cellbench.metrics import DEFAULT_THRESHOLDS, Evaluator
+from cellbench.metrics.sources import Loader, pair_name, segmentation_file, segmentation_loaders
 
 __all__ = ["add_evaluate_command"]
 
@@ -28,11 +28,11 @@ def _thresholds(text: str) -> list[float]:
     return values
 
 
-def _ground_truth(args: argparse.Namespace) -> dict:
+def _ground_truth(args: argparse.Namespace) -> dict[str, Loader]:
     if args.gt_layout:
         ds = read_dataset(args.gt, args.gt_layout, split=args.split, task=args.task)
-        return {pair_name(s.name): s.instances for s in ds.samples}
-    return read_segmentations(args.gt)
+        return {pair_name(s.name): (lambda s=s: s.instances) for s in ds.samples}
+    return segmentation_loaders(args.gt)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -40,9 +40,13 @@ def _run(args: argparse.Namespace) -> int:
     gt_coco = None
     if Path(args.gt).suffix.lower() == ".json" and Path(args.gt).is_file():
         gt_coco = load_coco_json(Path(args.gt))
-    pred = read_segmentations(args.pred, gt_coco=gt_coco)
+    pred = segmentation_loaders(args.pred, gt_coco=gt_coco)
     missing = sorted(set(gt) - set(pred))
     extra = sorted(set(pred) - set(gt))
+    for n in extra[:10]:  # an unpaired file that cannot be read is the problem to report first
+        pred[n]()
+    for n in [] if args.missing_as_empty else missing[:10]:
+        gt[n]()
     if extra:
         raise DataError(f"{len(extra)} prediction(s) have no ground truth: {extra[:10]}", path=args.pred)
     if missing and not args.missing_as_empty:
@@ -52,19 +56,18 @@ def _run(args: argparse.Namespace) -> int:
             path=args.pred,
         )
     names = sorted(gt)
-    _check_shapes(gt, pred, names, args)
-    preds = []
-    for n in names:
+    evaluator = Evaluator(thresholds=args.iou, boundary_px=args.boundary_px, coco=args.coco,
+                          max_dets=args.max_dets, per_class=args.per_class)
+    # One pair in memory at a time: label images are read as they are scored.
+    for n in _tqdm()(names, desc="evaluate", unit="image") if sys.stderr.isatty() else names:
+        g = gt[n]()
         if n in pred:
-            preds.append(pred[n])
+            p = pred[n]()
+            _check_shape(g, p, n, args)
         else:  # scored as an empty prediction
-            g = gt[n]
-            preds.append(InstanceSet(shape=tuple(g.shape), classes=getattr(g, "classes", ("cell",))))
-    result = evaluate(
-        [gt[n] for n in names], preds, names=names, thresholds=args.iou, boundary_px=args.boundary_px,
-        coco=args.coco, max_dets=args.max_dets, per_class=args.per_class,
-        progress=_tqdm() if sys.stderr.isatty() else None,
-    )
+            p = InstanceSet(shape=tuple(g.shape), classes=getattr(g, "classes", ("cell",)))
+        evaluator.update(g, p, name=n)
+    result = evaluator.compute()
     d = result.to_dict()
     d["settings"].update({"gt": str(args.gt), "pred": str(args.pred), "missing_as_empty": missing})
     if args.json:
@@ -75,14 +78,13 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_shapes(gt: dict, pred: dict, names: list[str], args: argparse.Namespace) -> None:
-    """Each prediction the size of its ground truth, or an error naming both files."""
-    for n in names:
-        if n in pred and tuple(gt[n].shape) != tuple(pred[n].shape):
-            gt_file = Path(args.gt) if args.gt_layout else segmentation_file(args.gt, n)
-            (gh, gw), (ph, pw) = gt[n].shape, pred[n].shape
-            raise DataError(f"prediction of image {n!r} is {ph} x {pw} (h x w) but its ground truth {gt_file} "
-                            f"is {gh} x {gw}", path=segmentation_file(args.pred, n))
+def _check_shape(gt, pred, name: str, args: argparse.Namespace) -> None:
+    """A prediction the size of its ground truth, or an error naming both files."""
+    if tuple(gt.shape) != tuple(pred.shape):
+        gt_file = Path(args.gt) if args.gt_layout else segmentation_file(args.gt, name)
+        (gh, gw), (ph, pw) = gt.shape, pred.shape
+        raise DataError(f"prediction of image {name!r} is {ph} x {pw} (h x w) but its ground truth {gt_file} "
+                        f"is {gh} x {gw}", path=segmentation_file(args.pred, name))
 
 
 def _tqdm():

@@ -9,8 +9,9 @@ list (then the ground truth must be COCO too, for image ids and sizes).
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,10 @@ from cellbench.data.layouts.coco import _instance, check_annotations, load_coco_
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 
-__all__ = ["label_files", "pair_name", "read_segmentations", "segmentation_file"]
+__all__ = ["Loader", "label_files", "pair_name", "read_segmentations", "segmentation_file", "segmentation_loaders"]
+
+#: Reads one segmentation when called.
+Loader = Callable[[], "np.ndarray | InstanceSet"]
 
 _SUFFIXES = ("_cp_masks", "_masks", "_mask", "_labels", "_label", "_pred")
 
@@ -56,10 +60,6 @@ def segmentation_file(path: str | Path, name: str) -> Path:
     """The file that segmentation ``name`` of ``read_segmentations(path)`` came from: its label image, or the json."""
     path = Path(path)
     return label_files(path).get(name, path) if path.is_dir() else path
-
-
-def _label_folder(folder: Path) -> dict[str, np.ndarray]:
-    return {name: read_label_image(f) for name, f in label_files(folder).items()}
 
 
 def _coco_file(path: Path, gt_coco: Mapping | None) -> dict[str, InstanceSet]:
@@ -107,11 +107,25 @@ def _coco_file(path: Path, gt_coco: Mapping | None) -> dict[str, InstanceSet]:
 
 def read_segmentations(path: str | Path, *, gt_coco: Mapping | None = None) -> dict[str, np.ndarray | InstanceSet]:
     """Segmentations by pairing name from a folder of label images or a COCO json file."""
+    return {name: load() for name, load in segmentation_loaders(path, gt_coco=gt_coco).items()}
+
+
+def _loaded(segmentation: np.ndarray | InstanceSet) -> Loader:
+    return lambda: segmentation
+
+
+def segmentation_loaders(path: str | Path, *, gt_coco: Mapping | None = None) -> dict[str, Loader]:
+    """As :func:`read_segmentations`, but a label image is read only when its loader is called.
+
+    A caller that scores one pair at a time (``cellbench evaluate``) then holds
+    one pair of label images in memory, not the whole folder. A COCO file is
+    one json, so its segmentations are read at once.
+    """
     path = Path(path)
     if path.is_dir():
-        return _label_folder(path)
+        return {name: functools.partial(read_label_image, f) for name, f in label_files(path).items()}
     if path.is_file() and path.suffix.lower() == ".json":
-        return _coco_file(path, gt_coco)
+        return {name: _loaded(s) for name, s in _coco_file(path, gt_coco).items()}
     if not path.exists():
         raise missing_path(path)
     raise DataError("expected a folder of label images or a COCO .json file", path=path)
