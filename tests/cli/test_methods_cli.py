@@ -68,6 +68,16 @@ def test_images_limit_and_tiling_flags(dsb):
     assert record["train"]["n_images"] == 1 and record["tiling"]["tile"] == 0
 
 
+def test_predict_tiling_flags_follow_the_training_rule(dsb):
+    assert train(dsb) == 0  # tiling {tile: 64, overlap: 24} from the config file
+    image = dsb / "dsb" / "test" / "images" / "img5.tif"
+    for flags, expected in ((["--tile", "40"], {"tile": 40, "overlap": 10}),
+                            (["--overlap", "8"], {"tile": 64, "overlap": 8})):
+        out = dsb / f"p{expected['tile']}-{expected['overlap']}"
+        assert main(["predict", str(dsb / "model"), "--images", str(image), "--out", str(out), *flags]) == 0
+        assert json.loads((out / "cellbench-predict.json").read_text())["tiling"] == expected
+
+
 def test_scored_predictions_also_go_to_coco(dsb, monkeypatch):
     assert train(dsb) == 0
     plain = WatershedMethod.predict
@@ -80,7 +90,8 @@ def test_scored_predictions_also_go_to_coco(dsb, monkeypatch):
     image = dsb / "dsb" / "test" / "images" / "img5.tif"
     assert main(["predict", str(dsb / "model"), "--images", str(image), "--out", str(dsb / "p"),
                  "--flatten", "nearest-centroid", "--tile", "0"]) == 0
-    assert json.loads((dsb / "p" / "cellbench-predict.json").read_text())["tiling"] == {"tile": 0, "overlap": 24}
+    # --tile without --overlap: a quarter of the tile, the same rule as a training config's tiling
+    assert json.loads((dsb / "p" / "cellbench-predict.json").read_text())["tiling"] == {"tile": 0, "overlap": 0}
     coco = json.loads((dsb / "p" / "predictions.json").read_text())
     assert coco["annotations"] and all(a["score"] == 0.5 for a in coco["annotations"])
     assert read_label_tiff_metadata(dsb / "p" / "labels" / "img5.tif")["flatten_policy"] == "nearest-centroid"

@@ -95,7 +95,7 @@ def prepare_demo_data(root: Path, *, glioma_images: int = 4, glioma_shape: tuple
 
 def available_methods(methods: dict | None = None) -> tuple[dict, dict]:
     """The demo methods that can run here, and why the others cannot."""
-    from cellbench.methods import METHODS, missing_requirements
+    from cellbench.methods import METHODS, unmet_requirements
     from cellbench.runner import resolve_method
 
     ok, skipped = {}, {}
@@ -109,9 +109,9 @@ def available_methods(methods: dict | None = None) -> tuple[dict, dict]:
         except DataError as exc:
             skipped[label] = str(exc)
             continue
-        missing = missing_requirements(cls.requires)
-        if missing:
-            skipped[label] = f"needs {', '.join(missing)} (pip install 'cellbench[{cls.extra}]')"
+        unmet = unmet_requirements(cls)
+        if unmet:
+            skipped[label] = unmet
             continue
         ok[label] = entry
     return ok, skipped

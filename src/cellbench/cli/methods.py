@@ -23,11 +23,11 @@ from cellbench.data.images import image_files, missing_path, read_image
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes, check_output_dir, staged_dir
 from cellbench.instances import FLATTEN_NAMES, flatten, policy_from_name
-from cellbench.methods import METHODS, get_method, missing_requirements
+from cellbench.methods import METHODS, get_method, missing_requirements, unmet_requirements
 from cellbench.cli.estimate import CostEstimate, format_duration
 from cellbench.methods.base import config_from_dict, merge_config
 from cellbench.methods.model_dir import load_model, save_model, train_summary
-from cellbench.methods.tiling import TileConfig, method_tiling
+from cellbench.methods.tiling import TileConfig, method_tiling, override_tiling
 
 __all__ = ["add_method_commands", "read_config_file"]
 
@@ -65,10 +65,9 @@ def read_config_file(path: str | Path) -> dict:
 
 def _method_class(name: str):
     cls = get_method(name)
-    missing = missing_requirements(cls.requires)
-    if missing:
-        hint = f" (pip install 'cellbench[{cls.extra}]')" if cls.extra else ""
-        raise DataError(f"method {name!r} needs {', '.join(missing)}{hint}")
+    unmet = unmet_requirements(cls)
+    if unmet:
+        raise DataError(f"method {name!r} {unmet}")
     return cls
 
 
@@ -178,11 +177,9 @@ def _predict(args: argparse.Namespace) -> int:
     from cellbench.data.export import to_coco, write_label_tiff
 
     model = load_model(args.model)
-    tiling = model.tiling
-    if args.tile is not None or args.overlap is not None:
-        tiling = TileConfig(tile=model.tiling.tile if args.tile is None else args.tile,
-                            overlap=model.tiling.overlap if args.overlap is None else args.overlap)
-        model = dataclasses.replace(model, tiling=tiling)
+    given = {k: v for k, v in (("tile", args.tile), ("overlap", args.overlap)) if v is not None}
+    if given:  # the same rule as a training config's tiling, over the tiling the model recorded
+        model = dataclasses.replace(model, tiling=override_tiling(model.tiling, given))
     policy = policy_from_name(args.flatten) if args.flatten else model.flatten
     files = _image_files(Path(args.images))
     progress = _progress()
@@ -203,7 +200,7 @@ def _predict(args: argparse.Namespace) -> int:
             "model": str(Path(args.model).resolve()),
             "method": model.name,
             "method_version": model.record.get("method_version"),
-            "tiling": tiling.to_dict(),
+            "tiling": model.tiling.to_dict(),
             "flatten": {"policy": policy.name, "params": policy.params()},
             "images": entries,
             "coco": "predictions.json" if scored or overlapping else None,

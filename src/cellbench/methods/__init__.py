@@ -22,6 +22,7 @@ __all__ = [
     "config_to_dict",
     "get_method",
     "missing_requirements",
+    "unmet_requirements",
 ]
 
 #: Method name -> ``module:Class``. Add a line here to add a method.
@@ -48,3 +49,16 @@ def get_method(name: str) -> type[Method]:
 def missing_requirements(requires: tuple[str, ...]) -> list[str]:
     """The import names in ``requires`` that are not installed."""
     return [r for r in requires if importlib.util.find_spec(r) is None]
+
+
+def unmet_requirements(cls: type[Method]) -> str | None:
+    """What a method class still needs here, with the extra to install, or None when it can run.
+
+    >>> unmet_requirements(get_method("watershed")) is None
+    True
+    """
+    missing = missing_requirements(cls.requires)
+    if not missing:
+        return None
+    hint = f" (pip install 'cellbench[{cls.extra}]')" if getattr(cls, "extra", None) else ""
+    return f"needs {', '.join(missing)}{hint}"

@@ -42,7 +42,7 @@ from cellbench.instances import Instance, InstanceSet
 if TYPE_CHECKING:
     from cellbench.methods.base import Method
 
-__all__ = ["TileConfig", "Window", "method_tiling", "predict_image", "predict_tiled", "tile_windows"]
+__all__ = ["TileConfig", "Window", "method_tiling", "override_tiling", "predict_image", "predict_tiled", "tile_windows"]
 
 Window = tuple[int, int, int, int]
 """(y0, x0, y1, x1) of one tile in image pixels, half open."""
@@ -104,7 +104,23 @@ def method_tiling(method_class: type, values: Mapping[str, Any] | None = None, *
     TileConfig(tile=96, overlap=24)
     """
     default = getattr(method_class, "default_tiling", None) or TileConfig()
-    merged = default.to_dict()
+    return override_tiling(default, values, source=source)
+
+
+def override_tiling(base: TileConfig, values: Mapping[str, Any] | None, *,
+                    source: str | Path | None = None) -> TileConfig:
+    """``values`` over ``base``, field by field; a ``tile`` without ``overlap`` gets a quarter of it.
+
+    The one rule for every place a tiling is overridden: a training config's
+    ``tiling``, an experiment's, and ``cellbench predict --tile/--overlap``
+    over the tiling a model directory recorded.
+
+    >>> override_tiling(TileConfig(tile=512, overlap=64), {"tile": 200})
+    TileConfig(tile=200, overlap=50)
+    >>> override_tiling(TileConfig(tile=512, overlap=64), {"overlap": 32})
+    TileConfig(tile=512, overlap=32)
+    """
+    merged = base.to_dict()
     if values is not None:
         if not isinstance(values, Mapping):
             raise DataError(f"tiling must be a mapping of tile and overlap, got {values!r}", path=source)
