@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import urllib.request
@@ -21,8 +22,10 @@ from cellbench.data.download import (
     fetch_archive,
     unpack,
 )
+from cellbench.data.registry import DATASETS, DatasetFile
 from cellbench.data.synth import synth_glioma_c6
 from cellbench.errors import DataError
+from cellbench.remote import RemoteFile
 
 FILES = {
     "dataset/spec/train/anno_train.json": b'{"images": [], "annotations": [], "categories": []}',
@@ -342,15 +345,16 @@ def test_connection_lost_mid_download(tmp_path, source):
 def test_cli_download_from_the_network(tmp_path, source, monkeypatch, capsys):
     """The real command path without --archive, with the dataset's record served from file:// URLs."""
     archive, record = source
-    remote = RemoteArchive(name="glioma-c6", url="file:///nowhere.zip", filename="dataset.zip",
-                           record_url=record.as_uri(), licence="CC BY-NC 4.0", size_hint="tiny")
-    monkeypatch.setitem(dl.REMOTE_DATASETS, "glioma-c6", remote)
+    entry = dataclasses.replace(
+        DATASETS["glioma-c6"], size_hint="tiny",
+        files=(DatasetFile(RemoteFile("dataset.zip", "file:///nowhere.zip"), record_url=record.as_uri()),))
+    monkeypatch.setitem(DATASETS, "glioma-c6", entry)
     cache = tmp_path / "cache"
     rc = main(["data", "download", "glioma-c6", "--cache", str(cache)])
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert out.strip() == str(cache / "glioma-c6" / "data")
-    assert "downloading dataset.zip (tiny, licence CC BY-NC 4.0)" in err
+    assert "downloading glioma-c6 (tiny, licence CC BY-NC 4.0)" in err
     assert (cache / "glioma-c6" / "data" / "dataset/spec/train/anno_train.json").is_file()
     record.unlink()
     assert main(["data", "download", "glioma-c6", "--cache", str(tmp_path / "other")]) == 2

@@ -29,8 +29,10 @@ def test_glioma_protocol_grid():
     _methods_installed("watershed", "cellpose", "cellseg1")
     exp = load_experiment(EXAMPLES / "glioma_c6_protocol.yaml")
     entries = expand_grid(exp)
-    # 4 tasks x (watershed zero-shot + fine-tuned, cellpose fine-tuned, cellseg1 fine-tuned)
-    assert len(entries) == 4 * 4
+    # 4 tasks x (watershed zero-shot + fine-tuned, cellpose fine-tuned, cyto3 and nuclei zero-shot,
+    # cellseg1 fine-tuned)
+    assert len(entries) == 4 * 6
+    assert {d.registered for d in exp.datasets} == {"glioma-c6"}
     tests = {e.task: [t.split for t in e.tests] for e in entries}
     assert tests == {"cells": ["test", "gen"], "soma": ["test"], "type-a": ["test"], "type-b": ["test"]}
     ev = exp.evaluation

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import sys
 
-from cellbench.data import LAYOUTS, Dataset, read_dataset
-from cellbench.data.download import REMOTE_DATASETS, default_cache_dir
+from cellbench.data import LAYOUTS, Dataset
+from cellbench.data.layouts import read_with_options
+from cellbench.errors import DataError
+
+# The registry is imported by the commands that use it: it brings the downloader (http.client).
 from cellbench.instances import FLATTEN_NAMES, policy_from_name
 
 # The writers, the generator (scipy, shapely) and tqdm are imported by the commands that use them:
@@ -26,8 +28,9 @@ def _shape(text: str) -> tuple[int, int]:
 
 
 def _add_source(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", help="dataset folder or file")
-    p.add_argument("--layout", required=True, choices=list(LAYOUTS), help="how the dataset is laid out")
+    p.add_argument("path", help="dataset folder or file, or the name of a downloaded dataset (cellbench data list)")
+    p.add_argument("--layout", choices=list(LAYOUTS),
+                   help="how the dataset is laid out (not needed for a registered dataset's name)")
     p.add_argument("--split", help="split to read (glioma-c6: train, valid, test, gen; folders: a sub-folder)")
     p.add_argument("--task", default="all", help="classes to keep (glioma-c6: cells, soma, type-a, type-b)")
     p.add_argument(
@@ -40,16 +43,14 @@ def _add_source(p: argparse.ArgumentParser) -> None:
 
 
 def _read(args: argparse.Namespace) -> Dataset:
-    reader = LAYOUTS[args.layout]
-    accepted = inspect.signature(reader).parameters
-    candidates = {
-        "invalid": args.invalid_polygons,
-        "image_dir": args.image_dir,
-        "channels": args.channels,
-        "progress": sys.stderr.isatty(),
-    }
-    options = {k: v for k, v in candidates.items() if k in accepted and v is not None}
-    return read_dataset(args.path, args.layout, split=args.split, task=args.task, **options)
+    from cellbench.data.registry import DATASETS
+
+    if args.layout is None and args.path not in DATASETS:
+        raise DataError("give --layout, or the name of a registered dataset (see `cellbench data list`)",
+                        path=args.path)
+    return read_with_options(args.path, args.layout, split=args.split, task=args.task,
+                             invalid=args.invalid_polygons, image_dir=args.image_dir, channels=args.channels,
+                             progress=sys.stderr.isatty())
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -100,14 +101,31 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from cellbench.data.download import download
+    from cellbench.data.registered import download_registered
+    from cellbench.data.registry import get_dataset
 
-    remote = REMOTE_DATASETS[args.dataset]
-    if args.archive is None:
-        print(f"downloading {remote.filename} ({remote.size_hint}, licence {remote.licence}) from {remote.url}",
-              file=sys.stderr)
-    path = download(args.dataset, args.cache, archive=args.archive, progress=sys.stderr.isatty())
+    entry = get_dataset(args.dataset)
+    if not args.archive:
+        urls = ", ".join(f.remote.url for f in entry.files) or f"the files of {entry.based_on}"
+        print(f"downloading {entry.name} ({entry.size_hint or 'size not published'}, licence "
+              f"{entry.licence or 'see its source'}) from {urls}", file=sys.stderr)
+    path = download_registered(args.dataset, args.cache, archives=args.archive or (), progress=sys.stderr.isatty())
     print(path)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from cellbench.data.registry import DATASETS
+
+    entries = [d.to_dict() for d in DATASETS.values()]
+    if args.json:
+        print(json.dumps(entries, indent=2))
+        return 0
+    for d in entries:
+        how = "by hand, then --archive" if d["manual"] else f"same download as {d['based_on']}" if d["based_on"] \
+            else "downloads"
+        print(f"{d['name']:32s} {d['modality'][:28]:28s} {d['objects'][:22]:22s} splits {', '.join(d['splits'])}; {how}")
+    print("(cellbench data list --json: URLs, checksums, licences, citations, layouts)")
     return 0
 
 
@@ -142,8 +160,13 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--overwrite", action="store_true")
     synth.set_defaults(func=_synth)
 
-    dl = cmds.add_parser("download", help="download a public dataset into the cache, verified")
-    dl.add_argument("dataset", choices=list(REMOTE_DATASETS))
-    dl.add_argument("--cache", help=f"cache folder (default {default_cache_dir()})")
-    dl.add_argument("--archive", help="use this already downloaded archive instead of the network")
+    dl = cmds.add_parser("download", help="download a registered dataset into the cache, verified")
+    dl.add_argument("dataset", help="a registered dataset (cellbench data list)")
+    dl.add_argument("--cache", help="cache folder (default $CELLBENCH_CACHE, else ~/.cache/cellbench)")
+    dl.add_argument("--archive", action="append",
+                    help="a file of the dataset downloaded by hand, used instead of the network (repeatable)")
     dl.set_defaults(func=_download)
+
+    ls = cmds.add_parser("list", help="the datasets cellbench can download and read by name")
+    ls.add_argument("--json", action="store_true", help="print the full entries as JSON")
+    ls.set_defaults(func=_list)

@@ -28,8 +28,17 @@ def _thresholds(text: str) -> list[float]:
     return values
 
 
+def _registered(gt: str) -> bool:
+    """``--gt`` names a registered dataset (read with its own layout), not a path that exists here."""
+    if Path(gt).exists():
+        return False
+    from cellbench.data.registry import DATASETS  # imported on use: it brings the downloader (http.client)
+
+    return gt in DATASETS
+
+
 def _ground_truth(args: argparse.Namespace) -> dict[str, Loader]:
-    if args.gt_layout:
+    if args.gt_layout or _registered(args.gt):
         ds = read_dataset(args.gt, args.gt_layout, split=args.split, task=args.task)
         return {pair_name(s.name): (lambda s=s: s.instances) for s in ds.samples}
     return segmentation_loaders(args.gt)
@@ -81,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
 def _check_shape(gt, pred, name: str, args: argparse.Namespace) -> None:
     """A prediction the size of its ground truth, or an error naming both files."""
     if tuple(gt.shape) != tuple(pred.shape):
-        gt_file = Path(args.gt) if args.gt_layout else segmentation_file(args.gt, name)
+        gt_file = Path(args.gt) if args.gt_layout or _registered(args.gt) else segmentation_file(args.gt, name)
         (gh, gw), (ph, pw) = gt.shape, pred.shape
         raise DataError(f"prediction of image {name!r} is {ph} x {pw} (h x w) but its ground truth {gt_file} "
                         f"is {gh} x {gw}", path=segmentation_file(args.pred, name))
@@ -121,7 +130,8 @@ def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
         "(paired by file stem, ignoring _masks/_label/_pred suffixes) or COCO json files; with --gt-layout the "
         "ground truth is read by any layout reader (overlapping instances kept).",
     )
-    p.add_argument("--gt", required=True, help="ground truth: label-image folder, COCO json, or a dataset (--gt-layout)")
+    p.add_argument("--gt", required=True, help="ground truth: label-image folder, COCO json, a dataset (--gt-layout), "
+                   "or the name of a downloaded dataset (cellbench data list)")
     p.add_argument("--pred", required=True, help="predictions: label-image folder or COCO json (full file or results list)")
     p.add_argument("--gt-layout", choices=list(LAYOUTS), help="read --gt with this layout reader")
     p.add_argument("--split", help="with --gt-layout: the split to read")

@@ -12,6 +12,7 @@ from cellbench.cli.data import add_data_commands
 from cellbench.cli.demo import add_demo_command
 from cellbench.cli.evaluate import add_evaluate_command
 from cellbench.cli.methods import add_method_commands
+from cellbench.cli.models import add_models_commands
 from cellbench.cli.run import add_run_commands
 from cellbench.errors import DataError
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_command(sub)
     add_run_commands(sub)
     add_method_commands(sub)
+    add_models_commands(sub)
     add_analyze_commands(sub)
     return parser
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import inspect
 import json
 import sys
 from pathlib import Path
 
-from cellbench.data import LAYOUTS, read_dataset
+from cellbench.data import LAYOUTS
+from cellbench.data.layouts import read_with_options
 from cellbench.data.dataset import Sample
 from cellbench.data.images import image_files, missing_path, read_image
 from cellbench.errors import DataError
@@ -72,11 +72,13 @@ def _method_class(name: str):
 
 
 def _read(args: argparse.Namespace, split: str | None):
-    reader = LAYOUTS[args.layout]
-    accepted = inspect.signature(reader).parameters
-    candidates = {"invalid": args.invalid_polygons, "channels": args.channels, "image_dir": args.image_dir}
-    options = {k: v for k, v in candidates.items() if k in accepted and v is not None}
-    return read_dataset(args.data, args.layout, split=split, task=args.task, **options)
+    from cellbench.data.registry import DATASETS
+
+    if args.layout is None and args.data not in DATASETS:
+        raise DataError("give --layout, or the name of a registered dataset (see `cellbench data list`)",
+                        path=args.data)
+    return read_with_options(args.data, args.layout, split=split, task=args.task, invalid=args.invalid_polygons,
+                             channels=args.channels, image_dir=args.image_dir)
 
 
 def _tiling(args: argparse.Namespace, cls, from_file: dict | None) -> TileConfig:
@@ -261,8 +263,9 @@ def add_method_commands(sub: argparse._SubParsersAction) -> None:
 
     train = sub.add_parser("train", help="train a method on a dataset and write a model directory")
     train.add_argument("method", help="method name (see `cellbench methods`)")
-    train.add_argument("--data", required=True, help="dataset folder or file")
-    train.add_argument("--layout", required=True, choices=list(LAYOUTS))
+    train.add_argument("--data", required=True,
+                       help="dataset folder or file, or the name of a downloaded dataset (cellbench data list)")
+    train.add_argument("--layout", choices=list(LAYOUTS), help="how --data is laid out (not for a registered name)")
     train.add_argument("--split", help="training split (glioma-c6: train; folders: a sub-folder)")
     train.add_argument("--valid-split", help="validation split of the same dataset (model selection / score)")
     train.add_argument("--task", default="all", help="classes to keep (glioma-c6: cells, soma, type-a, type-b)")

@@ -1,26 +1,26 @@
 """Downloading public datasets into a cache folder, with an integrity check.
 
 The checksum comes from the dataset's record (Zenodo publishes an md5 for
-every file) unless it is pinned. A download goes to ``<file>.part`` and is
-renamed only after its checksum matches; the archive is then checked (zip
-CRCs) and unpacked through a temporary folder, so an interrupted run leaves
-nothing that looks complete. Plain ``urllib`` is used, so ``file://`` URLs
-take the same path (that is how the tests run it offline).
+every file) unless it is pinned. The download itself is cellbench's one
+downloader, :func:`cellbench.remote.fetch_file`: ``<file>.part``, resumed
+after a cut transfer, renamed only after its checksum matches, a mirror
+(``$CELLBENCH_MIRROR``) tried first. The archive is then checked (zip CRCs)
+and unpacked through a temporary folder, so an interrupted run leaves
+nothing that looks complete. ``file://`` URLs take the same path (that is
+how the tests run it offline).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from cellbench.errors import DataError
-from cellbench.files import atomic_write_bytes, file_digest, staged_dir
+from cellbench.files import atomic_write_bytes, file_digest
+from cellbench.remote import RemoteFile, default_cache_dir, fetch_file, mirror_from_env, unpack_zip
 
 __all__ = ["GLIOMA_C6", "REMOTE_DATASETS", "RemoteArchive", "default_cache_dir", "download", "fetch_archive", "unpack"]
 
@@ -57,14 +57,6 @@ REMOTE_DATASETS = {GLIOMA_C6.name: GLIOMA_C6}
 Opener = Callable[[str], object]
 
 
-def default_cache_dir() -> Path:
-    """``$CELLBENCH_CACHE``, else ``$XDG_CACHE_HOME/cellbench``, else ``~/.cache/cellbench``."""
-    if os.environ.get("CELLBENCH_CACHE"):
-        return Path(os.environ["CELLBENCH_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "cellbench"
-
-
 def _open(url: str, opener: Opener):
     try:
         return opener(url)
@@ -96,68 +88,36 @@ def fetch_archive(
     *,
     opener: Opener | None = None,
     progress: bool = True,
+    mirror: str | None = None,
 ) -> Path:
     """The archive in the cache, downloaded and checksum-verified if not already there.
 
-    ``opener`` opens a URL (default ``urllib.request.urlopen``).
+    ``opener`` opens a URL (default ``urllib.request.urlopen``); ``mirror`` is
+    a folder or http(s) URL holding a copy of the archive (default ``$CELLBENCH_MIRROR``).
     """
-    # The network modules and tqdm (~60 ms of imports) are imported here: every `cellbench`
-    # command imports this module to list the datasets, and most never download.
-    import http.client
+    # urllib (~60 ms of imports) is imported here: every `cellbench` command imports this
+    # module to list the datasets, and most never download.
     import urllib.request
 
-    from tqdm import tqdm
-
-    opener = opener or urllib.request.urlopen
+    mirror = mirror_from_env("data") if mirror is None else mirror or None
     folder = Path(cache_dir or default_cache_dir()) / remote.name
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / remote.filename
-    md5, url = _record_entry(remote, opener)
-    if md5 is None:
-        log.warning("no checksum known for %s; only the zip's own CRCs will be checked", remote.filename)
-    if target.is_file() and (md5 is None or file_digest(target, "md5") == md5):
-        return target
-    part = target.with_name(target.name + ".part")
     try:
-        with _open(url, opener) as response, open(part, "wb") as out:
-            total = getattr(response, "length", None)
-            with tqdm(total=total, unit="B", unit_scale=True, desc=remote.filename, disable=not progress) as bar:
-                for block in iter(lambda: response.read(1 << 20), b""):
-                    out.write(block)
-                    bar.update(len(block))
-    except (OSError, http.client.HTTPException) as exc:  # connection lost mid-way (URLError is an OSError)
-        part.unlink(missing_ok=True)
-        raise DataError(f"download interrupted ({exc}); the partial download was removed", path=url) from exc
-    except BaseException:
-        part.unlink(missing_ok=True)
-        raise
-    got = file_digest(part, "md5")
-    if md5 is not None and got != md5:
-        part.unlink()
-        raise DataError(f"checksum mismatch: md5 {got}, expected {md5}; the partial download was removed", path=url)
-    os.replace(part, target)
-    return target
+        md5, url = _record_entry(remote, opener or urllib.request.urlopen)
+    except DataError as exc:
+        if not mirror:
+            raise
+        # Behind a firewall the record is out of reach too: the mirror's copy is checked against
+        # the pinned md5, or trusted on first use.
+        log.warning("%s; taking %s from the mirror %s without the record's checksum", exc, remote.filename, mirror)
+        md5, url = remote.md5, remote.url
+    file_opener = None if opener is None else (lambda request, timeout: opener(request.full_url))
+    return fetch_file(RemoteFile(remote.filename, url, md5=md5), folder, mirror=mirror or "", progress=progress,
+                      opener=file_opener)
 
 
 def unpack(archive: str | Path, dest: str | Path) -> Path:
     """Check the zip's CRCs and unpack it to ``dest`` atomically; refuses unsafe member paths."""
-    archive, dest = Path(archive), Path(dest)
-    try:
-        with zipfile.ZipFile(archive) as zf:
-            try:
-                bad = zf.testzip()
-            except (zlib.error, EOFError) as exc:  # a damaged deflate stream fails before its CRC is checked
-                raise DataError(f"corrupt archive: cannot decompress ({exc})", path=archive) from exc
-            if bad is not None:
-                raise DataError(f"corrupt archive: CRC check failed for member {bad!r}", path=archive)
-            for member in zf.namelist():
-                if member.startswith(("/", "\\")) or ".." in Path(member).parts:
-                    raise DataError(f"unsafe path in archive: {member!r}", path=archive)
-            with staged_dir(dest, overwrite=True) as tmp:
-                zf.extractall(tmp)
-    except zipfile.BadZipFile as exc:
-        raise DataError(f"not a zip archive ({exc})", path=archive) from exc
-    return dest
+    return unpack_zip(archive, dest)
 
 
 def download(

@@ -2,10 +2,18 @@
 
 Training goes through ``cellpose.train.train_seg`` on a
 ``cellpose.models.CellposeModel``: from scratch (random initialisation, works
-offline), or fine-tuned from a Cellpose 3 model file the user gives (the
-Glioma C6 paper fine-tuned ``cyto3``; cellbench downloads nothing).
-Prediction is ``CellposeModel.eval`` with its usual parameters (diameter,
-flow and cellprob thresholds, minimum size).
+offline), or fine-tuned from pretrained weights (the Glioma C6 paper
+fine-tuned ``cyto3``). Prediction is ``CellposeModel.eval`` with its usual
+parameters (diameter, flow and cellprob thresholds, minimum size).
+
+Pretrained weights (``pretrained: cyto3``, ``nuclei``, ``cyto2`` or a file
+path) come from cellbench's registry (:mod:`cellbench.pretrained`): the files
+Cellpose 3 itself downloads, fetched and checked by cellbench (Cellpose's own
+download checks nothing and turns TLS verification off). An untrained method
+with ``pretrained`` set predicts zero-shot (``train_images: 0`` in ``cellbench
+run``), as ``cellpose.models.Cellpose(model_type=...)`` does: the registry's
+diameter convention (30 px, nuclei 17 px) and, when no ``diameter`` is
+given, the model's size model to estimate each image's object diameter.
 
 Why Cellpose 3 (``cellpose>=3.1,<4``): ``cyto3`` and the paper's fine-tuning
 protocol belong to 3.x; Cellpose 4 (Cellpose-SAM) is a ViT-L that takes
@@ -27,8 +35,10 @@ import contextlib
 import logging
 import random
 import re
+import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +54,7 @@ from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHi
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig
 
-__all__ = ["CellposeConfig", "CellposeMethod", "WEIGHTS_FILE", "read_cellpose_weights"]
+__all__ = ["CellposeConfig", "CellposeMethod", "WEIGHTS_FILE", "read_cellpose_weights", "read_size_model"]
 
 WEIGHTS_FILE = "cellpose_model.pth"
 _EPOCH_LINE = re.compile(r"^(\d+), train_loss=")
@@ -55,8 +65,13 @@ class CellposeConfig:
     """Cellpose training and prediction settings (names as in ``train_seg`` and ``eval``).
 
     Attributes:
-        pretrained_model: path of a Cellpose 3 model file to fine-tune (e.g. a
-            copy of ``cyto3``); None trains from scratch.
+        pretrained: pretrained weights: a registry name (``cyto3``, ``nuclei``,
+            ``cyto2``, or ``cellpose/cyto3``...; ``cellbench models list --method
+            cellpose``) fetched and checked into the cache, or a Cellpose 3 model
+            file. ``train`` fine-tunes from it; without training it predicts zero-shot.
+        pretrained_model: path of a Cellpose 3 model file to fine-tune (the
+            older, path-only setting; give ``pretrained`` or this, not both);
+            neither trains from scratch.
         diam_mean: object diameter (px) the network works at; 30 for
             cytoplasm models, 17 for nuclei (read from the file when fine-tuning).
         n_epochs, learning_rate, weight_decay, batch_size, SGD: optimiser
@@ -76,6 +91,7 @@ class CellposeConfig:
         flatten: how overlapping training annotations become label images.
     """
 
+    pretrained: str | None = None
     pretrained_model: str | None = None
     diam_mean: float = 30.0
     n_epochs: int = 100
@@ -104,6 +120,8 @@ class CellposeConfig:
                              f"{self.batch_size}, {self.bsize}")
         if len(self.channels) != 2:
             raise ValueError(f"channels must be two integers, got {self.channels!r}")
+        if self.pretrained and self.pretrained_model:
+            raise ValueError("give pretrained (a registry name or a file) or pretrained_model (a file), not both")
 
 
 def read_cellpose_weights(path: str | Path) -> dict:
@@ -127,6 +145,46 @@ def read_cellpose_weights(path: str | Path) -> dict:
         raise DataError("this is a Cellpose 4 (Cellpose-SAM) model file; the cellpose method uses Cellpose 3",
                         path=path)
     return state
+
+
+#: What a size model's pickle may hold: numpy arrays, dtypes and scalars (numpy 1 or 2 module names).
+_SIZE_MODEL_CLASSES = {("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numpy", "ndarray"),
+                       ("numpy", "dtype")}
+
+
+def read_size_model(path: str | Path) -> dict:
+    """Cellpose's size model (``size_*.npy``, a pickled dict of arrays), read without running pickled code.
+
+    ``cellpose.models.SizeModel`` opens it with ``np.load(allow_pickle=True)``,
+    which would run whatever a tampered file holds; here only numpy arrays,
+    dtypes and numbers are let through, and the dict must have the regression's keys.
+    """
+    import importlib
+    import pickle
+
+    class ArraysOnly(pickle.Unpickler):
+        def find_class(self, module: str, name: str) -> Any:
+            if (module.rsplit(".", 1)[-1], name) not in _SIZE_MODEL_CLASSES or not module.startswith("numpy"):
+                raise pickle.UnpicklingError(f"{module}.{name} is not allowed in a size model")
+            modern = module.replace("numpy.core", "numpy._core")  # numpy 2 name, no deprecation warning
+            try:
+                return getattr(importlib.import_module(modern), name)
+            except ImportError:
+                return getattr(importlib.import_module(module), name)
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                np.lib.format.read_array_header_2_0
+            _, _, dtype = read_header(fh)
+            params = ArraysOnly(fh).load().item() if dtype.hasobject else None
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError) as exc:
+        raise DataError(f"not a readable Cellpose size model ({type(exc).__name__}: {exc})", path=path) from exc
+    if not isinstance(params, dict) or not {"A", "smean", "diam_mean", "ymean"} <= set(params):
+        raise DataError("not a Cellpose size model (no A, smean, diam_mean, ymean)", path=path)
+    return params
 
 
 def _seed_everything(seed: int) -> None:
@@ -178,7 +236,7 @@ class CellposeMethod(Method):
 
     name = "cellpose"
     version = "3"
-    description = "Cellpose 3 (cyto3 family): from scratch or fine-tuned from a given model file"
+    description = "Cellpose 3 (cyto3 family): from scratch, fine-tuned, or zero-shot from pretrained weights"
     requires = ("torch", "cellpose")
     extra = "cellpose"
     Config = CellposeConfig
@@ -192,14 +250,38 @@ class CellposeMethod(Method):
     def __init__(self, config: CellposeConfig | None = None) -> None:
         super().__init__(config)
         self._model: Any = None
+        self._size_model: dict | None = None  # a pretrained model's size regression, used zero-shot
+
+    def _pretrained(self) -> tuple[dict, float | None, Path | None]:
+        """The ``pretrained`` weights' state dict, the diam_mean they imply and their size model (None: none)."""
+        from cellbench.pretrained import find_pretrained, resolve_pretrained
+
+        cfg = self.config
+        path = resolve_pretrained(cfg.pretrained, method="cellpose", progress=sys.stderr.isatty())
+        entry = None if Path(cfg.pretrained).expanduser().exists() else find_pretrained(cfg.pretrained,
+                                                                                        method="cellpose")
+        if entry is None:
+            return read_cellpose_weights(path), None, None
+        size = path.parent / entry.files[1].file_name if len(entry.files) > 1 else None
+        return read_cellpose_weights(path), entry.settings.get("diam_mean"), size
 
     # -- building ---------------------------------------------------------------
-    def _new_model(self, state: dict | None) -> Any:
-        """A ``CellposeModel`` on CPU (or GPU when torch has one), random or holding ``state``."""
+    def _new_model(self, state: dict | None, *, diam_mean: float | None = None) -> Any:
+        """A ``CellposeModel`` on CPU (or GPU when torch has one), random or holding ``state``.
+
+        ``diam_mean`` overrides the file's, as Cellpose does for its built-in
+        models (nuclei: 17), whose older files may not record it at all.
+        """
         import torch
         from cellpose import models
 
-        diam_mean = float(state["diam_mean"].reshape(-1)[0]) if state is not None else float(self.config.diam_mean)
+        if state is not None:
+            state = dict(state)
+            if diam_mean is None:
+                diam_mean = float(state["diam_mean"].reshape(-1)[0]) if "diam_mean" in state else self.config.diam_mean
+            state["diam_mean"] = torch.full((1,), float(diam_mean))
+            state.setdefault("diam_labels", torch.full((1,), float(diam_mean)))
+        diam_mean = float(diam_mean if diam_mean is not None else self.config.diam_mean)
         # mkldnn=False: Cellpose's MKL-DNN inference converts the weights to opaque tensors that cannot be saved
         model = models.CellposeModel(gpu=torch.cuda.is_available(), pretrained_model=False, model_type=None,
                                      diam_mean=diam_mean, mkldnn=False)
@@ -233,9 +315,12 @@ class CellposeMethod(Method):
         if not train:
             raise DataError("cellpose: no training images")
         cfg = self.config
-        state = read_cellpose_weights(cfg.pretrained_model) if cfg.pretrained_model else None
+        state, diam_mean = read_cellpose_weights(cfg.pretrained_model) if cfg.pretrained_model else None, None
+        if cfg.pretrained:
+            state, diam_mean, _ = self._pretrained()
         _seed_everything(seed)
-        self._model = self._new_model(state)
+        self._model = self._new_model(state, diam_mean=diam_mean)
+        self._size_model = None  # a fine-tuned model predicts at its training objects' diameter
         images, labels = self._arrays(train)
         if all(len(np.unique(lab)) - 1 < cfg.min_train_masks for lab in labels):
             raise DataError(f"cellpose: no training image has at least min_train_masks={cfg.min_train_masks} "
@@ -273,23 +358,44 @@ class CellposeMethod(Method):
             epochs=tuple(epochs), val_metric="f1@0.5" if valid else None, best_epoch=len(epochs) - 1,
             wall_s=wall,
             info={"diam_mean": float(self._model.diam_mean), "diam_labels": self._model.diam_labels,
-                  "from": cfg.pretrained_model or "scratch", "nimg_per_epoch": nimg,
+                  "from": cfg.pretrained or cfg.pretrained_model or "scratch", "nimg_per_epoch": nimg,
                   "loss": "cellpose flow MSE + cellprob BCE (train_seg)"},
         )
 
     def _require_model(self) -> Any:
         if self._model is None:
-            raise DataError("cellpose: train or load weights before predicting")
+            if not self.config.pretrained:
+                raise DataError("cellpose: train or load weights before predicting (or set pretrained)")
+            state, diam_mean, size = self._pretrained()  # zero-shot
+            self._model = self._new_model(state, diam_mean=diam_mean)
+            self._size_model = read_size_model(size) if size is not None else None
         return self._model
+
+    def _estimated_diameter(self, x: np.ndarray) -> float | None:
+        """The object diameter the pretrained size model estimates for ``x`` (zero-shot without ``diameter``)."""
+        if self._size_model is None:
+            return None
+        from cellpose.models import SizeModel
+
+        cfg = self.config
+        sizer = SizeModel(cp_model=self._model)  # no file: the parameters were read safely above
+        sizer.params, sizer.diam_mean = self._size_model, float(self._size_model["diam_mean"])
+        with warnings.catch_warnings():  # no masks at the style's size: Cellpose then falls back to diam_mean
+            warnings.filterwarnings("ignore", "Mean of empty slice", RuntimeWarning)
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            diameter, _ = sizer.eval(x, channels=list(cfg.channels), channel_axis=-1 if x.ndim == 3 else None,
+                                     batch_size=cfg.eval_batch_size, normalize=True)
+        return float(diameter)
 
     def _labels(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Cellpose masks and cell probability (sigmoid of the cellprob map) of one image."""
         cfg = self.config
         model = self._require_model()
         x = preprocess(image, cfg.preprocess)
+        diameter = cfg.diameter if cfg.diameter is not None else self._estimated_diameter(x)
         masks, flows, _ = model.eval(
             x, channels=list(cfg.channels), channel_axis=-1 if x.ndim == 3 else None,
-            diameter=cfg.diameter, flow_threshold=cfg.flow_threshold,
+            diameter=diameter, flow_threshold=cfg.flow_threshold,
             cellprob_threshold=cfg.cellprob_threshold, min_size=cfg.min_size, augment=cfg.augment,
             batch_size=cfg.eval_batch_size, normalize=True,
         )
@@ -313,3 +419,4 @@ class CellposeMethod(Method):
             self._model = self._new_model(state)
         except DataError as exc:
             raise DataError(exc.problem, path=path) from exc
+        self._size_model = None

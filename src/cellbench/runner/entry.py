@@ -59,7 +59,8 @@ class EntryOutcome:
 
 def _read(entry: GridEntry, split: str | None) -> Dataset:
     d = entry.dataset
-    return read_dataset(d.path, d.layout, split=split, task=entry.task, **dict(d.options))
+    layout = None if d.registered else d.layout  # a registered name reads with its own layouts
+    return read_dataset(d.path, layout, split=split, task=entry.task, **dict(d.options))
 
 
 def _pick_training(samples, n: int | None, seed: int, where: str):

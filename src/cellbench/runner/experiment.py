@@ -99,6 +99,8 @@ class DatasetSpec:
     test: tuple[TestSpec, ...] = (TestSpec(None),)
     tasks: tuple[str, ...] = ("all",)
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The name of a dataset of :mod:`cellbench.data.registry` (then ``path`` is that name too).
+    registered: str | None = None
 
     def to_dict(self) -> dict:
         return _plain(self)
@@ -373,18 +375,26 @@ def _expand(path: str) -> str:
 def _dataset(r: _Reader, name: str, raw: Any, base_dir: Path, override: str | None) -> DatasetSpec:
     where = f"datasets.{name}"
     raw = r.mapping(raw, where)
-    r.only(raw, where, {"layout", "path", "train", "valid", "test", "tasks", "options"})
-    layout = r.string(raw.get("layout"), f"{where}.layout")
-    from cellbench.data import LAYOUTS
+    r.only(raw, where, {"layout", "path", "registered", "train", "valid", "test", "tasks", "options"})
+    registered = raw.get("registered")
+    if registered is not None:
+        layout, path = _registered_dataset(r, raw, where)
+    if registered is not None and override is not None:
+        # --data NAME=PATH: the registered dataset's files, somewhere else, read with its layout
+        registered = None
+        path = Path(os.path.abspath(Path(_expand(override)).expanduser()))
+    elif registered is None:
+        layout = r.string(raw.get("layout"), f"{where}.layout")
+        from cellbench.data import LAYOUTS
 
-    if layout not in LAYOUTS:
-        r.fail(f"{where}.layout", f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}")
-    raw_path = override if override is not None else r.string(raw.get("path"), f"{where}.path")
-    try:
-        path = Path(_expand(raw_path))
-    except DataError as exc:
-        r.fail(f"{where}.path", exc.problem)
-    path = Path(os.path.abspath(Path(base_dir).expanduser() / path))
+        if layout not in LAYOUTS:
+            r.fail(f"{where}.layout", f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}")
+        raw_path = override if override is not None else r.string(raw.get("path"), f"{where}.path")
+        try:
+            path = Path(_expand(raw_path))
+        except DataError as exc:
+            r.fail(f"{where}.path", exc.problem)
+        path = Path(os.path.abspath(Path(base_dir).expanduser() / path))
     tests = []
     for i, t in enumerate(r.listing(raw.get("test", [None]), f"{where}.test")):
         if t is None or isinstance(t, str):
@@ -412,7 +422,22 @@ def _dataset(r: _Reader, name: str, raw: Any, base_dir: Path, override: str | No
         test=tuple(tests),
         tasks=tasks,
         options=dict(options),
+        registered=registered,
     )
+
+
+def _registered_dataset(r: _Reader, raw: Mapping, where: str) -> tuple[str, str]:
+    """(layout, name) of ``registered: NAME``, a dataset downloaded by name; it takes no path or layout."""
+    from cellbench.data.registry import DATASETS
+
+    name = r.string(raw["registered"], f"{where}.registered")
+    if name not in DATASETS:
+        r.fail(f"{where}.registered", f"unknown dataset {name!r}; registered: {', '.join(DATASETS)}")
+    given = sorted({"path", "layout"} & set(raw))
+    if given:
+        r.fail(f"{where}.{given[0]}", "a registered dataset brings its own path and layout: give neither")
+    layouts = {s.layout for s in DATASETS[name].splits.values()}
+    return (layouts.pop() if len(layouts) == 1 else "mixed"), name
 
 
 def _regime(r: _Reader, name: str, raw: Any) -> Regime:

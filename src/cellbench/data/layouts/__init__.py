@@ -23,6 +23,7 @@ __all__ = [
     "read_glioma_c6",
     "read_neurips",
     "read_tissuenet",
+    "read_with_options",
 ]
 
 LAYOUTS: dict[str, Callable[..., Dataset]] = {
@@ -39,7 +40,7 @@ LAYOUTS: dict[str, Callable[..., Dataset]] = {
 
 def read_dataset(
     path: str | Path,
-    layout: str,
+    layout: str | None,
     *,
     split: str | None = None,
     task: str = "all",
@@ -47,11 +48,18 @@ def read_dataset(
 ) -> Dataset:
     """Read ``path`` in ``layout``, pick ``split`` and ``task``; ``options`` go to the layout's reader.
 
+    With ``layout`` None, ``path`` is the name of a registered dataset
+    (:mod:`cellbench.data.registry`) downloaded with ``cellbench data download``.
+
     >>> read_dataset(".", "zarr")
     Traceback (most recent call last):
     ...
     cellbench.errors.DataError: .: unknown layout 'zarr'; layouts: glioma-c6, coco, cellpose, neurips, dsb, folder, tissuenet
     """
+    if layout is None:  # a dataset registered by name (cellbench.data.registry), downloaded
+        from cellbench.data.registered import read_registered
+
+        return read_registered(str(path), split=split, task=task, **options)
     reader = LAYOUTS.get(layout)
     if reader is None:
         raise DataError(f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}", path=path)
@@ -63,3 +71,27 @@ def read_dataset(
             path=path,
         )
     return reader(Path(path), split=split, **options).with_task(task)
+
+
+def read_with_options(
+    path: str | Path,
+    layout: str | None,
+    *,
+    split: str | None = None,
+    task: str = "all",
+    **candidates,
+) -> Dataset:
+    """:func:`read_dataset` with those of ``candidates`` (options not None) that the layout's reader takes.
+
+    For the CLI, whose flags cover every reader's options. ``layout`` None
+    reads the registered dataset named ``path`` with its split's reader.
+    """
+    if layout is None:
+        from cellbench.data.registered import split_source
+
+        reader = LAYOUTS[split_source(str(path), split).layout]
+    else:
+        reader = LAYOUTS.get(layout)
+    accepted = set(inspect.signature(reader).parameters) if reader is not None else set()
+    options = {k: v for k, v in candidates.items() if k in accepted and v is not None}
+    return read_dataset(path, layout, split=split, task=task, **options)

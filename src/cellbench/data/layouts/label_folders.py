@@ -1,11 +1,14 @@
 """Folders of images with one label image each, in the layouts the field uses.
 
-- ``cellpose``: ``x.tif`` beside ``x_masks.tif`` (or ``.tiff`` / ``.png``).
+- ``cellpose``: ``x.tif`` beside ``x_masks.tif`` (or ``.tiff`` / ``.png``); the
+  Cellpose dataset's own naming, ``000_img.png`` beside ``000_masks.png``, too.
 - ``neurips`` (NeurIPS-2022 cell segmentation challenge, MEDIAR):
   ``images/x.*`` and ``labels/x_label.tiff``.
 - ``dsb`` (StarDist / DSB2018): ``images/x.tif`` and ``masks/x.tif``, same names.
 - ``folder``: ``images/`` and ``masks/`` (or ``labels/``), paired by stem,
-  tolerating ``_mask(s)`` / ``_label(s)`` suffixes on the masks.
+  tolerating ``_mask(s)`` / ``_label(s)`` suffixes on the masks; the options
+  ``images`` and ``masks`` name other folders (DeepBacs: ``brightfield/`` and
+  ``masks_RoiMap/``).
 
 When ``split`` is given, the layout is read from ``PATH/<split>/`` (StarDist's
 DSB2018 ships ``train/`` and ``test/``). Label images are integer; ids may
@@ -60,7 +63,18 @@ def _cellpose_pairs(root: Path) -> Pairs:
         p.stem[: -len("_masks")]: p for p in files if p.stem.endswith("_masks") and not p.stem.endswith("_cp_masks")
     }
     images = [p for p in files if not p.stem.endswith(("_masks", "_flows", "_outlines"))]
-    return _match(root, images, masks, "images without a <stem>_masks file", "mask files without an image")
+    return _match(root, images, masks, "images without a <stem>_masks file", "mask files without an image",
+                  key=_cellpose_stem)
+
+
+def _cellpose_stem(image: Path) -> str:
+    """``x`` for ``x.tif``, and for ``x_img.png`` (the Cellpose dataset names its images so).
+
+    >>> _cellpose_stem(Path("000_img.png")), _cellpose_stem(Path("cells.tif"))
+    ('000', 'cells')
+    """
+    stem = image.stem
+    return stem[: -len("_img")] if stem.endswith("_img") and len(stem) > len("_img") else stem
 
 
 def _neurips_pairs(root: Path) -> Pairs:
@@ -81,8 +95,12 @@ def _dsb_pairs(root: Path) -> Pairs:
     )
 
 
-def _folder_pairs(root: Path) -> Pairs:
-    images, masks = _subdir(root, ("images", "imgs", "raw")), _subdir(root, ("masks", "labels", "label"))
+_IMAGE_FOLDERS, _MASK_FOLDERS = ("images", "imgs", "raw"), ("masks", "labels", "label")
+
+
+def _folder_pairs(root: Path, image_names: tuple[str, ...] = _IMAGE_FOLDERS,
+                  mask_names: tuple[str, ...] = _MASK_FOLDERS) -> Pairs:
+    images, masks = _subdir(root, image_names), _subdir(root, mask_names)
     by_stem = {}
     for p in image_files(masks):
         stem = p.stem
@@ -153,6 +171,10 @@ def read_dsb(path: str | Path, *, split: str | None = None, progress: bool = Fal
     return _read("dsb", Path(path), split, _dsb_pairs, progress)
 
 
-def read_folder(path: str | Path, *, split: str | None = None, progress: bool = False) -> Dataset:
-    """Plain ``images/`` + ``masks/`` (or ``labels/``), paired by stem."""
-    return _read("folder", Path(path), split, _folder_pairs, progress)
+def read_folder(path: str | Path, *, split: str | None = None, images: str | None = None, masks: str | None = None,
+                progress: bool = False) -> Dataset:
+    """Plain ``images/`` + ``masks/`` (or ``labels/``), paired by stem; ``images`` / ``masks`` name other folders."""
+    def pairing(root: Path) -> Pairs:
+        return _folder_pairs(root, (images,) if images else _IMAGE_FOLDERS, (masks,) if masks else _MASK_FOLDERS)
+
+    return _read("folder", Path(path), split, pairing, progress)

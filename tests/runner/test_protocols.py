@@ -1,0 +1,53 @@
+"""The papers' protocols under examples/protocols load as they ship and expand to the grid each paper ran."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cellbench.data.registry import DATASETS
+from cellbench.errors import DataError
+from cellbench.runner import load_experiment
+from cellbench.runner.experiment import experiment_from_dict
+from cellbench.runner.grid import expand_grid
+
+PROTOCOLS = Path(__file__).parents[2] / "examples" / "protocols"
+
+# file -> (grid entries, {dataset label: registered name}, the paper it names)
+EXPECTED = {
+    "cellseg1.yaml": (5 * 3 * 4 * 5, {"dsb": "dsb2018", "cps": "cellpose-specialized", "csb": "cellseg-blood",
+                                      "ecb": "deepbacs-ecoli-brightfield", "bsf": "deepbacs-bsubtilis-fluorescence"},
+                      "cellseg1_one_image_sam_lora"),
+    "neurips22_report.yaml": (4, {"neurips22": "neurips22-cellseg"}, "neurips22_cellseg_model_benchmark_report"),
+    "cellseg_18_methods.yaml": (5 * 4, {"tissuenet-nuclear": "tissuenet", "tissuenet-dual": "tissuenet",
+                                        "tissuenet-whole-cell": "tissuenet", "livecell": "livecell"},
+                                "cell_segmentation_benchmark_18_methods_seggal"),
+}
+
+
+def test_every_protocol_is_checked_here():
+    assert sorted(p.name for p in PROTOCOLS.glob("*.yaml")) == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_protocol_loads_and_expands(name):
+    n_entries, datasets, paper = EXPECTED[name]
+    path = PROTOCOLS / name
+    assert paper in path.read_text(), "each protocol names the paper (and table or figure) it reproduces"
+    experiment = load_experiment(path)
+    assert {d.name: d.registered for d in experiment.datasets} == datasets
+    for d in experiment.datasets:  # every split the protocol reads is a split of the registered dataset
+        splits = set(DATASETS[d.registered].splits)
+        assert {d.train, d.valid, *(t.split for t in d.test)} - {None} <= splits, d.name
+    assert len(expand_grid(experiment)) == n_entries
+
+
+def test_registered_dataset_takes_no_path_or_layout():
+    raw = {"name": "x", "datasets": {"d": {"registered": "dsb2018", "path": "/data"}},
+           "methods": {"w": {"method": "watershed"}}}
+    with pytest.raises(DataError, match="brings its own path and layout"):
+        experiment_from_dict(raw)
+    raw["datasets"]["d"] = {"registered": "nosuch"}
+    with pytest.raises(DataError, match="unknown dataset 'nosuch'"):
+        experiment_from_dict(raw)
