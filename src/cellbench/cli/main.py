@@ -11,6 +11,8 @@ from cellbench.cli.analyze import add_analyze_commands
 from cellbench.cli.data import add_data_commands
 from cellbench.cli.demo import add_demo_command
 from cellbench.cli.evaluate import add_evaluate_command
+from cellbench.cli.export import add_export_commands
+from cellbench.cli.gallery import add_gallery_commands
 from cellbench.cli.methods import add_method_commands
 from cellbench.cli.models import add_models_commands
 from cellbench.cli.run import add_run_commands
@@ -34,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_method_commands(sub)
     add_models_commands(sub)
     add_analyze_commands(sub)
+    add_gallery_commands(sub)
+    add_export_commands(sub)
     return parser
 
 

@@ -176,8 +176,10 @@ def _image_files(path: Path) -> list[Path]:
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from cellbench.cli.gallery import resolve_model_argument
     from cellbench.data.export import to_coco, write_label_tiff
 
+    args.model = resolve_model_argument(args.model, args.gallery)  # gallery:NAME -> the model pulled into the cache
     model = load_model(args.model)
     given = {k: v for k, v in (("tile", args.tile), ("overlap", args.overlap)) if v is not None}
     if given:  # the same rule as a training config's tiling, over the tiling the model recorded
@@ -283,7 +285,8 @@ def add_method_commands(sub: argparse._SubParsersAction) -> None:
     train.set_defaults(func=_train)
 
     predict = sub.add_parser("predict", help="segment images with a trained model directory")
-    predict.add_argument("model", help="model directory written by `cellbench train`")
+    predict.add_argument("model", help="model directory written by `cellbench train`, or gallery:NAME (with --gallery)")
+    predict.add_argument("--gallery", help="gallery folder or http(s) URL holding the gallery:NAME model")
     predict.add_argument("--images", required=True, help="an image file or a folder of images")
     predict.add_argument("--out", required=True, help="output folder (written all or nothing)")
     predict.add_argument("--flatten", choices=FLATTEN_NAMES,
