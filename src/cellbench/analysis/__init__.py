@@ -1,4 +1,4 @@
-"""Analyses on data, predictions and results: per-instance morphology, annotation agreement, certainty.
+"""Analyses on data, predictions and results: morphology, errors, agreement, certainty, the 18-methods analyses.
 
 Pure functions returning frozen records (pandas is not a dependency; each
 table has a ``*_rows`` function giving tidy dicts and a CSV / JSON writer).
@@ -17,6 +17,28 @@ from cellbench.analysis.certainty import (
     paired_comparison,
     pooled_metric,
 )
+from cellbench.analysis.efficiency import (
+    EfficiencyBand,
+    EfficiencyPoint,
+    efficiency_bands,
+    efficiency_figure,
+    efficiency_rows,
+)
+from cellbench.analysis.errors import (
+    AREA_BINS,
+    CONTAINMENT,
+    ECCENTRICITY_BINS,
+    ERROR_COLORS,
+    BinRecall,
+    ErrorSummary,
+    ImageErrors,
+    eccentricities,
+    error_map,
+    error_rows,
+    error_summary,
+    image_errors,
+    split_merge,
+)
 from cellbench.analysis.morphology import (
     COLUMNS,
     MEASURES,
@@ -30,6 +52,37 @@ from cellbench.analysis.morphology import (
     write_morphology_csv,
 )
 from cellbench.analysis.morphology_plots import morphology_figures
+from cellbench.analysis.ranking import (
+    ACCURACY_METRICS,
+    DEFAULT_USABILITY,
+    USABILITY_CRITERIA,
+    Ranking,
+    RankRow,
+    load_usability,
+    normal_scores,
+    rank_models,
+    ranking_rows,
+    task_accuracy,
+)
+from cellbench.analysis.regression import (
+    COVARIATES,
+    Coefficient,
+    RegressionObservation,
+    RegressionResult,
+    fit_regression,
+    min_max_scale,
+    regression_rows,
+)
+from cellbench.analysis.transfer import (
+    DEFAULT_KS,
+    TransferPoint,
+    TransferSweep,
+    dilate_instances,
+    erode_instances,
+    transfer_figure,
+    transfer_rows,
+    transfer_sweep,
+)
 
 __all__ = [
     "CERTAINTY_METRICS",
@@ -56,4 +109,47 @@ __all__ = [
     "morphology_rows",
     "morphology_table",
     "write_morphology_csv",
+    "AREA_BINS",
+    "CONTAINMENT",
+    "ECCENTRICITY_BINS",
+    "ERROR_COLORS",
+    "BinRecall",
+    "ErrorSummary",
+    "ImageErrors",
+    "eccentricities",
+    "error_map",
+    "error_rows",
+    "error_summary",
+    "image_errors",
+    "split_merge",
+    "COVARIATES",
+    "Coefficient",
+    "RegressionObservation",
+    "RegressionResult",
+    "fit_regression",
+    "min_max_scale",
+    "regression_rows",
+    "DEFAULT_KS",
+    "TransferPoint",
+    "TransferSweep",
+    "dilate_instances",
+    "erode_instances",
+    "transfer_figure",
+    "transfer_rows",
+    "transfer_sweep",
+    "ACCURACY_METRICS",
+    "DEFAULT_USABILITY",
+    "USABILITY_CRITERIA",
+    "Ranking",
+    "RankRow",
+    "load_usability",
+    "normal_scores",
+    "rank_models",
+    "ranking_rows",
+    "task_accuracy",
+    "EfficiencyBand",
+    "EfficiencyPoint",
+    "efficiency_bands",
+    "efficiency_figure",
+    "efficiency_rows",
 ]

@@ -12,6 +12,7 @@ from cellbench.data import read_dataset
 from cellbench.files import staged_dir
 from cellbench.instances import flatten, policy_from_name
 from cellbench.report import plots
+from cellbench.report.analysis_sections import analysis_sections
 from cellbench.report.certainty_tables import interval_table, pairwise_tables
 from cellbench.report.html import Section, render_html
 from cellbench.report.results import EntryEvaluation, RunResults, load_results, threshold_key
@@ -113,12 +114,14 @@ def write_report(
     with staged_dir(out, overwrite=overwrite) as tmp:
         written = []
         (tmp / "tables").mkdir()
-        for tables in sections_tables.values():
+        extra = analysis_sections(results, tmp / "figures", error_images=qualitative_images, progress=progress)
+        for tables in [*sections_tables.values(), *(s.tables for s in extra)]:
             for t in tables:
                 (tmp / "tables" / f"{t.key}.csv").write_text(t.to_csv())
                 written.append(t.key)
         (tmp / "tables.json").write_text(json.dumps(
-            {name: [t.to_dict() for t in tables] for name, tables in sections_tables.items()}, indent=1, default=str))
+            {name: [t.to_dict() for t in tables] for name, tables in
+             [*sections_tables.items(), *((s.title, s.tables) for s in extra)]}, indent=1, default=str))
         figures: list[tuple[str, Path]] = []
         contexts = list(_contexts(results.evaluations).items())
         shown = progress(contexts, desc="report figures") if progress else contexts
@@ -145,6 +148,7 @@ def write_report(
             if name == "Training" and curves is not None:
                 figs = (("Training curves: loss per epoch (solid), validation score (dashed)", curves),)
             sections.append(Section(name, tables=tuple(tables), figures=figs))
+        sections += extra
         sections.append(Section("Figures", figures=tuple(figures)))
         if qualitative:
             sections.append(Section("Qualitative panels", figures=tuple(qualitative)))
@@ -159,5 +163,6 @@ def write_report(
                  f"numbers were made; the results database is {Path(results.run_dir) / RESULTS_DB}.")
         (tmp / "report.html").write_text(render_html(f"cellbench report: {results.name}", intro, sections))
         figure_names = [p.name for _, p in figures + qualitative] + (["training_curves.png"] if curves else [])
+        figure_names += [str(p.relative_to(tmp / "figures")) for s in extra for _, p in s.figures]
     return ReportSummary(out=str(out), html=str(out / "report.html"), tables=tuple(written),
                          figures=tuple(figure_names))
