@@ -13,6 +13,7 @@ from cellbench.cli.demo import add_demo_command
 from cellbench.cli.evaluate import add_evaluate_command
 from cellbench.cli.export import add_export_commands
 from cellbench.cli.gallery import add_gallery_commands
+from cellbench.cli.gui import add_gui_command
 from cellbench.cli.methods import add_method_commands
 from cellbench.cli.models import add_models_commands
 from cellbench.cli.run import add_run_commands
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_analyze_commands(sub)
     add_gallery_commands(sub)
     add_export_commands(sub)
+    add_gui_command(sub)
     return parser
 
 

@@ -1,0 +1,58 @@
+"""Jobs: a `cellbench train` command in its own process, queued one per slot, stopped and resumed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tifffile
+
+from cellbench.gui.jobs import JobQueue
+from cellbench.gui.workspace import Workspace
+from cellbench.methods.model_dir import load_model
+
+
+def _tiny_dsb(root):
+    yy, xx = np.mgrid[:48, :48]
+    labels = np.zeros((48, 48), np.uint16)
+    for j, (cy, cx) in enumerate([(12, 12), (12, 36), (36, 24)]):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = j + 1
+    image = (30 + 150 * (labels > 0) + np.random.default_rng(0).normal(0, 5, labels.shape)).astype(np.uint8)
+    for sub, arr in (("images", image), ("masks", labels)):
+        (root / sub).mkdir(parents=True)
+        tifffile.imwrite(root / sub / "a.tif", arr)
+
+
+def _wait(queue, job, states, timeout=180):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        queue.tick()
+        if job.state in states:
+            return job.state
+        time.sleep(0.2)
+    raise AssertionError(f"job {job.id} still {job.state}; log:\n{job.log_tail()}")
+
+
+def test_jobs_queue_stop_resume(tmp_path):
+    _tiny_dsb(tmp_path / "data")
+    ws = Workspace(tmp_path)
+    queue = JobQueue(ws, slots=1)
+
+    def train(name):
+        argv = ["train", "watershed", "--data", str(tmp_path / "data"), "--layout", "dsb",
+                "--out", str(tmp_path / "models" / name)]
+        return queue.submit("train", argv, title=f"train {name}", out=f"models/{name}")
+
+    first = train("a")
+    second = train("b")
+    assert first.state == "running" and second.state == "queued"  # one job per slot
+    queue.stop(first.id)
+    assert first.state == "stopped" and not (tmp_path / "models" / "a").exists()
+    _wait(queue, second, ("done",))  # the slot went to the queued job
+    queue.resume(first.id)
+    assert _wait(queue, first, ("done",)) == "done"
+    queue.join(60)
+    assert first.status["attempt"] == 2 and first.status["returncode"] == 0
+    assert "trained watershed on 1 image(s)" in first.log_tail()
+    assert load_model(tmp_path / "models" / "a").name == "watershed"
+    assert [j.id for j in queue.jobs()] == [first.id, second.id]
