@@ -14,6 +14,7 @@ from cellbench.instances import flatten, policy_from_name
 from cellbench.report import plots
 from cellbench.report.analysis_sections import analysis_sections
 from cellbench.report.certainty_tables import interval_table, pairwise_tables
+from cellbench.report.class_tables import class_tables
 from cellbench.report.html import Section, render_html
 from cellbench.report.results import EntryEvaluation, RunResults, load_results, threshold_key
 from cellbench.report.tables import (
@@ -51,6 +52,7 @@ def build_tables(results: RunResults) -> dict[str, list[Table]]:
         "Certainty: bootstrap intervals and paired comparisons": [
             *(t for t in (interval_table(evs),) if t is not None), *pairwise_tables(evs)],
         "Performance summary (NeurIPS-2022 report)": summary_tables(evs),
+        "Classes: per-class scores and class confusion": class_tables(evs),
         "Performance across IoU thresholds": threshold_tables(evs),
         "Top and bottom images": top_bottom_tables(evs),
         "Performance by cell count": count_bin_tables(evs),

@@ -15,6 +15,7 @@ with the untrained method and the same tiling rule.
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import time
@@ -31,6 +32,7 @@ from cellbench.methods import TrainHistory, config_from_dict, config_to_dict
 from cellbench.methods.model_dir import MODEL_FILE, LoadedModel, load_model, save_model, train_summary
 from cellbench.methods.tiling import TileConfig, method_tiling, predict_image
 from cellbench.runner.cache import PredictionCache
+from cellbench.runner.class_models import merge_class_predictions, needs_class_models, only_class, training_record
 from cellbench.runner.experiment import resolve_method
 from cellbench.runner.grid import GridEntry
 from cellbench.runner.records import EvaluationRecord
@@ -75,9 +77,10 @@ def _pick_training(samples, n: int | None, seed: int, where: str):
 
 
 def _trained_model(entry: GridEntry, method_cls: type, config, tiling: TileConfig, cache: PredictionCache,
-                   progress) -> tuple[LoadedModel, dict]:
+                   progress, only: str | None = None) -> tuple[LoadedModel, dict]:
     """The grid entry's model, trained now or by an earlier invocation, as read back from its model
-    directory; and the training record the store keeps (taken from ``model.json`` either way)."""
+    directory; and the training record the store keeps (taken from ``model.json`` either way).
+    ``only``: train on the instances of that class alone (one model per class, see ``class_models``)."""
     resumed = cache.has_model()
     if not resumed:
         d = entry.dataset
@@ -86,6 +89,8 @@ def _trained_model(entry: GridEntry, method_cls: type, config, tiling: TileConfi
                             path=d.path)
         picked = _pick_training(_read(entry, d.train).samples, entry.regime.train_images, entry.seed, d.path)
         valid = list(_read(entry, d.valid).samples) if d.valid is not None else None
+        if only is not None:
+            picked, valid = only_class(picked, only), (only_class(valid, only) if valid is not None else None)
         method = method_cls(config)
         started = time.perf_counter()
         history = method.train(picked, valid, seed=entry.seed, progress=progress)
@@ -94,7 +99,7 @@ def _trained_model(entry: GridEntry, method_cls: type, config, tiling: TileConfi
             raise TypeError(f"{type(method).__name__}.train returned {type(history).__name__}, not TrainHistory")
         source = {"path": d.path, "layout": d.layout, "split": d.train, "task": entry.task,
                   "train_images": entry.regime.train_images, "valid_split": d.valid,
-                  "valid_images": [s.name for s in valid or ()]}
+                  "valid_images": [s.name for s in valid or ()], "class": only}
         save_model(method, cache.model_dir, train_summary=train_summary(picked, source=source), seed=entry.seed,
                    history=history, tiling=tiling, overwrite=True,
                    extra={"runner": {"entry": entry.label, "entry_key": entry.key, "train_wall_s": wall}})
@@ -121,6 +126,11 @@ def _ground_truth(samples, kind: str, policy_name: str):
     return [flatten(s.instances, policy).to_instance_set() for s in samples]
 
 
+def _predict_per_class(models: list[LoadedModel], classes: tuple[str, ...], image: np.ndarray):
+    """One classified prediction from one single-class model per class."""
+    return merge_class_predictions([m.predict(image) for m in models], classes)
+
+
 def run_entry(
     entry: GridEntry,
     *,
@@ -141,17 +151,33 @@ def run_entry(
     try:
         if evaluate is None:
             from cellbench.metrics import evaluate
+        from cellbench.metrics import threshold_key
+        from cellbench.metrics.classes import class_confusion
         method_cls = resolve_method(entry.method.method)
         config = config_from_dict(method_cls.Config, dict(entry.method.config), source=entry.method.name)
         tiling = method_tiling(method_cls, entry.method.tiling, source=entry.method.name)
         base["config"]["method"]["resolved_config"] = config_to_dict(config)
         base["config"]["method"]["resolved_tiling"] = tiling.to_dict()
         cache = PredictionCache(cache_root, entry.key)
-        if entry.regime.trains:
-            model, train = _trained_model(entry, method_cls, config, tiling, cache, progress)
-            method, tiling = model.method, model.tiling
+        classes: tuple[str, ...] = ()
+        if entry.regime.trains and entry.dataset.train is not None and not getattr(method_cls, "supports_classes",
+                                                                                     False):
+            classes = _read(entry, entry.dataset.train).classes  # read only for a method that cannot classify
+        if needs_class_models(method_cls, classes):
+            models, trains = [], {}
+            for k, cname in enumerate(classes):
+                model, trains[cname] = _trained_model(entry, method_cls, config, tiling,
+                                                      PredictionCache(cache.folder, f"class{k}"), progress, cname)
+                models.append(model)
+            train = training_record(trains)
+            predict = functools.partial(_predict_per_class, models, classes)
         else:
-            method, train = method_cls(config), None
+            if entry.regime.trains:
+                model, train = _trained_model(entry, method_cls, config, tiling, cache, progress)
+                method, tiling = model.method, model.tiling
+            else:
+                method, train = method_cls(config), None
+            predict = functools.partial(predict_image, method, tiling=tiling)
         ev = entry.evaluation
         evaluations = []
         for test in entry.tests:
@@ -164,7 +190,7 @@ def run_entry(
                 if cached is None:
                     image = sample.load_image()
                     t0 = time.perf_counter()
-                    pred = predict_image(method, image, tiling)
+                    pred = predict(image)
                     cached = (pred, time.perf_counter() - t0)
                     cache.save_prediction(test.split, sample.name, *cached)
                 predictions.append(cached[0])
@@ -185,6 +211,12 @@ def run_entry(
                 ).to_dict()
                 if ev.coco and not coco:
                     result["coco_skipped"] = "the method gives no instance scores, which COCO ranking needs"
+                if ev.per_class:
+                    result["class_confusion"] = {
+                        threshold_key(t): class_confusion(gts, predictions, threshold=t,
+                                                          boundary_px=ev.boundary_px).to_dict()
+                        for t in ev.thresholds
+                    } if samples else {}
                 result = json.loads(json.dumps(result, default=float))
                 evaluations.append(
                     EvaluationRecord(

@@ -46,7 +46,7 @@ ANNOTATIONS = {
     },
 }
 FOLDERS = {"train": "spec/train", "valid": "spec/valid", "test": "spec/test", "gen": "gen"}
-TASKS = ["all", "cells", "soma", "type-a", "type-b"]
+TASKS = ["all", "cells", "soma", "type-a", "type-b", "types"]
 
 
 def coco_for(split, annotations=None, categories=None):
@@ -112,6 +112,7 @@ def test_read_one_split(tmp_path):
     ("soma", {"soma": 2}, 0),
     ("type-a", {"cell_type_a": 3}, 2),
     ("type-b", {"cell_type_b": 2}, 0),
+    ("types", {"cell_type_a": 3, "cell_type_b": 2}, 2),
 ])
 def test_tasks_on_train(tmp_path, task, per_class, n_overlapping):
     ds = read_dataset(build(tmp_path), "glioma-c6", split="train", task=task)

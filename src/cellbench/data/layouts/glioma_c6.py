@@ -37,6 +37,9 @@ TASKS = {
     "soma": Task("soma", {"soma": "soma"}, "somata"),
     "type-a": Task("type-a", {"cell_type_a": "cell_type_a"}, "cells of type A"),
     "type-b": Task("type-b", {"cell_type_b": "cell_type_b"}, "cells of type B"),
+    # two classes in one set: methods that classify train one model, the others one model per class
+    "types": Task("types", {"cell_type_a": "cell_type_a", "cell_type_b": "cell_type_b"},
+                  "cells of type A and type B, two classes"),
 }
 
 

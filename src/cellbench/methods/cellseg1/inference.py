@@ -4,9 +4,11 @@ The image embedding is computed once per tile; the grid points are decoded
 in batches against it. Each mask is scored by predicted IoU (read as cell
 probability) times its stability score, filtered by both thresholds, cleaned
 of small islands and holes, bounded in area, and the survivors go through the
-two-stage mask NMS. Large images are tiled by the caller
-(:meth:`cellbench.methods.cellseg1.method.CellSeg1.predict`), so every tile is
-seen at the scale the model was trained at.
+two-stage mask NMS. :func:`predict_image_grid` runs a whole image: normalised
+once, cut into tiles so every tile is seen at the scale the model was trained
+at, stitched. It is the one grid + NMS path of cellbench: CellSeg1 runs it with
+its LoRA weights, the zero-shot ``sam`` method (:mod:`cellbench.methods.sam`)
+with the plain SAM backbone.
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from cellbench.errors import DataError
 from cellbench.instances import Instance, InstanceSet
+from cellbench.instances.flatten import PriorityFlatten, flatten
 from cellbench.methods.cellseg1.backbones import Backbone, to_input
 from cellbench.methods.cellseg1.forward import decode_points, encode
 from cellbench.methods.cellseg1.nms import two_stage_mask_nms
+from cellbench.methods.tiling import TileConfig, predict_tiled
 
-__all__ = ["InferenceConfig", "point_grid", "predict_tile", "stability_score", "to_uint8_rgb"]
+__all__ = ["InferenceConfig", "point_grid", "predict_image_grid", "predict_tile", "stability_score", "to_uint8_rgb"]
 
 
 @dataclass(frozen=True)
@@ -211,3 +216,42 @@ def predict_tile(
     kept = two_stage_mask_nms(masks, np.array(boxes), np.array(scores), iou_threshold=config.nms_iou)
     instances = tuple(Instance(mask=masks[k], bbox=boxes[k], score=scores[k]) for k in kept)
     return InstanceSet(shape=(h, w), instances=instances)
+
+
+def predict_image_grid(
+    backbone: Backbone,
+    image: np.ndarray,
+    *,
+    tiling: TileConfig,
+    config: InferenceConfig = InferenceConfig(),
+    box_half_side: float | None = None,
+    keep_overlaps: bool = True,
+    progress: Callable | None = None,
+    tile_predictor: Callable[..., InstanceSet] | None = None,
+) -> InstanceSet:
+    """Instances of a whole image by the point grid: tiles of ``tiling.tile`` px, each by :func:`predict_tile`.
+
+    The image is normalised once over its whole extent (:func:`to_uint8_rgb`),
+    not per tile. ``box_half_side`` (image pixels) prompts each point as a box
+    of that half side (None: point prompts). Overlapping instances are kept,
+    or with ``keep_overlaps=False`` flattened so the higher-scoring instance
+    wins shared pixels. ``tile_predictor`` replaces :func:`predict_tile` (same signature).
+    """
+    tile_predictor = tile_predictor or predict_tile
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
+    rgb = to_uint8_rgb(image)
+    half = None if box_half_side is None else box_half_side * backbone.input_size / tiling.tile
+
+    def one_tile(tile: np.ndarray) -> InstanceSet:
+        return tile_predictor(backbone, tile, side=tiling.tile, config=config, progress=progress,
+                              box_half_side=half)
+
+    found = one_tile(rgb) if max(rgb.shape[:2]) <= tiling.tile else predict_tiled(one_tile, rgb, tiling,
+                                                                                  progress=progress)
+    if keep_overlaps or len(found) == 0:
+        return found
+    order = np.argsort(-found.scores, kind="stable")
+    ranked = found.replace(instances=tuple(found[int(k)] for k in order))
+    return flatten(ranked, PriorityFlatten("first")).to_instance_set()

@@ -40,11 +40,11 @@ from cellbench.instances.flatten import PriorityFlatten, flatten
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.cellseg1.augment import AugmentConfig
 from cellbench.methods.cellseg1.backbones import Backbone, load_backbone
-from cellbench.methods.cellseg1.inference import InferenceConfig, predict_tile, to_uint8_rgb
+from cellbench.methods.cellseg1.inference import InferenceConfig, predict_image_grid, predict_tile, to_uint8_rgb
 from cellbench.methods.cellseg1.lora import LoRA, lora_state_dict
 from cellbench.methods.cellseg1.memory import keep_freed_memory
 from cellbench.methods.cellseg1.train import TrainConfig, train_lora
-from cellbench.methods.tiling import TileConfig, predict_tiled
+from cellbench.methods.tiling import TileConfig
 
 __all__ = ["CellSeg1", "CellSeg1Config"]
 
@@ -248,27 +248,11 @@ class CellSeg1(Method):
         )
 
     def predict(self, image: np.ndarray, *, progress: ProgressFactory | None = None) -> InstanceSet:
-        """Instances of a full image: tiled at ``tile`` pixels when larger, overlaps kept unless switched off."""
-        image = np.asarray(image)
-        if image.ndim not in (2, 3):
-            raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
-        rgb = to_uint8_rgb(image)  # normalised over the whole image, not per tile
-        tiling = self.config.tiling
-        backbone, cfg = self.backbone, self.config.inference
-        half = self._input_half_side(tiling.tile)
-
-        def one_tile(tile: np.ndarray) -> InstanceSet:
-            return predict_tile(backbone, tile, side=tiling.tile, config=cfg, progress=progress, box_half_side=half)
-
-        if max(rgb.shape[:2]) <= tiling.tile:
-            found = one_tile(rgb)
-        else:
-            found = predict_tiled(one_tile, rgb, tiling, progress=progress)
-        if self.config.keep_overlaps or len(found) == 0:
-            return found
-        order = np.argsort(-found.scores, kind="stable")
-        ranked = found.replace(instances=tuple(found[int(k)] for k in order))
-        return flatten(ranked, PriorityFlatten("first")).to_instance_set()
+        """Instances of a full image: tiled at ``tile`` pixels when larger, overlaps kept unless switched off
+        (the shared grid path, :func:`~cellbench.methods.cellseg1.inference.predict_image_grid`)."""
+        return predict_image_grid(self.backbone, image, tiling=self.config.tiling, config=self.config.inference,
+                                  box_half_side=self.box_half_side, keep_overlaps=self.config.keep_overlaps,
+                                  progress=progress, tile_predictor=predict_tile)
 
     def _prompt_record(self) -> dict:
         return {"prompt": self.prompt, "box_half_side": self.box_half_side}

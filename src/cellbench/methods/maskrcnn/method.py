@@ -1,0 +1,350 @@
+"""``maskrcnn``: torchvision's Mask R-CNN (v2 heads) trained on instances as they are annotated.
+
+The 18-methods benchmark's largest family is two-stage detectors; Mask R-CNN
+is its root. Unlike Cellpose or StarDist it predicts one mask per detected
+box, so it trains on overlapping ground truth without flattening (Glioma C6
+cells overlap) and predicts overlapping instances; and it classifies each
+box, so ONE model learns every class of a task (``supports_classes``: Glioma
+C6 cell type A and B) where single-class methods need one model per class.
+
+* Network: :func:`~cellbench.methods.maskrcnn.network.build_network`,
+  ``maskrcnn_resnet50_fpn_v2``'s architecture on ``backbone`` (``resnet50`` as
+  published; ``resnet18`` / ``resnet34`` for CPUs).
+* Weights: from scratch, or ``pretrained``: a file path, or a name of the
+  pretrained-model registry (:mod:`cellbench.pretrained`, checksum-verified
+  downloads; torchvision's own unverified download is never used). COCO
+  weights fit backbone ``resnet50``; their class-specific last layers are
+  re-initialised for the task's classes.
+* Training: random square crops (``patch_size``) with flips and 90-degree
+  rotations, every instance in the crop a target (overlaps kept); SGD or
+  AdamW with linear warm-up and cosine decay. ``scale`` resizes images by a
+  fixed factor for the network (torchvision's default resizes every image to
+  800 px, which makes small nuclei large and a CPU slow).
+* Prediction: detections with score >= ``score_threshold`` (the scores are the
+  detection scores, which COCO metrics rank by), up to
+  ``detections_per_image``; masks pasted at ``mask_threshold``. Large images
+  go through cellbench's tiling (``default_tiling``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from cellbench.data.dataset import Sample
+from cellbench.errors import DataError
+from cellbench.instances import InstanceSet
+from cellbench.matching import match, overlaps_from_instances, pooled
+from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
+from cellbench.methods.preprocess import PreprocessConfig, preprocess
+from cellbench.methods.tiling import TileConfig, predict_tiled
+
+__all__ = ["MaskRCNNConfig", "MaskRCNNMethod"]
+
+WEIGHTS_FILE = "maskrcnn.pt"
+INFO_FILE = "maskrcnn.json"
+
+
+@dataclass(frozen=True)
+class MaskRCNNConfig:
+    """Mask R-CNN settings (torchvision's names where it has one).
+
+    Attributes:
+        backbone: ``resnet50`` (published), ``resnet34`` or ``resnet18``, each with an FPN.
+        pretrained: weights to start from: a file, or a name in the pretrained-model
+            registry (``cellbench pretrained list``); None trains from scratch.
+        trainable_layers: ResNet stages trained (0-5); None: 5 from scratch, 3 when pretrained (torchvision).
+        anchor_sizes: anchor side (px, at network scale) per FPN level P2-P6.
+        scale: factor images are resized by before the network (2 for ~20 px nuclei).
+        epochs: training epochs; an epoch is ``crops_per_epoch`` crops.
+        crops_per_epoch: None: as many crops as tile the training images once (at least one batch).
+        batch_size, patch_size: crops per step and their side (image pixels).
+        optimizer, lr, momentum, weight_decay: the optimiser (momentum for SGD only).
+        warmup_iters: steps of linear learning-rate warm-up; a cosine decay follows.
+        augment: random flips and 90-degree rotations of the crops.
+        min_area: instance pixels a crop must show for the instance to be a target.
+        val_every: validate (F1 at IoU 0.5, class-agnostic) every this many epochs and at the end;
+            the best epoch's weights are kept when ``keep_best``. 0 validates only at the end.
+        keep_best: end with the best validated epoch's weights (else the last epoch's).
+        score_threshold: detections below this score are dropped.
+        mask_threshold: mask probability a pixel needs.
+        nms_threshold: box NMS IoU within a class (torchvision's ``box_nms_thresh``).
+        cross_class_nms: box NMS IoU across classes (None: off), so a cell is not output once per class.
+        detections_per_image: at most this many instances per image (tile).
+        rpn_post_nms: region proposals kept per image at prediction.
+        roi_batch_size: proposals sampled per training image for the box and mask heads (torchvision's
+            ``box_batch_size_per_image``, 512); the v2 box head's four convolutions run on each, so on a CPU
+            this sets the cost of a step (128: four times cheaper).
+        head_width: channels of the box and mask heads' convolutions (256 as published; 128 costs about a
+            third on a CPU).
+        preprocess: cellbench preprocessing (percentile normalisation by default).
+    """
+
+    backbone: str = "resnet50"
+    pretrained: str | None = None
+    trainable_layers: int | None = None
+    anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
+    scale: float = 1.0
+    epochs: int = 50
+    crops_per_epoch: int | None = None
+    batch_size: int = 2
+    patch_size: int = 512
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 100
+    augment: bool = True
+    min_area: int = 4
+    val_every: int = 1
+    keep_best: bool = True
+    score_threshold: float = 0.5
+    mask_threshold: float = 0.5
+    nms_threshold: float = 0.5
+    cross_class_nms: float | None = 0.7
+    detections_per_image: int = 3000
+    rpn_post_nms: int = 3000
+    roi_batch_size: int = 512
+    head_width: int = 256
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+    def __post_init__(self) -> None:
+        from cellbench.methods.maskrcnn import BACKBONES
+
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {self.backbone!r}")
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.patch_size < 32 or self.scale <= 0:
+            raise ValueError(f"need epochs >= 1, batch_size >= 1, patch_size >= 32, scale > 0; got {self.epochs}, "
+                             f"{self.batch_size}, {self.patch_size}, {self.scale}")
+        if self.trainable_layers is not None and not 0 <= self.trainable_layers <= 5:
+            raise ValueError(f"trainable_layers must be 0-5, got {self.trainable_layers}")
+        if len(self.anchor_sizes) != 5:
+            raise ValueError(f"anchor_sizes needs 5 sizes (FPN levels P2-P6), got {list(self.anchor_sizes)}")
+        if min(self.detections_per_image, self.rpn_post_nms, self.roi_batch_size, self.head_width) < 1:
+            raise ValueError("detections_per_image, rpn_post_nms, roi_batch_size and head_width must be >= 1")
+
+
+def resolve_weights(name_or_path: str) -> Path:
+    """A pretrained weights file: an existing path, else a name of :mod:`cellbench.pretrained`."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    try:
+        from cellbench.pretrained import resolve_pretrained
+    except ImportError as exc:
+        raise DataError(f"pretrained {name_or_path!r} is not a file, and the pretrained-model registry "
+                        f"(cellbench.pretrained) is not available to look it up") from exc
+    return Path(resolve_pretrained(name_or_path, method="maskrcnn"))
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class MaskRCNNMethod(Method):
+    """Mask R-CNN (torchvision, v2 heads): overlapping, classified instances; one model for all classes."""
+
+    name = "maskrcnn"
+    version = "1"
+    description = "Mask R-CNN (torchvision v2 heads, ResNet-FPN): overlapping instances, several classes in one model"
+    requires = ("torch", "torchvision")
+    extra = "maskrcnn"
+    Config = MaskRCNNConfig
+    #: One model learns every class of a task (the runner trains single-class methods once per class).
+    supports_classes: ClassVar[bool] = True
+    #: ``cpu``: ResNet-18-FPN on 256 px crops, AdamW: trains from scratch in minutes on 2 CPU cores.
+    presets = {"cpu": {"backbone": "resnet18", "patch_size": 256, "batch_size": 2, "optimizer": "adamw",
+                       "lr": 0.0005, "weight_decay": 0.0001, "epochs": 30, "rpn_post_nms": 1000,
+                       "roi_batch_size": 128}}
+
+    def __init__(self, config: MaskRCNNConfig | None = None) -> None:
+        super().__init__(config)
+        self._model: Any = None
+        self._classes: tuple[str, ...] = ("cell",)
+        self._weights_from: dict = {"from": "scratch"}
+
+    # -- building ---------------------------------------------------------------
+    def _new_model(self, n_classes: int) -> Any:
+        from cellbench.methods.maskrcnn.network import NetworkSettings, build_network
+
+        cfg = self.config
+        trainable = cfg.trainable_layers if cfg.trainable_layers is not None else (3 if cfg.pretrained else 5)
+        return build_network(NetworkSettings(
+            backbone=cfg.backbone, num_classes=n_classes + 1, trainable_layers=trainable,
+            anchor_sizes=tuple(cfg.anchor_sizes), detections_per_image=cfg.detections_per_image,
+            rpn_post_nms=cfg.rpn_post_nms, roi_batch_size=cfg.roi_batch_size, score_threshold=cfg.score_threshold,
+            nms_threshold=cfg.nms_threshold, head_width=cfg.head_width,
+        ))
+
+    def _input(self, image: np.ndarray) -> np.ndarray:
+        from cellbench.methods.maskrcnn.targets import to_rgb
+
+        return to_rgb(preprocess(image, self.config.preprocess))
+
+    def _require_model(self) -> Any:
+        if self._model is None:
+            raise DataError("maskrcnn: train or load weights before predicting")
+        return self._model
+
+    # -- the interface -------------------------------------------------------------
+    def train(
+        self,
+        train: Sequence[Sample],
+        valid: Sequence[Sample] | None = None,
+        *,
+        seed: int = 0,
+        progress: ProgressFactory | None = None,
+    ) -> TrainHistory:
+        """Fit on random crops of ``train`` (all classes in one model); keep the best validated epoch."""
+        import torch
+
+        from cellbench.methods.maskrcnn.network import load_pretrained, set_input_size
+        from cellbench.methods.maskrcnn.targets import random_crop
+
+        if not train:
+            raise DataError("maskrcnn: no training images")
+        classes = train[0].instances.classes
+        for s in train[1:]:
+            if s.instances.classes != classes:
+                raise DataError(f"maskrcnn: training image {s.name!r} has classes {list(s.instances.classes)}, "
+                                f"{train[0].name!r} has {list(classes)}")
+        cfg = self.config
+        _seed_everything(seed)
+        rng = np.random.default_rng(seed)
+        model = self._new_model(len(classes))
+        self._classes = tuple(classes)
+        self._weights_from = {"from": "scratch"}
+        if cfg.pretrained:
+            self._weights_from = load_pretrained(model, resolve_weights(cfg.pretrained)) | {"name": cfg.pretrained}
+        self._model = model
+        images = [self._input(s.load_image()) for s in train]
+        per_epoch = cfg.crops_per_epoch or max(cfg.batch_size, sum(
+            math.ceil(im.shape[0] / cfg.patch_size) * math.ceil(im.shape[1] / cfg.patch_size) for im in images))
+        steps = max(1, math.ceil(per_epoch / cfg.batch_size))
+        total = steps * cfg.epochs
+        params = [p for p in model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warm = max(1, min(cfg.warmup_iters, total // 2))
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return 0.001 + 0.999 * step / warm
+            return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        epochs, best, best_state = [], (-1.0, -1), None
+        start = time.perf_counter()
+        bar = progress(range(cfg.epochs), desc="maskrcnn training", unit="epoch") if progress else range(cfg.epochs)
+        for epoch in bar:
+            model.train()
+            set_input_size(model, cfg.patch_size, cfg.patch_size, cfg.scale)
+            sums: dict[str, float] = {}
+            for _ in range(steps):
+                crops = [random_crop(images[k], train[k].instances, cfg.patch_size, rng, augment=cfg.augment,
+                                     min_area=cfg.min_area)
+                         for k in rng.integers(len(images), size=cfg.batch_size)]
+                inputs = [torch.from_numpy(c.image.transpose(2, 0, 1).copy()) for c in crops]
+                targets = [{"boxes": torch.from_numpy(c.boxes), "labels": torch.from_numpy(c.labels),
+                            "masks": torch.from_numpy(c.masks.astype(np.uint8))} for c in crops]
+                losses = model(inputs, targets)
+                loss = sum(losses.values())  # the five Mask R-CNN losses, equally weighted
+                if not torch.isfinite(loss):
+                    raise DataError(f"maskrcnn: training loss is {float(loss)} at epoch {epoch}; lower lr")
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                sched.step()
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + float(value.detach())
+                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            last = epoch == cfg.epochs - 1
+            val = None
+            if valid and (last or (cfg.val_every and (epoch + 1) % cfg.val_every == 0)):
+                val = self._f1(valid)
+                if val > best[0]:
+                    best, best_state = (val, epoch), copy.deepcopy(model.state_dict())
+            means = {k: v / steps for k, v in sums.items()}
+            epochs.append(EpochRecord(epoch=epoch, loss=means.pop("loss"), val_score=val,
+                                      extra={"lr": float(sched.get_last_lr()[0]), **means}))
+        if best_state is not None and cfg.keep_best:
+            model.load_state_dict(best_state)
+        wall = time.perf_counter() - start
+        return TrainHistory(
+            epochs=tuple(epochs), val_metric="f1@0.5" if valid else None,
+            best_epoch=best[1] if valid and cfg.keep_best else len(epochs) - 1, wall_s=wall,
+            info={**self._weights_from, "classes": list(self._classes), "steps_per_epoch": steps,
+                  "crops_per_epoch": steps * cfg.batch_size,
+                  "loss": "RPN objectness + box, RoI classifier + box, mask BCE (torchvision Mask R-CNN)"},
+        )
+
+    def _f1(self, samples: Sequence[Sample]) -> float:
+        """Class-agnostic F1 at IoU 0.5 on ``samples``, pooled (the validation score)."""
+        counts = []
+        for s in samples:
+            pred = predict_tiled(self.predict, s.load_image(), TileConfig())
+            counts.append(match(overlaps_from_instances(s.instances, pred), (0.5,))[0])
+        return pooled(counts).f1 or 0.0
+
+    def predict(self, image: np.ndarray) -> InstanceSet:
+        """Detected instances of one image (a tile), scored by the detector, overlaps and classes kept."""
+        from cellbench.methods.maskrcnn.network import detect
+
+        image = np.asarray(image)
+        if image.ndim not in (2, 3):
+            raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
+        cfg = self.config
+        found = detect(self._require_model(), self._input(image), scale=cfg.scale,
+                       mask_threshold=cfg.mask_threshold, cross_class_nms=cfg.cross_class_nms)
+        instances = tuple(d.instance.replace(class_id=d.label) for d in found)
+        return InstanceSet(shape=image.shape[:2], instances=instances, classes=self._classes)
+
+    def save_weights(self, folder: Path) -> None:
+        """``maskrcnn.pt`` (the network's state dict) and ``maskrcnn.json`` (classes, backbone, origin)."""
+        import torch
+
+        model = self._require_model()
+        torch.save(model.state_dict(), Path(folder) / WEIGHTS_FILE)
+        info = {"classes": list(self._classes), "backbone": self.config.backbone, "weights": self._weights_from}
+        (Path(folder) / INFO_FILE).write_text(json.dumps(info, indent=2))
+
+    def load_weights(self, folder: Path) -> None:
+        from cellbench.methods.maskrcnn.network import read_state_dict
+
+        info_path = Path(folder) / INFO_FILE
+        try:
+            info = json.loads(info_path.read_text())
+            classes = tuple(str(c) for c in info["classes"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataError(f"cannot read the Mask R-CNN classes ({exc})", path=info_path) from exc
+        if info.get("backbone") != self.config.backbone:
+            raise DataError(f"weights are for backbone {info.get('backbone')!r}, the config says "
+                            f"{self.config.backbone!r}", path=info_path)
+        path = Path(folder) / WEIGHTS_FILE
+        state = read_state_dict(path)
+        model = self._new_model(len(classes))
+        try:
+            model.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            raise DataError(f"weights do not fit this Mask R-CNN ({str(exc).splitlines()[0]})", path=path) from exc
+        model.eval()
+        self._model, self._classes = model, classes
+        self._weights_from = dict(info.get("weights") or {})
