@@ -1,0 +1,142 @@
+"""nnU-Net adapter: the raw-format writer, the semantic classes and their conversion back to instances.
+
+The full train / save / load / predict round trip with the 1-epoch trainer is in test_contract.py (slow:
+nnU-Net plans, preprocesses and starts worker processes).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+from cellbench.data.dataset import Sample
+from cellbench.errors import DataError
+from cellbench.instances import InstanceSet, flatten
+from cellbench.matching import match_labels
+from cellbench.methods.nnunet import (
+    NnUNetConfig,
+    NnUNetMethod,
+    class_names,
+    instances_from_semantic,
+    nnunet_input,
+    semantic_target,
+    write_raw_dataset,
+)
+
+
+def two_touching_cells() -> np.ndarray:
+    labels = np.zeros((12, 16), np.int32)
+    labels[2:10, 2:8] = 1
+    labels[2:10, 8:14] = 2
+    return labels
+
+
+def test_boundary_target_separates_touching_cells():
+    target = semantic_target(two_touching_cells(), "boundary", boundary_px=1)
+    assert set(np.unique(target)) == {0, 1, 2}
+    assert (target[:, 7:9] != 1).all()  # where the cells touch: boundary, never interior
+    assert (target[3:9, 3:7] == 1).all() and (target[3:9, 9:13] == 1).all()
+    assert (target[two_touching_cells() == 0] == 0).all()
+
+
+def test_wider_boundary_and_foreground_target():
+    lab = two_touching_cells()
+    wide = semantic_target(lab, "boundary", boundary_px=2)
+    assert (wide == 1).sum() < (semantic_target(lab, "boundary") == 1).sum()
+    np.testing.assert_array_equal(semantic_target(lab, "foreground"), (lab > 0).astype(np.uint8))
+
+
+def test_semantic_round_trip_recovers_the_cells():
+    """One-hot classes of the boundary target turned back into instances: the same two cells."""
+    lab = two_touching_cells()
+    target = semantic_target(lab, "boundary")
+    probs = np.stack([(target == k).astype(np.float32) for k in range(3)])
+    found = instances_from_semantic(probs, "boundary")
+    assert len(found) == 2
+    assert match_labels(lab, flatten(found).labels, (0.9,))[0].tp == 2
+    assert all(i.score == pytest.approx(1.0) for i in found)
+
+
+def test_foreground_target_merges_touching_cells_and_drops_small_ones():
+    lab = two_touching_cells()
+    lab[0, 15] = 3  # a one-pixel speck
+    probs = np.stack([(lab == 0), (lab > 0)]).astype(np.float32)
+    assert len(instances_from_semantic(probs, "foreground")) == 2
+    found = instances_from_semantic(probs, "foreground", min_size=2)
+    assert len(found) == 1 and found[0].area == 96
+
+
+def test_scores_are_mean_cell_probability():
+    probs = np.zeros((3, 8, 8), np.float32)
+    probs[0] = 1.0
+    probs[:, 2:6, 2:6] = np.array([0.2, 0.5, 0.3])[:, None, None]
+    found = instances_from_semantic(probs, "boundary")
+    assert len(found) == 1 and found[0].score == pytest.approx(0.8)
+
+
+def test_raw_dataset_is_in_nnunet_layout(tmp_path):
+    lab = two_touching_cells()
+    rgb = np.random.default_rng(0).integers(0, 255, (*lab.shape, 3)).astype(np.uint8)
+    train = [Sample("a", InstanceSet.from_label_image(lab), array=rgb)]
+    valid = [Sample("b", InstanceSet.from_label_image(lab), array=rgb[::-1])]
+    names = write_raw_dataset(tmp_path, train, valid, target="boundary")
+    assert names == (["case_0000"], ["case_0001"])
+    root = tmp_path / "Dataset001_cellbench"
+    dataset = json.loads((root / "dataset.json").read_text())
+    assert dataset["labels"] == class_names("boundary") and dataset["numTraining"] == 2
+    assert dataset["channel_names"] == {"0": "microscopy", "1": "microscopy", "2": "microscopy"}
+    assert dataset["file_ending"] == ".tif" and dataset["overwrite_image_reader_writer"] == "NaturalImage2DIO"
+    assert sorted(p.name for p in (root / "imagesTr").iterdir()) == [
+        f"case_{k:04d}_{c:04d}.tif" for k in range(2) for c in range(3)]
+    np.testing.assert_array_equal(tifffile.imread(root / "imagesTr" / "case_0001_0002.tif"), rgb[::-1, :, 2])
+    np.testing.assert_array_equal(tifffile.imread(root / "labelsTr" / "case_0000.tif"), semantic_target(lab, "boundary"))
+
+
+def test_nnunet_reads_the_raw_dataset_as_written(tmp_path):
+    """nnU-Net's own reader gives the arrays prediction feeds it (nnunet_input) and the class image."""
+    pytest.importorskip("nnunetv2")
+    from nnunetv2.imageio.natural_image_reader_writer import NaturalImage2DIO
+
+    lab = two_touching_cells()
+    image = np.random.default_rng(1).normal(100, 20, lab.shape).astype(np.float32)
+    write_raw_dataset(tmp_path, [Sample("a", InstanceSet.from_label_image(lab), array=image)], target="foreground")
+    root = tmp_path / "Dataset001_cellbench"
+    read, props = NaturalImage2DIO().read_images([str(root / "imagesTr" / "case_0000_0000.tif")])
+    np.testing.assert_array_equal(read, nnunet_input(image, 1))
+    assert tuple(props["spacing"]) == (999, 1, 1)
+    seg, _ = NaturalImage2DIO().read_seg(str(root / "labelsTr" / "case_0000.tif"))
+    np.testing.assert_array_equal(seg[0, 0], (lab > 0).astype(np.float32))
+
+
+def test_channels_must_agree(tmp_path):
+    lab = two_touching_cells()
+    samples = [Sample("grey", InstanceSet.from_label_image(lab), array=np.zeros(lab.shape, np.uint8)),
+               Sample("rgb", InstanceSet.from_label_image(lab), array=np.zeros((*lab.shape, 3), np.uint8))]
+    with pytest.raises(DataError, match="'rgb' has 3 channel"):
+        write_raw_dataset(tmp_path, samples)
+
+
+def test_input_channels_follow_the_network():
+    rgb = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
+    assert nnunet_input(rgb).shape == (3, 1, 2, 4)
+    np.testing.assert_allclose(nnunet_input(rgb, 1)[0, 0], rgb.mean(axis=-1))
+    assert nnunet_input(rgb[..., 0], 3).shape == (3, 1, 2, 4)
+    with pytest.raises(DataError, match="3 channels; this nnU-Net model takes 2"):
+        nnunet_input(rgb, 2)
+
+
+def test_config_is_checked():
+    with pytest.raises(ValueError, match="trainer"):
+        NnUNetConfig(trainer="MyTrainer")
+    with pytest.raises(ValueError, match="iterations_per_epoch"):
+        NnUNetConfig(iterations_per_epoch=0)
+    with pytest.raises(DataError, match="train or load"):
+        NnUNetMethod().predict(np.zeros((8, 8)))
+
+
+def test_missing_model_folder_is_named(tmp_path):
+    with pytest.raises(DataError, match="expected one nnU-Net checkpoint_final.pth"):
+        NnUNetMethod().load_weights(tmp_path)
