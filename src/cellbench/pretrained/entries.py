@@ -152,4 +152,31 @@ REGISTRY: tuple[PretrainedModel, ...] = (
                          "full sha256 is recorded on first use"),
         notes="torchvision's MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1, about 177 MB.",
     ),
+    *(PretrainedModel(
+        name=f"mediar/{variant}", method="mediar",
+        files=(RemoteFile(f"{variant}.pth", f"https://drive.google.com/uc?export=download&id={drive_id}", md5=md5),),
+        licence="MIT (MEDIAR code and weights); the training data's own terms apply (e.g. LIVECell CC BY-NC 4.0)",
+        citation=("Lee G, Kim S, Kim J, Yun S-Y. MEDIAR: Harmony of Data-Centric and Model-Centric for "
+                  "Multi-Modality Microscopy. NeurIPS 2022 Cell Segmentation Challenge, PMLR 212 (2023). "
+                  "arXiv:2212.03465"),
+        training=TrainingData(
+            modality="multi-modality microscopy (fluorescence, brightfield, phase contrast, DIC; mixed)",
+            objects="whole cell", channels="3: RGB (grayscale repeated)",
+            datasets=f"{pretraining}, then fine-tuned on the NeurIPS 2022 Cell Segmentation Challenge labelled set"),
+        checksum_published=True,
+        checksum_source=("MEDIAR publishes none (a Google Drive folder linked from its README); md5 as pinned by "
+                         "annolid (healthonrails/annolid, annolid/utils/weights.py), which downloads the same "
+                         "Drive files by id"),
+        settings={"encoder": "mit_b5", "decoder_channels": [1024, 512, 256, 128, 64], "decoder_pab_channels": 256},
+        notes=(f"MEDIAR's released '{variant}' MediarFormer (mit_b5, about 0.5 GB); the Glioma C6 paper fine-tuned "
+               "both and ensembled them. The Drive file ids are the ones annolid uses, which names the first "
+               "from_phase1 (another public script gives the second id that name; each md5 is pinned to its file "
+               "id, so a download is checked either way). Google Drive may answer a large download with a "
+               "confirmation page: then download by hand and `cellbench models add`."),
+    ) for variant, drive_id, md5, pretraining in (
+        ("from_phase1", "168MtudjTMLoq9YGTyoD2Rjl_d3Gy6c_L", "e0ccb052828a9f05e21b2143939583c5",
+         "phase-1 pretraining on public sets (Omnipose bacteria, Cellpose, LIVECell, DSB 2018) from ImageNet"),
+        ("from_phase2", "1JJ2-QKTCk-G7sp5ddkqcifMxgnyOrXjx", "a595336926767afdf1ffb1baffd5ab7f",
+         "phase-2 pretraining (public sets together with the challenge's labelled images)"),
+    )),
 )
