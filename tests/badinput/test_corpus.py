@@ -11,6 +11,7 @@ import pytest
 
 from cellbench.cli.main import main
 
+from . import corpus_sharing as sharing
 from .corpus import (
     CASES,
     COMMANDS,
@@ -21,11 +22,16 @@ from .corpus import (
     write_folder_dataset,
 )
 
-PARAMS = [
-    pytest.param(case, command, id=f"{case.name}-{command}")
-    for case in CASES
-    for command in (case.commands or COMMANDS[case.kind])
-]
+PAIRS = [(case, command) for case in CASES for command in (case.commands or COMMANDS[case.kind])]
+PAIRS += sharing.MODEL_PARAMS
+PAIRS += [(case, command) for case in sharing.CASES for command in (case.commands or sharing.COMMANDS[case.kind])]
+PARAMS = [pytest.param(case, command, id=f"{case.name}-{command}") for case, command in PAIRS]
+
+
+def command_line(command: str, kind: str, root: Path, out: str) -> list[str]:
+    if command in sharing.ARGV_COMMANDS:
+        return sharing.argv(command, root, out)
+    return argv(command, kind, root, out)
 
 
 def shown(path: Path) -> str:
@@ -75,7 +81,8 @@ def corpus_root(tmp_path, model_dir) -> Path:
 
 def test_the_corpus_is_large_enough():
     assert len(CASES) >= 30
-    assert len({c.name for c in CASES}) == len(CASES)
+    names = [c.name for c in CASES + sharing.CASES]
+    assert len(set(names)) == len(names)
 
 
 @pytest.mark.parametrize(("case", "command"), PARAMS)
@@ -85,10 +92,17 @@ def test_bad_input_exits_2_naming_the_file_and_writes_nothing(case, command, cor
         pytest.skip(reason)
     bad = case.build(corpus_root)
     before = tree(corpus_root)
+    # caches go under the corpus (so "writes nothing" covers them), no mirror, and any attempt to reach the
+    # network fails at once on a closed local port
+    monkeypatch.setenv("CELLBENCH_CACHE", str(corpus_root / "cache"))
+    for name in ("CELLBENCH_MIRROR", "CELLBENCH_MODEL_MIRROR", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
     if bad.patch is not None:
         bad.patch(monkeypatch)
     try:
-        rc = main(argv(command, case.kind, corpus_root, bad.out))
+        rc = main(command_line(command, case.kind, corpus_root, bad.out))
     finally:
         monkeypatch.undo()
     out, err = capsys.readouterr()

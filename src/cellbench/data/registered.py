@@ -12,8 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import zipfile
-import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from cellbench.data.dataset import Dataset
 from cellbench.data.registry import DatasetFile, RegisteredDataset, SplitSource, get_dataset
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes, staged_dir
-from cellbench.remote import add_file, default_cache_dir, fetch_file, unpack_zip
+from cellbench.remote import add_file, check_zip, default_cache_dir, fetch_file, unpack_zip
 
 __all__ = ["data_folder", "download_registered", "read_registered", "split_source"]
 
@@ -74,16 +72,19 @@ def download_registered(
         if a.name not in expected:
             raise DataError(f"dataset {entry.name} has no file {a.name!r}; its files: {', '.join(expected)}", path=a)
         given[a.name] = a
+    # every file checked for what can be checked before the cache takes any of them (and perhaps trusts it)
+    for f in entry.files:
+        name = f.remote.file_name
+        if name in given and f.unpack:
+            check_zip(given[name])
+        elif name not in given and entry.manual and not (folder / name).is_file():
+            raise DataError(f"{name} is not in the cache and cannot be downloaded for you. {entry.manual}")
     paths = []
     for f in entry.files:
         if f.remote.file_name in given:
-            if f.unpack:  # checked before the cache takes it (and perhaps trusts it)
-                _check_zip(given[f.remote.file_name])
             paths.append(add_file(given[f.remote.file_name], f.remote, folder, progress=progress))
-        elif (folder / f.remote.file_name).is_file() or not entry.manual:
-            paths.append(_fetch(entry, f, folder, opener, progress))
         else:
-            raise DataError(f"{f.remote.file_name} is not in the cache and cannot be downloaded for you. {entry.manual}")
+            paths.append(_fetch(entry, f, folder, opener, progress))
     (folder / "data.complete").unlink(missing_ok=True)
     with staged_dir(data, overwrite=True) as tmp:
         for k, (f, path) in enumerate(zip(entry.files, paths)):
@@ -101,18 +102,6 @@ def download_registered(
     record = {"dataset": entry.name, "files": [str(p) for p in paths]}
     atomic_write_bytes(folder / "data.complete", json.dumps(record, indent=1).encode())
     return data
-
-
-def _check_zip(path: Path) -> None:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            bad = zf.testzip()
-    except zipfile.BadZipFile as exc:
-        raise DataError(f"not a zip archive ({exc})", path=path) from exc
-    except (zlib.error, EOFError) as exc:
-        raise DataError(f"corrupt archive: cannot decompress ({exc})", path=path) from exc
-    if bad is not None:
-        raise DataError(f"corrupt archive: CRC check failed for member {bad!r}", path=path)
 
 
 def split_source(name: str, split: str | None) -> SplitSource:
@@ -153,7 +142,8 @@ def read_registered(
     source = split_source(name, split)
     data = data_folder(name, cache_dir)
     if not _complete(data):
-        raise DataError(f"dataset {name} is not downloaded; run `cellbench data download {name}`", path=data)
+        state = "did not finish downloading (no data.complete beside it)" if data.is_dir() else "is not downloaded"
+        raise DataError(f"dataset {name} {state}; run `cellbench data download {name}`", path=data)
     reader_options = {k: (str(_resolve(data, v)) if k.endswith("_dir") else v) for k, v in source.options.items()}
     ds = read_dataset(_resolve(data, source.path), source.layout, split=source.reader_split, task=task,
                       **{**reader_options, **options})

@@ -55,7 +55,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import tempfile
 import warnings
 from pathlib import Path
@@ -66,7 +65,7 @@ import numpy as np
 from cellbench import __version__
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes
-from cellbench.methods.model_dir import MODEL_FILE, WEIGHTS_DIR, load_model
+from cellbench.methods.model_dir import MODEL_FILE, WEIGHTS_DIR, LoadedModel, load_model
 
 __all__ = ["ARCHITECTURE_FILE", "EXPORTABLE", "export_bioimageio", "export_cellpose"]
 
@@ -146,18 +145,17 @@ def _flow_masks(flows: np.ndarray, *, cellprob_threshold: float, flow_threshold:
 
 
 def export_bioimageio(model_dir: str | Path, out: str | Path, **options: Any) -> dict:
-    """Export the model directory ``model_dir`` to bioimage.io package ``out`` (a .zip); see :func:`export_cellpose`."""
-    if not Path(model_dir).is_dir():
-        raise DataError("model directory not found", path=model_dir)
-    record_path = Path(model_dir) / MODEL_FILE
-    try:
-        method = json.loads(record_path.read_text()).get("method")
-    except (OSError, json.JSONDecodeError, AttributeError) as exc:
-        raise DataError(f"not a readable model directory ({exc})", path=record_path) from exc
-    if method not in EXPORTABLE:
+    """Export the model directory ``model_dir`` to bioimage.io package ``out`` (a .zip); see :func:`export_cellpose`.
+
+    The model directory is loaded first (``model.json`` and every weight file
+    checked, as ``cellbench predict`` checks them), so a damaged one is named
+    for what is damaged before a good one of another method is refused.
+    """
+    loaded = load_model(model_dir)
+    if loaded.name not in EXPORTABLE:
         raise DataError(f"bioimage.io export handles {', '.join(EXPORTABLE)} model directories; this is a "
-                        f"{method!r} model (see cellbench.gallery.bioimageio for why)", path=model_dir)
-    return export_cellpose(model_dir, out, **options)
+                        f"{loaded.name!r} model (see cellbench.gallery.bioimageio for why)", path=model_dir)
+    return export_cellpose(model_dir, out, loaded=loaded, **options)
 
 
 def export_cellpose(
@@ -170,8 +168,11 @@ def export_cellpose(
     authors: Sequence[str] = ("cellbench user",),
     description: str | None = None,
     test_size: int = 256,
+    loaded: LoadedModel | None = None,
 ) -> dict:
     """Write a bioimage.io spec 0.5 package of a Cellpose model directory to ``out``; returns a summary.
+
+    ``loaded`` is the model directory already loaded (it is loaded here otherwise).
 
     The test output is computed by the package's own pipeline (its
     TorchScript network and the flow dynamics), which ``bioimageio.core``'s
@@ -185,7 +186,7 @@ def export_cellpose(
     from cellbench.methods.cellpose import WEIGHTS_FILE, read_cellpose_weights
 
     model_dir, out = Path(model_dir), Path(out)
-    loaded = load_model(model_dir)
+    loaded = loaded if loaded is not None else load_model(model_dir)
     if loaded.name != "cellpose":
         raise DataError(f"not a Cellpose model directory (method {loaded.name!r})", path=model_dir)
     cfg = loaded.method.config

@@ -68,14 +68,58 @@ def parse_index(data: bytes, *, source: str) -> dict:
         raise DataError(f"gallery index is not JSON ({exc})", path=source) from exc
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
         raise DataError(f"not a cellbench gallery index (format must be {INDEX_FORMAT!r})", path=source)
-    if not isinstance(index.get("format_version"), int) or index["format_version"] > INDEX_VERSION:
+    version = index.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise DataError(f"gallery index format_version must be a whole number, got {version!r:.40}", path=source)
+    if version > INDEX_VERSION:
         raise DataError(f"gallery index format version {index.get('format_version')!r} is newer than cellbench "
                         f"{__version__} reads ({INDEX_VERSION}); upgrade cellbench", path=source)
     models = index.get("models")
     if not isinstance(models, list) or not all(isinstance(m, dict) and "name" in m and "archive" in m
                                                for m in models):
         raise DataError("gallery index 'models' must be a list of entries with name and archive", path=source)
+    seen: set[str] = set()
+    for k, entry in enumerate(models):
+        problem = _entry_problem(entry)
+        if problem is None and entry["name"] in seen:
+            problem = "its name is used by an earlier entry"
+        if problem is not None:
+            raise DataError(f"gallery index model {k} ({entry.get('name')!r:.40}): {problem}", path=source)
+        seen.add(entry["name"])
     return index
+
+
+#: Index entry fields that are text (the listing prints them, the SegGal order sorts by them).
+_TEXT_FIELDS = ("name", "method", "modality", "target", "channels", "dataset", "task")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _entry_problem(entry: dict) -> str | None:
+    """What is wrong with one ``models`` entry of an index, or None."""
+    for key in _TEXT_FIELDS:
+        if not isinstance(entry.get(key), str):
+            return f"{key!r} must be text, got {entry.get(key)!r:.40}"
+    archive = entry["archive"]
+    if not isinstance(archive, dict):
+        return f"'archive' must be an object with path, sha256 and size, got {archive!r:.40}"
+    if not isinstance(archive.get("path"), str) or not archive["path"]:
+        return f"archive 'path' must be text, got {archive.get('path')!r:.40}"
+    if not isinstance(archive.get("sha256"), str) or not _SHA256.match(archive["sha256"]):
+        return f"archive 'sha256' must be 64 lower-case hex digits, got {archive.get('sha256')!r:.70}"
+    size = archive.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        return f"archive 'size' must be a whole number of bytes, got {size!r:.40}"
+    for key in ("ts_s", "overall"):
+        if entry.get(key) is not None and not _is_number(entry[key]):
+            return f"{key!r} must be a number or null, got {entry[key]!r:.40}"
+    accuracy = entry.get("accuracy")
+    if accuracy is not None and not (isinstance(accuracy, dict) and _is_number(accuracy.get("value"))):
+        return f"'accuracy' must be null or an object with a numeric 'value', got {accuracy!r:.60}"
+    return None
 
 
 def write_index(gallery: Path, models: Sequence[dict]) -> dict:

@@ -115,18 +115,38 @@ def pull(
     ``cache`` (the cellbench cache folder) defaults to :func:`cellbench.remote.default_cache_dir`
     (``$CELLBENCH_CACHE``).
     """
-    from cellbench.remote import RemoteFile, default_cache_dir, fetch_file
+    from cellbench.remote import RemoteFile, check_file, default_cache_dir, fetch_file, undo_new_folders
 
     check_name(name)
     entry = find_entry(read_index(gallery, timeout=timeout), name, gallery=gallery)
-    archive = entry["archive"]
-    sha256, size, rel = archive.get("sha256"), archive.get("size"), archive.get("path")
-    if not (isinstance(sha256, str) and isinstance(rel, str) and isinstance(size, int)):
-        raise DataError(f"gallery index entry {name!r} lacks the archive path, size or sha256", path=str(gallery))
+    archive = entry["archive"]  # path, sha256 and size checked by read_index
+    sha256, size, rel = archive["sha256"], archive["size"], archive["path"]
     root = (Path(cache) if cache is not None else default_cache_dir()) / GALLERY_SUBDIR
     dest = root / name
     if _pulled(dest, sha256):
         return dest
+    source = _join(str(gallery), rel) if is_url(gallery) else str(Path(gallery) / rel)
+    remote = RemoteFile("model.tar.gz", source, size=size, sha256=sha256)
+    if not is_url(gallery):  # a folder: say what is wrong with the gallery's own file, before copying it
+        check = check_file(source, remote)
+        if not check.ok:
+            problem = "is missing" if check.problem == "missing" else f"does not match the index ({check.problem})"
+            raise DataError(f"archive of gallery model {name!r} {problem}", path=source)
+    downloads = root / ".downloads" / f"{name}-{sha256[:16]}"
+    with undo_new_folders(downloads):
+        try:
+            path = fetch_file(remote, downloads, mirror="", timeout=timeout, progress=progress)
+            record = {"name": name, "gallery": str(gallery), "archive": source, "sha256": sha256, "size": size,
+                      "pulled_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+            try:
+                unpack(path, dest, overwrite=True, extra={SOURCE_FILE: json.dumps(record, indent=2).encode()})
+            except DataError as exc:  # name the gallery's archive, not the checked copy in the cache
+                raise DataError(exc.problem, path=source) from exc
+        finally:
+            shutil.rmtree(downloads, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        downloads.parent.rmdir()  # only when no other download is under way
+    return dest
     source = _join(str(gallery), rel) if is_url(gallery) else str(Path(gallery) / rel)
     if not is_url(gallery) and not Path(source).is_file():
         raise DataError(f"archive of gallery model {name!r} is missing", path=source)

@@ -23,14 +23,15 @@ policy. pooch would add a dependency and its own cache layout for no gain here.
 {}
 """
 
-from cellbench.remote.archive import unpack_zip
+from cellbench.remote.archive import check_zip, unpack_zip
 from cellbench.remote.checksums import FileCheck, check_file
-from cellbench.remote.fetch import add_file, fetch_file, mirror_source
+from cellbench.remote.fetch import add_file, fetch_file, mirror_source, undo_new_folders
 from cellbench.remote.spec import MIRROR_ENV, MODEL_MIRROR_ENV, RemoteFile, default_cache_dir, mirror_from_env
 from cellbench.remote.transfer import Opener
 from cellbench.remote.trust import TRUST_FILE, TrustLedger
 
 __all__ = [
     "MIRROR_ENV", "MODEL_MIRROR_ENV", "TRUST_FILE", "FileCheck", "Opener", "RemoteFile", "TrustLedger", "add_file",
-    "check_file", "default_cache_dir", "fetch_file", "mirror_from_env", "mirror_source", "unpack_zip",
+    "check_file", "check_zip", "default_cache_dir", "fetch_file", "mirror_from_env", "mirror_source", "undo_new_folders",
+    "unpack_zip",
 ]

@@ -58,6 +58,8 @@ def check_file(path: str | os.PathLike, remote: RemoteFile, ledger: TrustLedger 
     expected_size = remote.size if remote.size is not None else (recorded or {}).get("size")
     if expected_size is not None and size != expected_size:
         return FileCheck(path, False, basis, problem=f"size mismatch: {size} bytes, expected {expected_size}{origin}")
+    if size == 0 and expected_size is None:  # no file cellbench fetches is empty: never trust an empty one
+        return FileCheck(path, False, basis, problem="empty file, 0 bytes")
     got = file_digests(path, tuple(dict.fromkeys([*published, "sha256"])))
     for algo, want in published.items():
         if got[algo] != want:

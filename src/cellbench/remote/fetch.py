@@ -27,7 +27,7 @@ from cellbench.remote.spec import MIRROR_ENV, RemoteFile, mirror_from_env
 from cellbench.remote.transfer import Opener, TransferFailed, is_url, transfer
 from cellbench.remote.trust import TRUST_FILE, TrustLedger
 
-__all__ = ["add_file", "fetch_file", "mirror_source"]
+__all__ = ["add_file", "fetch_file", "mirror_source", "undo_new_folders"]
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +97,9 @@ def add_file(
     path = Path(path)
     if not path.is_file():
         raise DataError("no such file", path=path)
-    return _fetch(remote, Path(dest_dir), [str(path)], timeout=0.0, progress=progress,
-                  ledger=_ledger(dest_dir, trust_ledger), opener=None, mirror=None, replace=True)
+    with undo_new_folders(dest_dir):  # a refused file leaves the cache as it was
+        return _fetch(remote, Path(dest_dir), [str(path)], timeout=0.0, progress=progress,
+                      ledger=_ledger(dest_dir, trust_ledger), opener=None, mirror=None, replace=True)
 
 
 def _ledger(dest_dir: str | os.PathLike, trust_ledger: str | os.PathLike | None) -> TrustLedger:
@@ -129,6 +130,27 @@ def _locked_part(part: Path) -> Iterator[IO[bytes]]:
         yield fh
     finally:
         fh.close()
+
+
+@contextlib.contextmanager
+def undo_new_folders(folder: str | os.PathLike) -> Iterator[None]:
+    """Run the block; when it fails, remove the folders on the way to ``folder`` that it created and left empty.
+
+    A refused download or copy then leaves the cache as it was (a resumable
+    ``.part`` file keeps its folder).
+    """
+    folder = Path(folder)
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]  # deepest first
+    try:
+        yield
+    except BaseException:
+        for p in missing:
+            try:
+                if p.exists():
+                    p.rmdir()  # refused when not empty: what is inside was not made by this block alone
+            except OSError:
+                break
+        raise
 
 
 def _fetch(remote: RemoteFile, dest_dir: Path, sources: list[str], *, timeout: float, progress: bool,
