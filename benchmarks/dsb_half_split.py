@@ -41,7 +41,7 @@ from skimage.segmentation import relabel_sequential, watershed
 
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
-from cellbench.methods import get_method
+from cellbench.methods import config_from_dict, get_method
 from cellbench.metrics import evaluate
 
 THRESHOLDS = (0.5, 0.75, 0.9)
@@ -79,7 +79,24 @@ METHOD_CONFIGS = {
     # so an epoch of 8 crops costs little on 2 CPU cores.
     "cellpose": lambda args: {"diam_mean": 12.0, "bsize": args.cellpose_bsize, "n_epochs": args.cellpose_epochs, "batch_size": 8,
                               "nimg_per_epoch": 8, "min_train_masks": 1},
+    # The committed config of each README row, as `cellbench train --config` reads it.
+    "stardist": lambda args: _config_file("stardist"),
+    "nnunet": lambda args: _config_file("nnunet"),
+    "unet": lambda args: _config_file("unet"),
+    "maunet": lambda args: _config_file("maunet"),
+    "mediar": lambda args: _config_file("mediar"),
+    "maskrcnn": lambda args: _config_file("maskrcnn"),
+    "sam": lambda args: _config_file("sam"),
 }
+
+
+def _config_file(method: str) -> dict:
+    """examples/configs/dsb/<method>.yaml, beside this script's repository."""
+    import yaml
+
+    path = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "dsb", f"{method}.yaml")
+    with open(path) as fh:
+        return yaml.safe_load(fh) or {}
 
 
 def main() -> int:
@@ -121,7 +138,7 @@ def main() -> int:
     print("\nmethod      train wall s  train cpu s   F1@0.5  F1@0.75  F1@0.9   AP@0.5  precision  recall")
     for name in args.methods:
         cls = get_method(name)
-        method = cls(cls.Config(**METHOD_CONFIGS[name](args)))
+        method = cls(config_from_dict(cls.Config, METHOD_CONFIGS[name](args)))
         load0, wall0, cpu0 = os.getloadavg()[0], time.perf_counter(), cpu_seconds()
         history = method.train(train, seed=args.seed)
         wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0

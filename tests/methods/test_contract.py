@@ -27,10 +27,47 @@ FAST: dict[str, dict] = {
                            "batch_size": 2, "grad_accum": 1, "min_cell_area": 20},
                  "inference": {"points_per_side": 4, "points_batch": 16, "pred_iou_thresh": -1e9,
                                "stability_thresh": 0.0, "max_area_fraction": 1.0}},
+    # ResNet-18-FPN with narrow heads, two steps of 64 px crops; every detection kept (untrained scores are low).
+    "maskrcnn": {"backbone": "resnet18", "head_width": 16, "patch_size": 64, "batch_size": 2, "epochs": 1,
+                 "crops_per_epoch": 2, "anchor_sizes": [8, 16, 32, 64, 128], "roi_batch_size": 16,
+                 "rpn_post_nms": 50, "detections_per_image": 20, "score_threshold": 0.0, "mask_threshold": 0.0},
+    # The random `tiny` SAM zero-shot on 64 px tiles; thresholds off so it keeps what it finds.
+    "sam": {"backbone": "tiny", "tile": 64, "tile_overlap": 16,
+            "inference": {"points_per_side": 4, "points_batch": 16, "pred_iou_thresh": -1e9, "stability_thresh": 0.0,
+                          "max_area_fraction": 1.0}},
+    # A small StarDist network (8 rays, depth 2) for 20 steps of 64 px patches; few thresholds to tune.
+    "stardist": {"n_rays": 8, "unet_n_depth": 2, "unet_n_filter_base": 8, "net_conv_after_unet": 16,
+                 "train_patch_size": [64, 64], "train_batch_size": 4, "train_epochs": 2, "train_steps_per_epoch": 10,
+                 "train_learning_rate": 0.003, "nms_threshs": [0.4], "iou_threshs": [0.5]},
 }
+# unet / maunet: narrow networks, a few steps of 64 px patches at a high learning rate, one thread.
+FAST["unet"] = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1, "threads": 1,
+                "train": {"epochs": 12, "batch_size": 2, "patch_size": 64, "steps_per_epoch": 2, "lr": 0.01},
+                "inference": {"window_batch": 1}}
+# An untrained-ish MAU-Net: every pixel foreground and interior, so it still finds something.
+FAST["maunet"] = {"backbone": "tu-mobilenetv3_small_050", "width": 8, "threads": 1, "foreground_threshold": 0.0,
+                  "interior_threshold": 0.0, "train": {"epochs": 3, "batch_size": 2, "patch_size": 64, "lr": 0.01},
+                  "augment": {"zoom_prob": 0.0}, "inference": {"scales": [1.0], "window_batch": 1}}
+# mediar: mit_b0 with a narrow decoder, two steps of 64 px crops; low probability threshold, no flow check.
+FAST["mediar"] = {"encoder": "mit_b0", "decoder_channels": [32, 16, 16, 16, 16], "decoder_pab_channels": 16,
+                  "crop": 64, "roi": 64, "epochs": 2, "batch_size": 2, "crops_per_epoch": 2, "learning_rate": 0.001,
+                  "tta": False, "prob_threshold": 0.3, "flow_threshold": 0.0}
+# nnunet: the 1-epoch trainer for 3 batches of 2 on a plan for 1 GB; every predicted object kept.
+FAST["nnunet"] = {"trainer": "nnUNetTrainer_1epoch", "iterations_per_epoch": 3, "val_iterations_per_epoch": 1,
+                  "batch_size": 2, "gpu_memory_target_gb": 1.0, "min_size": 0}
 #: Import names a method's fast config needs beyond the core (its extra); missing ones skip, with the name.
 NEEDS: dict[str, tuple[str, ...]] = {"cellpose": ("torch", "cellpose"), "cellseg1": ("torch", "segment_anything")}
+NEEDS["stardist"] = ("tensorflow", "stardist")
+NEEDS["nnunet"] = ("torch", "nnunetv2")
+NEEDS["maskrcnn"] = ("torch", "torchvision")
+NEEDS["sam"] = ("torch", "segment_anything")
+NEEDS["unet"] = ("torch", "monai")
+NEEDS["maunet"] = ("torch", "monai", "segmentation_models_pytorch", "timm")
+NEEDS["mediar"] = ("torch", "segmentation_models_pytorch", "cellpose")
 ALL = sorted(METHODS)
+#: Methods whose train / save / load round trip takes minutes (nnU-Net plans, preprocesses and starts worker
+#: processes, ~1 min idle): their trained-model tests carry the slow marker.
+SLOW = {"nnunet"}
 
 
 def fast_config(name: str):
@@ -54,7 +91,7 @@ def test_every_method_has_a_fast_config_here():
     assert set(NEEDS) <= set(METHODS)
 
 
-@pytest.fixture(scope="module", params=ALL)
+@pytest.fixture(scope="module", params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ALL])
 def trained(request, blobs):
     """Each method trained once on the tiny set (with validation and a progress bar)."""
     method = make(request.param)

@@ -221,6 +221,13 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Methods of the NeurIPS-2022 report that cellbench cannot offer, and why (issue 14).
+UNAVAILABLE: dict[str, str] = {
+    "lstm-unet": "not available: LSTM-UNet's code is hosted on GitLab, which cannot be reached from here",
+    "sac": "not available: SAC's code was only sent by e-mail on request, it is not public",
+}
+
+
 def _methods(args: argparse.Namespace) -> int:
     rows = []
     for name in sorted(METHODS):
@@ -234,11 +241,16 @@ def _methods(args: argparse.Namespace) -> int:
         rows.append({"name": name, "installed": not missing, "description": cls.description,
                      "requires": list(cls.requires), "missing": missing, "extra": cls.extra,
                      "version": str(cls.version), "presets": dict(cls.presets)})
+    for name, reason in UNAVAILABLE.items():
+        rows.append({"name": name, "installed": False, "available": False, "description": "", "requires": [],
+                     "missing": [], "extra": None, "error": reason})
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     for row in rows:
-        if row.get("error"):
+        if row.get("available") is False:
+            state = row["error"]
+        elif row.get("error"):
             state = f"cannot be imported: {row['error']}"
         elif row["installed"]:
             state = "installed" + (f" (uses {', '.join(row['requires'])})" if row["requires"] else "")
@@ -270,7 +282,7 @@ def add_method_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--layout", choices=list(LAYOUTS), help="how --data is laid out (not for a registered name)")
     train.add_argument("--split", help="training split (glioma-c6: train; folders: a sub-folder)")
     train.add_argument("--valid-split", help="validation split of the same dataset (model selection / score)")
-    train.add_argument("--task", default="all", help="classes to keep (glioma-c6: cells, soma, type-a, type-b)")
+    train.add_argument("--task", default="all", help="classes to keep (glioma-c6: cells, soma, type-a, type-b, types)")
     train.add_argument("--images", type=int, help="train on the first N images only")
     train.add_argument("--preset", help="named settings of the method to start from (e.g. cpu; see `cellbench methods`); "
                                         "--config values go over them")

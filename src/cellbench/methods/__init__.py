@@ -30,6 +30,13 @@ METHODS: dict[str, str] = {
     "watershed": "cellbench.methods.watershed:WatershedMethod",
     "cellpose": "cellbench.methods.cellpose:CellposeMethod",
     "cellseg1": "cellbench.methods.cellseg1.method:CellSeg1",
+    "unet": "cellbench.methods.unet:UNetMethod",
+    "maunet": "cellbench.methods.maunet:MAUNetMethod",
+    "mediar": "cellbench.methods.mediar.method:MediarMethod",
+    "stardist": "cellbench.methods.stardist:StarDistMethod",
+    "nnunet": "cellbench.methods.nnunet.method:NnUNetMethod",
+    "maskrcnn": "cellbench.methods.maskrcnn.method:MaskRCNNMethod",
+    "sam": "cellbench.methods.sam:SAMMethod",
 }
 
 
