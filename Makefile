@@ -6,10 +6,10 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test test-slow clean
 
-$(BIN)/cellbench: pyproject.toml
+$(BIN)/cellbench: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
 
 demo: $(BIN)/cellbench
