@@ -7,8 +7,16 @@ points are decoded against its embedding. Loss: binary cross-entropy of the
 mask logits against the cell under each positive point, plus the mean squared
 error of SAM's IoU head against 1 (cell) / 0 (background) for every point.
 AdamW with OneCycleLR; gradients of ``batch_size * grad_accum`` patches are
-summed per optimiser step (one patch at a time, which gives the same gradient
-as a batch because every SAM layer is frozen in eval mode, and bounds memory).
+summed per optimiser step.
+
+``encode_batch`` patches share one encoder forward and backward (each
+patch's points are still decoded against its own embedding). The gradient is
+the sum of the one-patch gradients either way, because every SAM layer is
+frozen in eval mode (no batch statistics); what batching changes is speed and
+memory: the encoder runs its matrix products on B images at once, and holds
+B images' activations for the backward. With LoRA dropout > 0 the dropout
+masks are drawn per call, so a batch draws different (equally distributed)
+masks than B single calls.
 """
 
 from __future__ import annotations
@@ -33,10 +41,18 @@ __all__ = ["EpochLoss", "TrainConfig", "make_patches", "point_loss", "train_lora
 
 log = logging.getLogger(__name__)
 
+#: Patches per encoder forward/backward in training (see ``benchmarks/cellseg1_vs_reference.py``).
+ENCODE_BATCH = 1
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (the ``train`` section of a CellSeg1 config); defaults are the paper's (1-10 images)."""
+    """Training settings (the ``train`` section of a CellSeg1 config); defaults are the paper's (1-10 images).
+
+    ``encode_batch`` is cellbench's, not the paper's: how many patches share
+    one encoder forward and backward (same gradient, more memory; see the
+    module docstring).
+    """
 
     epochs: int = 300
     batch_size: int = 4
@@ -53,9 +69,10 @@ class TrainConfig:
     top_fraction: float = 0.2
     min_cell_area: int = 100
     val_every: int = 10
+    encode_batch: int = ENCODE_BATCH
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "grad_accum", "patch_size"):
+        for name in ("epochs", "batch_size", "grad_accum", "patch_size", "encode_batch"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"CellSeg1 train.{name} must be >= 1, got {getattr(self, name)!r}")
 
@@ -131,21 +148,40 @@ def _set_lora_train(model: torch.nn.Module, mode: bool) -> None:
             module.dropout.train(mode)
 
 
-def _image_loss(
+def _batch_loss(
     backbone: Backbone,
-    image: np.ndarray,
-    labels: np.ndarray,
-    sample: PointSample,
+    items: Sequence[tuple[np.ndarray, np.ndarray, PointSample]],
     *,
     encoder_grad: bool,
     box_half_side: float | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(BCE, MSE) of each (image, labels, points) item, the images encoded in one batched call."""
     device = next(backbone.model.parameters()).device
+    inputs = torch.cat([to_input(image, backbone) for image, _, _ in items]).to(device)
     with torch.set_grad_enabled(encoder_grad and torch.is_grad_enabled()):
-        embedding = encode(backbone, to_input(image, backbone).to(device))
-    points = torch.from_numpy(sample.points).to(device)
-    logits, iou = decode_points(backbone, embedding, points, box_half_side=box_half_side)
-    return point_loss(logits, iou, labels, sample)
+        embeddings = encode(backbone, inputs)
+    losses = []
+    for k, (_, labels, sample) in enumerate(items):
+        points = torch.from_numpy(sample.points).to(device)
+        logits, iou = decode_points(backbone, embeddings[k : k + 1], points, box_half_side=box_half_side)
+        losses.append(point_loss(logits, iou, labels, sample))
+    return losses
+
+
+def _chunks(order: np.ndarray, per_step: int, size: int) -> list[tuple[np.ndarray, bool]]:
+    """``order`` cut into encoder batches of at most ``size`` that never straddle an optimiser step.
+
+    Each chunk comes with whether an optimiser step follows it.
+
+    >>> [(c.tolist(), s) for c, s in _chunks(np.arange(5), per_step=4, size=3)]
+    [([0, 1, 2], False), ([3], True), ([4], True)]
+    """
+    chunks = []
+    for start in range(0, len(order), per_step):
+        step = order[start : start + per_step]
+        pieces = [step[i : i + size] for i in range(0, len(step), size)]
+        chunks += [(piece, i == len(pieces) - 1) for i, piece in enumerate(pieces)]
+    return chunks
 
 
 def train_lora(
@@ -203,20 +239,21 @@ def train_lora(
         sums = np.zeros(3)
         seen = 0
         optimizer.zero_grad(set_to_none=True)
-        order = rng.permutation(len(patches))
-        steps = progress(order, desc="patches", leave=False) if progress else order
-        for k, index in enumerate(steps):
-            image, labels = augment(*patches[index], rng, out_size=size, config=augment_config)
-            sample = sample_points(labels, rng, **sampling)
-            if len(sample):
-                bce, mse = _image_loss(
-                    backbone, image, labels, sample, encoder_grad=encoder_grad, box_half_side=box_half_side
-                )
-                loss = bce + mse
-                (loss / per_step).backward()
-                sums += (float(loss.detach()), float(bce.detach()), float(mse.detach()))
-                seen += 1
-            if (k + 1) % per_step == 0 or k + 1 == len(order):
+        chunks = _chunks(rng.permutation(len(patches)), per_step, config.encode_batch)
+        for chunk, step_after in progress(chunks, desc="patch batches", leave=False) if progress else chunks:
+            items = []
+            for index in chunk:
+                image, labels = augment(*patches[index], rng, out_size=size, config=augment_config)
+                sample = sample_points(labels, rng, **sampling)
+                if len(sample):
+                    items.append((image, labels, sample))
+            if items:
+                losses = _batch_loss(backbone, items, encoder_grad=encoder_grad, box_half_side=box_half_side)
+                (sum(bce + mse for bce, mse in losses) / per_step).backward()
+                for bce, mse in losses:
+                    sums += (float(bce.detach() + mse.detach()), float(bce.detach()), float(mse.detach()))
+                seen += len(losses)
+            if step_after:
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -258,8 +295,8 @@ def _validation_items(valid, config: TrainConfig, size: int, sampling: dict, see
 def _validation_loss(backbone: Backbone, items: list, box_half_side: float | None) -> float:
     _set_lora_train(backbone.model, False)
     losses = [
-        sum(_image_loss(backbone, img, lab, s, encoder_grad=False, box_half_side=box_half_side))
-        for img, lab, s in items
+        sum(_batch_loss(backbone, [item], encoder_grad=False, box_half_side=box_half_side)[0])
+        for item in items
     ]
     _set_lora_train(backbone.model, True)
     return float(torch.stack(losses).mean())
