@@ -1,4 +1,4 @@
-"""Checksums of files, read once in blocks whatever their size."""
+"""Checksums of files, read once in blocks whatever their size (and of bytes already in memory)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 
-__all__ = ["file_digest", "file_digests"]
+__all__ = ["bytes_digest", "file_digest", "file_digests"]
 
 _BLOCK = 1 << 22
 
@@ -40,3 +40,12 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     'ba7816bf8f01cfea'
     """
     return file_digests(path, (algorithm,))[algorithm]
+
+
+def bytes_digest(data: bytes, algorithm: str = "sha256") -> str:
+    """Hex digest of bytes in memory (an archive built before it is written).
+
+    >>> bytes_digest(b"abc", "md5")
+    '900150983cd24fb0d6963f7d28e17f72'
+    """
+    return hashlib.new(algorithm, data, usedforsecurity=False).hexdigest()

@@ -18,7 +18,6 @@ after the new index is in place, so an index never names a missing archive.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import re
 import shutil
@@ -27,7 +26,7 @@ from pathlib import Path
 
 from cellbench import __version__
 from cellbench.errors import DataError
-from cellbench.files import atomic_write_bytes, folder_lock, staged_dir
+from cellbench.files import atomic_write_bytes, bytes_digest, folder_lock, staged_dir
 from cellbench.gallery.archive import pack_bytes
 from cellbench.gallery.card import model_card
 from cellbench.gallery.index import INDEX_FORMAT, INDEX_VERSION, index_entry, ordered, with_overall
@@ -168,7 +167,7 @@ def publish(
             raise DataError(f"the gallery has a model named {name!r} already (use --overwrite to replace it)",
                             path=gallery)
         data = pack_bytes(model_dir)
-        sha256 = hashlib.sha256(data).hexdigest()
+        sha256 = bytes_digest(data)
         version = sha256[:16]  # a new folder per archive: the old one stays until the new index is in place
         rel = f"{MODELS_DIR}/{name}/{version}"
         archive = {"path": f"{rel}/{ARCHIVE_FILE}", "file": ARCHIVE_FILE, "sha256": sha256, "size": len(data)}
