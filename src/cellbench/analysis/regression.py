@@ -146,16 +146,18 @@ def fit_regression(
         raise DataError("the regression needs statsmodels: pip install 'cellbench[analysis]'") from exc
     X = np.column_stack([np.ones(n), *columns])
     y = np.array([float(o.map) for o in obs])
-    fit = sm.OLS(y, X).fit()
-    ci = np.asarray(fit.conf_int(alpha=1 - level))
-    coefs = tuple(
-        Coefficient(term, float(fit.params[j]), _finite_or_none(fit.bse[j]), _finite_or_none(ci[j, 0]),
-                    _finite_or_none(ci[j, 1]), _finite_or_none(fit.pvalues[j]))
-        for j, term in enumerate(["Intercept", *names])
-    )
+    # A constant mAP (or a perfect fit) makes R^2 and the intervals 0 / 0: they are reported as None, not warned.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        fit = sm.OLS(y, X).fit()
+        ci = np.asarray(fit.conf_int(alpha=1 - level))
+        coefs = tuple(
+            Coefficient(term, float(fit.params[j]), _finite_or_none(fit.bse[j]), _finite_or_none(ci[j, 0]),
+                        _finite_or_none(ci[j, 1]), _finite_or_none(fit.pvalues[j]))
+            for j, term in enumerate(["Intercept", *names])
+        )
+        r_squared = _finite_or_none(fit.rsquared)
     note = "" if np.linalg.matrix_rank(X) == k else "the scaled covariates are collinear: estimates are not unique"
-    return RegressionResult(coefficients=coefs, r_squared=_finite_or_none(fit.rsquared), df_resid=float(fit.df_resid),
-                            note=note, **base)
+    return RegressionResult(coefficients=coefs, r_squared=r_squared, df_resid=float(fit.df_resid), note=note, **base)
 
 
 def regression_rows(results: Iterable[RegressionResult]) -> list[dict]:
