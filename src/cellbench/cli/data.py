@@ -8,7 +8,6 @@ import sys
 
 from cellbench.data import LAYOUTS, Dataset
 from cellbench.data.layouts import read_with_options
-from cellbench.errors import DataError
 
 # The registry is imported by the commands that use it: it brings the downloader (http.client).
 from cellbench.instances import FLATTEN_NAMES, policy_from_name
@@ -43,11 +42,6 @@ def _add_source(p: argparse.ArgumentParser) -> None:
 
 
 def _read(args: argparse.Namespace) -> Dataset:
-    from cellbench.data.registry import DATASETS
-
-    if args.layout is None and args.path not in DATASETS:
-        raise DataError("give --layout, or the name of a registered dataset (see `cellbench data list`)",
-                        path=args.path)
     return read_with_options(args.path, args.layout, split=args.split, task=args.task,
                              invalid=args.invalid_polygons, image_dir=args.image_dir, channels=args.channels,
                              progress=sys.stderr.isatty())

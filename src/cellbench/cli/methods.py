@@ -72,11 +72,6 @@ def _method_class(name: str):
 
 
 def _read(args: argparse.Namespace, split: str | None):
-    from cellbench.data.registry import DATASETS
-
-    if args.layout is None and args.data not in DATASETS:
-        raise DataError("give --layout, or the name of a registered dataset (see `cellbench data list`)",
-                        path=args.data)
     return read_with_options(args.data, args.layout, split=split, task=args.task, invalid=args.invalid_polygons,
                              channels=args.channels, image_dir=args.image_dir)
 

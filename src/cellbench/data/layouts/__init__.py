@@ -88,7 +88,11 @@ def read_with_options(
     """
     if layout is None:
         from cellbench.data.registered import split_source
+        from cellbench.data.registry import is_registered
 
+        if not is_registered(str(path)):
+            raise DataError("give --layout, or the name of a registered dataset (see `cellbench data list`)",
+                            path=path)
         reader = LAYOUTS[split_source(str(path), split).layout]
     else:
         reader = LAYOUTS.get(layout)
