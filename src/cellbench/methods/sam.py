@@ -39,6 +39,7 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 from cellbench.matching import match, overlaps_from_instances, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
+from cellbench.methods.device import torch_device
 from cellbench.methods.tiling import TileConfig
 
 __all__ = ["SAMConfig", "SAMMethod"]
@@ -130,15 +131,11 @@ class SAMMethod(Method):
     def backbone(self) -> Any:
         """The frozen SAM backbone (loaded on first use)."""
         if self._backbone is None:
-            import torch
-
             from cellbench.methods.cellseg1.backbones import load_backbone
 
             c = self.config
             backbone = load_backbone(c.backbone, checkpoint=c.checkpoint, input_size=c.input_size)
-            device = torch.device("cuda" if c.device == "auto" and torch.cuda.is_available()
-                                  else "cpu" if c.device == "auto" else c.device)
-            backbone.model.eval().to(device)
+            backbone.model.eval().to(torch_device(c.device))
             self._backbone = backbone
         return self._backbone
 

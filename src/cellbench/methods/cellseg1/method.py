@@ -44,6 +44,7 @@ from cellbench.methods.cellseg1.inference import InferenceConfig, predict_image_
 from cellbench.methods.cellseg1.lora import LoRA, lora_state_dict
 from cellbench.methods.cellseg1.memory import keep_freed_memory
 from cellbench.methods.cellseg1.train import TrainConfig, train_lora
+from cellbench.methods.device import torch_device
 from cellbench.methods.tiling import TileConfig
 
 __all__ = ["CellSeg1", "CellSeg1Config"]
@@ -181,9 +182,7 @@ class CellSeg1(Method):
     # -- model --------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        if self.config.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        return torch.device(self.config.device)
+        return torch_device(self.config.device)
 
     @property
     def backbone(self) -> Backbone:

@@ -65,6 +65,7 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import Method, ProgressFactory, TrainHistory
+from cellbench.methods.device import torch_device
 from cellbench.methods.mediar.augment import AugmentConfig
 from cellbench.methods.mediar.model import ENCODERS, build_mediarformer, load_mediar_state, read_state_dict
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
@@ -224,9 +225,7 @@ class MediarMethod(Method):
     # -- building ---------------------------------------------------------------
     @property
     def _device(self) -> Any:
-        import torch
-
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch_device()
 
     def _new_net(self, state: dict | None = None, *, source: Path | None = None) -> Any:
         cfg = self.config

@@ -34,7 +34,8 @@ from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.semantic.inference import InferenceSettings, SemanticPreprocess, network_input, predict_maps
 from cellbench.methods.semantic.patches import AugmentSettings, random_patch, stack
-from cellbench.methods.semantic.train_loop import TrainSettings, deterministic, fit, torch_device, torch_threads
+from cellbench.methods.device import torch_device
+from cellbench.methods.semantic.train_loop import TrainSettings, deterministic, fit, torch_threads
 from cellbench.methods.tiling import TileConfig
 
 __all__ = ["SemanticConfig", "SemanticMethod"]

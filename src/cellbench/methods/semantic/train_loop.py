@@ -26,7 +26,7 @@ import numpy as np
 
 from cellbench.methods.base import ProgressFactory
 
-__all__ = ["TrainSettings", "deterministic", "fit", "torch_device", "torch_threads"]
+__all__ = ["TrainSettings", "deterministic", "fit", "torch_threads"]
 
 
 @dataclass(frozen=True)
@@ -67,13 +67,6 @@ class TrainSettings:
     def steps(self, n_images: int) -> int:
         """Steps per epoch for ``n_images`` training images."""
         return self.steps_per_epoch or max(1, math.ceil(n_images / self.batch_size))
-
-
-def torch_device() -> Any:
-    """CUDA when torch has it, else the CPU."""
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 @contextlib.contextmanager
