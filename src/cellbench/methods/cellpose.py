@@ -315,7 +315,8 @@ class CellposeMethod(Method):
         if not train:
             raise DataError("cellpose: no training images")
         cfg = self.config
-        state, diam_mean = read_cellpose_weights(cfg.pretrained_model) if cfg.pretrained_model else None, None
+        state = read_cellpose_weights(cfg.pretrained_model) if cfg.pretrained_model else None
+        diam_mean = None
         if cfg.pretrained:
             state, diam_mean, _ = self._pretrained()
         _seed_everything(seed)
