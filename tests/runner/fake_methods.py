@@ -80,3 +80,11 @@ class ThresholdMethod(Method):
     def load_weights(self, folder):
         d = json.loads((Path(folder) / "level.json").read_text())
         self.level, self.tag = d["level"], d["tag"]
+
+
+class NeedsAbsentPackage(ThresholdMethod):
+    """A method whose requirement is not installed anywhere (for ``if_installed``)."""
+
+    name = "needs-absent"
+    requires = ("no_such_package_cb",)
+    extra = "absent"

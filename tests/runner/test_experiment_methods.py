@@ -100,3 +100,35 @@ def test_tiling_is_checked_and_takes_the_methods_default(tmp_path, tiny_data):
     del d["methods"]["ws"]["tiling"]
     exp = load_experiment(_write(tmp_path, d))
     assert exp.methods[0].tiling == {"tile": 96, "overlap": 24} and "tiling" not in exp.methods[0].config
+
+
+def test_a_config_file_is_read_relative_to_the_experiment_and_config_goes_over_it(tmp_path, tiny_data, monkeypatch):
+    d = _two_datasets(tiny_data)
+    (tmp_path / "exps" / "configs").mkdir(parents=True)
+    (tmp_path / "exps" / "configs" / "ws.yaml").write_text(
+        "sigmas: [3.0]\npreprocess: {low: 2.0}\ntiling: {tile: 96, overlap: 8}\n")
+    d["methods"]["ws"]["config_file"] = "configs/ws.yaml"
+    d["methods"]["ws"]["config"] = {"preprocess": {"high": 98.0}}
+    path = _write(tmp_path / "exps", d)
+    monkeypatch.chdir(tmp_path)
+    (ws,) = load_experiment(path).methods
+    assert ws.config == {"sigmas": [3.0], "preprocess": {"low": 2.0, "high": 98.0}}
+    assert ws.tiling == {"tile": 96, "overlap": 8}
+    d["methods"]["ws"]["config_file"] = "configs/missing.yaml"
+    with pytest.raises(DataError, match="config file not found") as info:
+        load_experiment(_write(tmp_path / "exps", d))
+    assert "missing.yaml" in str(info.value)
+
+
+def test_a_method_that_cannot_run_here_fails_on_load_unless_if_installed(tmp_path, tiny_data):
+    d = _two_datasets(tiny_data)
+    d["methods"]["absent"] = {"method": "fake_methods:NeedsAbsentPackage", "regimes": ["zero-shot"]}
+    with pytest.raises(DataError, match=r"methods\.absent: .*needs no_such_package_cb.*if_installed: true"):
+        load_experiment(_write(tmp_path, d))
+    d["methods"]["absent"]["if_installed"] = True
+    exp = load_experiment(_write(tmp_path, d))
+    assert [m.name for m in exp.methods] == ["ws"]
+    assert "no_such_package_cb" in exp.skipped["absent"]
+    d["methods"] = {"absent": d["methods"]["absent"]}
+    with pytest.raises(DataError, match="none of the methods can run here"):
+        load_experiment(_write(tmp_path, d))

@@ -26,10 +26,11 @@ from cellbench.instances import FLATTEN_NAMES, flatten, policy_from_name
 from cellbench.methods import METHODS, get_method, missing_requirements, unmet_requirements
 from cellbench.cli.estimate import CostEstimate, format_duration
 from cellbench.methods.base import config_from_dict, merge_config
+from cellbench.methods.config_file import read_config_file
 from cellbench.methods.model_dir import load_model, save_model, train_summary
 from cellbench.methods.tiling import TileConfig, method_tiling, override_tiling
 
-__all__ = ["add_method_commands", "read_config_file"]
+__all__ = ["add_method_commands"]
 
 PREDICT_MANIFEST = "cellbench-predict.json"
 
@@ -39,28 +40,6 @@ def _progress():
     from tqdm import tqdm  # here, as every import this parser does not need: each `cellbench` command pays for them
 
     return functools.partial(tqdm, disable=not sys.stderr.isatty(), file=sys.stderr)
-
-
-def read_config_file(path: str | Path) -> dict:
-    """A method config file: a YAML or JSON mapping (``.json`` read as JSON, anything else as YAML)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("config file not found", path=path)
-    text = path.read_text()
-    try:
-        if path.suffix.lower() == ".json":
-            values = json.loads(text)
-        else:
-            import yaml
-
-            values = yaml.safe_load(text)
-    except Exception as exc:  # json and yaml parse errors
-        raise DataError(f"cannot parse config file ({type(exc).__name__}: {exc})", path=path) from exc
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise DataError(f"config file must hold a mapping of settings, got {type(values).__name__}", path=path)
-    return values
 
 
 def _method_class(name: str):

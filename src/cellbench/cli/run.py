@@ -59,6 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     from cellbench.runner import load_experiment, run_experiment
 
     experiment = load_experiment(args.experiment, data_paths=_data_paths(args.data))
+    for label, unmet in experiment.skipped.items():
+        print(f"cellbench: skipping method {label!r} (if_installed): it {unmet}", file=sys.stderr)
     out = Path(args.out).expanduser() if args.out else Path("runs") / experiment.name
     summary = run_experiment(
         experiment, out, executor=_executor(args), resume=args.resume, retry_failed=args.retry_failed,

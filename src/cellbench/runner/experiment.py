@@ -25,6 +25,8 @@ A file looks like this (``method`` is a name of the method table, or
         method: cellpose
         preset: cpu                 # a named preset of the method (cellbench methods lists them)
         config: {n_epochs: 80}      # the method's Config fields, as in a `cellbench train --config` file
+        # config_file: configs/cellpose.yaml   # such a file (relative to this one); `config` is merged over it
+        # if_installed: true        # skip the method (with a note) when its extra is not installed here
         tiling: {tile: 512, overlap: 128}   # optional; default: the method's own
         per_dataset:                # settings for one dataset only, merged over config
           dsb: {diam_mean: 12.0, bsize: 64}
@@ -56,7 +58,9 @@ from typing import Any, Literal
 
 from cellbench.errors import DataError
 from cellbench.instances import FLATTEN_NAMES
+from cellbench.methods import unmet_requirements
 from cellbench.methods.base import merge_config
+from cellbench.methods.config_file import read_config_file
 from cellbench.metrics import REPORT_THRESHOLDS
 
 __all__ = [
@@ -184,11 +188,14 @@ class Experiment:
     seeds: tuple[int, ...] = (0,)
     description: str = ""
     source: str | None = field(default=None, compare=False)
+    #: ``if_installed`` methods left out because they cannot run here: label -> what they need.
+    skipped: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict:
-        """Everything that defines the results (the file it came from is left out)."""
+        """Everything that defines the results (the file it came from and what was skipped are left out)."""
         d = _plain(self)
         d.pop("source")
+        d.pop("skipped")
         return d
 
     @property
@@ -284,20 +291,26 @@ def experiment_from_dict(
     if overrides:
         r.fail("--data", f"no dataset named {sorted(overrides)}; datasets: {[d.name for d in datasets]}")
     regimes = tuple(_regime(r, key, value) for key, value in r.named(top.get("regimes"), "regimes").items())
-    methods = tuple(
-        _method(r, key, value, {g.name for g in regimes}, [d.name for d in datasets])
-        for key, value in r.named(top.get("methods"), "methods").items()
-    )
+    methods, skipped = [], {}
+    for key, value in r.named(top.get("methods"), "methods").items():
+        spec = _method(r, key, value, {g.name for g in regimes}, [d.name for d in datasets], Path(base_dir))
+        if isinstance(spec, str):
+            skipped[key] = spec
+        else:
+            methods.append(spec)
+    if not methods:
+        r.fail("methods", f"none of the methods can run here: {skipped}")
     evaluation = _evaluation(r, top.get("evaluation", {}))
     return Experiment(
         name=name,
         datasets=datasets,
-        methods=methods,
+        methods=tuple(methods),
         regimes=regimes,
         evaluation=evaluation,
         seeds=seeds,
         description=str(top.get("description", "")),
         source=None if source is None else str(source),
+        skipped=skipped,
     )
 
 
@@ -450,16 +463,27 @@ def _regime(r: _Reader, name: str, raw: Any) -> Regime:
     return Regime(name, r.integer(n, f"{where}.train_images"))
 
 
-def _method(r: _Reader, name: str, raw: Any, regimes: set[str], datasets: list[str]) -> MethodSpec:
+def _method(r: _Reader, name: str, raw: Any, regimes: set[str], datasets: list[str],
+            base_dir: Path) -> MethodSpec | str:
+    """The method entry ``name``; or, for an ``if_installed`` method that cannot run here, why not."""
     where = f"methods.{name}"
     raw = r.mapping(raw, where)
-    r.only(raw, where, {"method", "config", "regimes", "preset", "tiling", "per_dataset"})
+    r.only(raw, where, {"method", "config", "config_file", "regimes", "preset", "tiling", "per_dataset",
+                        "if_installed"})
     method = r.string(raw.get("method", name), f"{where}.method")
     try:
         cls = resolve_method(method)
     except DataError as exc:
         r.fail(f"{where}.method", exc.problem)
+    unmet = unmet_requirements(cls) if hasattr(cls, "requires") else None
+    if unmet:
+        if raw.get("if_installed") is True:
+            return unmet
+        r.fail(where, f"{method} {unmet}; install it, or mark the method `if_installed: true` to skip it")
     config = dict(r.mapping(raw.get("config", {}) or {}, f"{where}.config"))
+    if raw.get("config_file") is not None:  # the file's settings, the experiment's config over them
+        config_file = base_dir / Path(os.path.expandvars(r.string(raw["config_file"], f"{where}.config_file")))
+        config = merge_config(read_config_file(config_file), config)
     tiling = _tiling(r, cls, config.pop("tiling", raw.get("tiling")), f"{where}.tiling")
     preset = raw.get("preset")
     if preset is not None:
