@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow clean
+.PHONY: demo test test-slow test-yolo clean
 
 $(BIN)/cellbench: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,20 @@ test: $(BIN)/cellbench
 
 test-slow: $(BIN)/cellbench
 	$(BIN)/python -m pytest -q -m slow
+
+# The `yolo` method (Ultralytics, AGPL-3.0) in its own environment: the extra is kept out of .venv,
+# [dev] and [all]. Same constraints as .venv (torch and the rest resolve to its versions), plus
+# constraints-yolo.txt for what Ultralytics brings.
+YOLO_VENV ?= .venv-yolo
+
+$(YOLO_VENV)/.installed: pyproject.toml constraints.txt constraints-yolo.txt
+	$(PYTHON) -m venv $(YOLO_VENV)
+	$(YOLO_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(YOLO_VENV)/bin/python -m pip install --quiet -c constraints.txt -c constraints-yolo.txt -e '.[yolo]' pytest
+	touch $@
+
+test-yolo: $(YOLO_VENV)/.installed
+	$(YOLO_VENV)/bin/python -m pytest -q tests/methods/test_yolo.py tests/methods/test_contract.py -k yolo
 
 clean:
 	rm -rf cellbench-demo .pytest_cache

@@ -64,6 +64,10 @@ NEEDS["sam"] = ("torch", "segment_anything")
 NEEDS["unet"] = ("torch", "monai")
 NEEDS["maunet"] = ("torch", "monai", "segmentation_models_pytorch", "timm")
 NEEDS["mediar"] = ("torch", "segmentation_models_pytorch", "cellpose")
+NEEDS["yolo"] = ("torch", "ultralytics")  # the AGPL extra, tested by `make test-yolo` in .venv-yolo
+# yolo: YOLO11n from its yaml at 96 px for 2 epochs on the CPU; every detection kept (untrained scores are low).
+FAST["yolo"] = {"model_size": "n", "imgsz": 96, "epochs": 2, "batch": 2, "device": "cpu", "conf": 0.0,
+                "max_det": 50}
 ALL = sorted(METHODS)
 #: Methods whose train / save / load round trip takes minutes (nnU-Net plans, preprocesses and starts worker
 #: processes, ~1 min idle): their trained-model tests carry the slow marker.

@@ -45,8 +45,8 @@ def test_every_entry_pulls_from_a_mirror_folder(fake_mirror, monkeypatch, caplog
     # trust on first use for the entries without a published checksum, and only those
     recorded = json.loads((models_dir() / TRUST_FILE).read_text())["files"]
     unpublished = {f.url for e in list_pretrained() if not e.checksum_published for f in e.files}
-    assert set(recorded) == unpublished and len(unpublished) == 7  # 3 x 2 Cellpose files + Mask R-CNN
-    assert caplog.text.count("not verified") == 7
+    assert set(recorded) == unpublished and len(unpublished) == 12  # 3 x 2 Cellpose files + Mask R-CNN + 5 YOLO11-seg
+    assert caplog.text.count("not verified") == 12
     assert all(check.ok for _, check in verify_pretrained())
 
 

@@ -214,7 +214,7 @@ def _methods(args: argparse.Namespace) -> int:
         missing = missing_requirements(cls.requires)
         rows.append({"name": name, "installed": not missing, "description": cls.description,
                      "requires": list(cls.requires), "missing": missing, "extra": cls.extra,
-                     "version": str(cls.version), "presets": dict(cls.presets)})
+                     "version": str(cls.version), "presets": dict(cls.presets), "licence": cls.licence})
     for name, reason in UNAVAILABLE.items():
         rows.append({"name": name, "installed": False, "available": False, "description": "", "requires": [],
                      "missing": [], "extra": None, "error": reason})
@@ -234,6 +234,8 @@ def _methods(args: argparse.Namespace) -> int:
         print(f"{row['name']:>10}  {state}")
         if row["description"]:
             print(f"{'':>10}  {row['description']}")
+        if row.get("licence"):
+            print(f"{'':>10}  licence: {row['licence']}")
         for preset, values in (row.get("presets") or {}).items():
             print(f"{'':>10}  --preset {preset}: {json.dumps(values)}")
     return 0

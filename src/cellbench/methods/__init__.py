@@ -37,6 +37,7 @@ METHODS: dict[str, str] = {
     "nnunet": "cellbench.methods.nnunet.method:NnUNetMethod",
     "maskrcnn": "cellbench.methods.maskrcnn.method:MaskRCNNMethod",
     "sam": "cellbench.methods.sam:SAMMethod",
+    "yolo": "cellbench.methods.yolo.method:YOLOMethod",
 }
 
 

@@ -86,6 +86,8 @@ class Method(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     #: The pip extra that installs them.
     extra: ClassVar[str | None] = None
+    #: Licence of the library the method runs on, shown by ``cellbench methods``; None: BSD-compatible.
+    licence: ClassVar[str | None] = None
     #: The frozen dataclass of this method's settings.
     Config: ClassVar[type]
     #: Tiling recorded in a new model directory when the user gives none (None: ``TileConfig()``,

@@ -153,6 +153,20 @@ REGISTRY: tuple[PretrainedModel, ...] = (
         notes="torchvision's MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1, about 177 MB.",
     ),
     *(PretrainedModel(
+        name=f"yolo/yolo11{size}-seg", method="yolo",
+        files=(RemoteFile(f"yolo11{size}-seg.pt",
+                          f"https://github.com/ultralytics/assets/releases/download/v8.3.0/yolo11{size}-seg.pt"),),
+        licence="AGPL-3.0 (Ultralytics weights and code); COCO annotations CC BY 4.0",
+        citation="Jocher G, Qiu J. Ultralytics YOLO11 (2024). https://github.com/ultralytics/ultralytics",
+        training=TrainingData(modality="natural images (not microscopy)", objects="any", channels="3: RGB",
+                              datasets="COCO 2017 train, instance segmentation (80 classes)"),
+        checksum_published=False,
+        checksum_source="Ultralytics publishes none for its release assets: the sha256 is recorded on first use",
+        notes=(f"Ultralytics' COCO-pretrained YOLO11{size}-seg (a pickled checkpoint; cellbench reads it with "
+               "Ultralytics' restricted weights-only loader and keeps only the state dict)."
+               + (" The Glioma C6 paper trained YOLO11l." if size == "l" else "")),
+    ) for size in "nsmlx"),
+    *(PretrainedModel(
         name=f"mediar/{variant}", method="mediar",
         files=(RemoteFile(f"{variant}.pth", f"https://drive.google.com/uc?export=download&id={drive_id}", md5=md5),),
         licence="MIT (MEDIAR code and weights); the training data's own terms apply (e.g. LIVECell CC BY-NC 4.0)",
