@@ -23,13 +23,14 @@ test-slow: $(BIN)/cellbench
 
 # The `yolo` method (Ultralytics, AGPL-3.0) in its own environment: the extra is kept out of .venv,
 # [dev] and [all]. Same constraints as .venv (torch and the rest resolve to its versions), plus
-# constraints-yolo.txt for what Ultralytics brings.
+# constraints-yolo.txt for what Ultralytics brings; [demo] (stardist's DSB2018 image, no TensorFlow) lets
+# benchmarks/dsb_half_split.py --methods yolo run in it.
 YOLO_VENV ?= .venv-yolo
 
 $(YOLO_VENV)/.installed: pyproject.toml constraints.txt constraints-yolo.txt
 	$(PYTHON) -m venv $(YOLO_VENV)
 	$(YOLO_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(YOLO_VENV)/bin/python -m pip install --quiet -c constraints.txt -c constraints-yolo.txt -e '.[yolo]' pytest
+	$(YOLO_VENV)/bin/python -m pip install --quiet -c constraints.txt -c constraints-yolo.txt -e '.[yolo,demo]' pytest
 	touch $@
 
 test-yolo: $(YOLO_VENV)/.installed

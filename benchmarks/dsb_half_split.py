@@ -22,6 +22,7 @@ time much less. The load average is printed too.
     .venv/bin/python benchmarks/dsb_half_split.py                    # watershed + cellpose
     .venv/bin/python benchmarks/dsb_half_split.py --methods watershed
     .venv/bin/python benchmarks/dsb_half_split.py --cellpose-epochs 300 --out dsb.json
+    .venv-yolo/bin/python benchmarks/dsb_half_split.py --methods yolo    # Ultralytics (AGPL) in its own venv
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ METHOD_CONFIGS = {
     "mediar": lambda args: _config_file("mediar"),
     "maskrcnn": lambda args: _config_file("maskrcnn"),
     "sam": lambda args: _config_file("sam"),
+    # Ultralytics is AGPL-3.0: run this one from .venv-yolo (`make test-yolo` builds it, stardist included).
+    "yolo": lambda args: _config_file("yolo"),
 }
 
 
