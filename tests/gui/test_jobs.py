@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 import tifffile
 
 from cellbench.gui.jobs import JobQueue
@@ -56,3 +57,36 @@ def test_jobs_queue_stop_resume(tmp_path):
     assert "trained watershed on 1 image(s)" in first.log_tail()
     assert load_model(tmp_path / "models" / "a").name == "watershed"
     assert [j.id for j in queue.jobs()] == [first.id, second.id]
+
+
+@pytest.mark.slow  # two worker processes start torch: about 30 s on 2 loaded cores
+def test_resumed_training_job_continues_from_its_last_epoch(tmp_path):
+    """Stop a unet training job after its first epoch, resume it: no epoch is trained twice, the curve continues."""
+    pytest.importorskip("monai")
+    _tiny_dsb(tmp_path / "data")
+    ws = Workspace(tmp_path)
+    queue = JobQueue(ws, slots=1)
+    config = ("channels: [8, 16]\nstrides: [2]\nnum_res_units: 0\nthreads: 1\n"
+              "train: {epochs: 12, batch_size: 2, patch_size: 32, steps_per_epoch: 2}\n")
+    argv = ["train", "unet", "--data", str(tmp_path / "data"), "--layout", "dsb", "--config", "{job}/unet.yaml",
+            "--out", str(tmp_path / "models" / "u")]
+    job = queue.submit("train", argv, title="train u", out="models/u", files={"unet.yaml": config})
+    checkpoint = tmp_path / "models" / "u.checkpoint" / "train-state.pt"
+    end = time.monotonic() + 180
+    while not checkpoint.is_file() and job.state == "running" and time.monotonic() < end:
+        time.sleep(0.05)
+    queue.stop(job.id)
+    assert job.state == "stopped", job.log_tail()
+    assert checkpoint.is_file() and not (tmp_path / "models" / "u").exists()
+    done_before = len(job.losses)
+    assert done_before >= 1
+
+    queue.resume(job.id)
+    assert job.spec["argv"][-1] == "--resume"
+    assert _wait(queue, job, ("done", "failed")) == "done", job.log_tail()
+    queue.join(60)
+    first_attempt, second_attempt = job.log_tail(10**6).split("--- attempt 2")
+    assert "epoch 0 loss" in first_attempt and "epoch 0 loss" not in second_attempt  # not trained again
+    assert [r["epoch"] for r in job.losses] == list(range(1, 13))  # the loss curve continued
+    assert not checkpoint.parent.exists()
+    assert len(load_model(tmp_path / "models" / "u").record["history"]["epochs"]) == 12

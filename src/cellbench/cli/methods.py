@@ -10,6 +10,7 @@ Both output folders are written all or nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import json
@@ -26,6 +27,7 @@ from cellbench.instances import FLATTEN_NAMES, flatten, policy_from_name
 from cellbench.methods import METHODS, get_method, missing_requirements, unmet_requirements
 from cellbench.cli.estimate import CostEstimate, format_duration
 from cellbench.methods.base import config_from_dict, merge_config
+from cellbench.methods.checkpoint import check_leftover, training_checkpoint
 from cellbench.methods.config_file import read_config_file
 from cellbench.methods.model_dir import load_model, save_model, train_summary
 from cellbench.methods.tiling import TileConfig, method_tiling, override_tiling
@@ -99,6 +101,11 @@ def _cost_notice(cls, args: argparse.Namespace):
 def _train(args: argparse.Namespace) -> int:
     cls = _method_class(args.method)
     check_output_dir(args.out, overwrite=args.overwrite)  # before hours of training, not after
+    if cls.resumable:
+        check_leftover(args.out, resume=args.resume, overwrite=args.overwrite)
+    elif args.resume:
+        print(f"cellbench: {cls.name} keeps no per-epoch checkpoint; --resume trains it from the start",
+              file=sys.stderr)
     values = _config_values(cls, args)
     tiling_values = values.pop("tiling", None)
     try:
@@ -121,12 +128,17 @@ def _train(args: argparse.Namespace) -> int:
     progress = _progress()
     if _on_cpu_only(cls):
         progress = CostEstimate(progress, _cost_notice(cls, args))
-    history = method.train(samples, valid, seed=args.seed, progress=progress)
     source = {"path": str(Path(args.data).resolve()), "layout": args.layout, "split": args.split,
               "task": dataset.task, "classes": list(dataset.classes), "images_limit": args.images,
               "valid_split": args.valid_split, "n_valid_images": len(valid) if valid else 0}
-    save_model(method, args.out, train_summary=train_summary(samples, source=source), seed=args.seed,
-               history=history, tiling=tiling, overwrite=args.overwrite)
+    with contextlib.ExitStack() as stack:  # resumable methods: <out>.checkpoint/ until the model directory is written
+        kwargs = {}
+        if cls.resumable:
+            kwargs["checkpoint_dir"] = stack.enter_context(
+                training_checkpoint(args.out, resume=args.resume, overwrite=args.overwrite))
+        history = method.train(samples, valid, seed=args.seed, progress=progress, **kwargs)
+        save_model(method, args.out, train_summary=train_summary(samples, source=source), seed=args.seed,
+                   history=history, tiling=tiling, overwrite=args.overwrite)
     last = history.epochs[-1] if history.epochs else None
     score = f", validation {history.val_metric} {last.val_score:.3f}" if last and last.val_score is not None else ""
     print(f"trained {args.method} on {len(samples)} image(s) in {history.wall_s or 0:.1f} s"
@@ -214,7 +226,8 @@ def _methods(args: argparse.Namespace) -> int:
         missing = missing_requirements(cls.requires)
         rows.append({"name": name, "installed": not missing, "description": cls.description,
                      "requires": list(cls.requires), "missing": missing, "extra": cls.extra,
-                     "version": str(cls.version), "presets": dict(cls.presets), "licence": cls.licence})
+                     "version": str(cls.version), "presets": dict(cls.presets), "resumable": bool(cls.resumable),
+                     "licence": cls.licence})
     for name, reason in UNAVAILABLE.items():
         rows.append({"name": name, "installed": False, "available": False, "description": "", "requires": [],
                      "missing": [], "extra": None, "error": reason})
@@ -238,6 +251,9 @@ def _methods(args: argparse.Namespace) -> int:
             print(f"{'':>10}  licence: {row['licence']}")
         for preset, values in (row.get("presets") or {}).items():
             print(f"{'':>10}  --preset {preset}: {json.dumps(values)}")
+        if "resumable" in row:
+            print(f"{'':>10}  train --resume: " + ("continues from the last finished epoch" if row["resumable"]
+                                                  else "trains again from the start (no per-epoch checkpoint)"))
     return 0
 
 
@@ -269,7 +285,11 @@ def add_method_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--image-dir", help="coco: folder holding the images, if not beside the json")
     _add_tiling(train)
     train.add_argument("--out", required=True, help="model directory to write (all or nothing)")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing model directory")
+    train.add_argument("--overwrite", action="store_true",
+                       help="replace an existing model directory (and an interrupted training's checkpoint)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue an interrupted training from its last finished epoch (methods that keep "
+                            "<out>.checkpoint/; same command line otherwise)")
     train.set_defaults(func=_train)
 
     predict = sub.add_parser("predict", help="segment images with a trained model directory")

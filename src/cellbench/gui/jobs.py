@@ -8,14 +8,18 @@ the browser closes (and when the GUI server stops). Its folder
 * ``job.json``: the command line, kind, title, output path, slot size;
 * ``status.json``: ``queued`` / ``running`` / ``done`` / ``failed`` / ``stopped``, pid, times, exit code;
 * ``progress.json``: the command's progress bars (what the CLI draws with tqdm), fraction done, ETA;
-* ``loss.json``: the training loss per epoch, as the method logs it;
+* ``loss.json``: the training loss per epoch, as the method logs it (kept across a resume);
 * ``log.txt``: everything the command printed.
 
 :class:`JobQueue` starts queued jobs in creation order while fewer than ``slots``
 run: one job per CPU slot (``os.cpu_count() / slots`` cores each, set through the
 usual thread-count variables). ``stop`` ends a job's whole process group;
-``resume`` queues a stopped or failed job again: ``cellbench train`` has no
-mid-training checkpoint, so a resumed training starts from its first epoch.
+``resume`` queues a stopped or failed job again. A training job is resumed
+with ``cellbench train ... --resume``: the methods whose training loop
+cellbench owns (``resumable`` in ``cellbench methods``) saved their whole state
+after every epoch in ``<out>.checkpoint/`` and continue from the last finished
+epoch (same weights as an uninterrupted training); the progress bar and the loss
+curve continue from there. The others train again from the start.
 """
 
 from __future__ import annotations
@@ -231,12 +235,15 @@ class JobQueue:
             job.set_status(state="stopped", finished=_now(), message="stopped")
 
     def resume(self, job_id: str) -> None:
-        """Queue a stopped or failed job again (training restarts from its first epoch)."""
+        """Queue a stopped or failed job again; a training continues from its last finished epoch (``--resume``)."""
         job = self.get(job_id)
         if job.state not in ("stopped", "failed"):
             raise DataError(f"job is {job.state}; only stopped or failed jobs resume", path=job_id)
-        for name in ("progress.json", "loss.json"):
-            (job.folder / name).unlink(missing_ok=True)
+        spec = job.spec
+        argv = list(spec.get("argv", []))
+        if argv[:1] == ["train"] and "--resume" not in argv:
+            write_json(job.folder / "job.json", {**spec, "argv": [*argv, "--resume"]})
+        (job.folder / "progress.json").unlink(missing_ok=True)  # loss.json stays: the resumed epochs append to it
         job.set_status(state="queued", attempt=job.status.get("attempt", 1) + 1, queued_at=_now(),
                        stop_requested=None, message=None)
         self.tick()

@@ -6,7 +6,8 @@ around it, neither of which changes what the command computes:
 
 * tqdm's bars (the CLI's progress) are reported to ``progress.json`` instead of a
   terminal: every bar with its position, the nested fraction done and an ETA;
-* the training loss the method logs per epoch goes to ``loss.json``.
+* the training loss the method logs per epoch goes to ``loss.json`` (a resumed
+  training keeps the rows of the epochs it does not redo).
 
 SIGTERM (the GUI's Stop) raises :class:`Stopped` inside the command, so its
 all-or-nothing output folder is removed as after any error.
@@ -34,15 +35,21 @@ class Stopped(BaseException):
 def progress_snapshot(bars: list[dict]) -> dict:
     """Fraction done and ETA from nested bars (outermost first): each inner bar refines its outer bar's step.
 
+    A bar that starts at ``initial`` (a resumed training) counts from there,
+    and its ETA from the rate since it started.
+
     >>> s = progress_snapshot([{"n": 1, "total": 4, "elapsed": 10.0}, {"n": 1, "total": 2, "elapsed": 1.0}])
     >>> s["fraction"], s["eta_s"]
     (0.375, 16.7)
+    >>> progress_snapshot([{"n": 3, "initial": 2, "total": 4, "elapsed": 10.0}])["eta_s"]
+    10.0
     """
     fraction = 0.0
     for bar in reversed([b for b in bars if b.get("total")]):
         fraction = min(1.0, (bar["n"] + fraction) / bar["total"])
     elapsed = bars[0]["elapsed"] if bars else 0.0
-    eta = round(elapsed * (1 - fraction) / fraction, 1) if fraction > 0 else None
+    start = bars[0].get("initial", 0) / bars[0]["total"] if bars and bars[0].get("total") else 0.0
+    eta = round(elapsed * (1 - fraction) / (fraction - start), 1) if fraction > start else None
     return {"bars": bars, "fraction": round(fraction, 4), "eta_s": eta, "elapsed_s": round(elapsed, 1),
             "updated": _now()}
 
@@ -61,8 +68,9 @@ def _reporting_tqdm(job: Job):
         if not force and now - last[0] < 0.5:
             return
         last[0] = now
-        bars = [{"desc": b.desc, "n": int(b.n), "total": int(b.total) if b.total else None,
-                 "elapsed": round(time.time() - b.start_t, 2)} for b in live]
+        bars = [{"desc": b.desc, "n": int(b.n), "initial": int(getattr(b, "initial", 0) or 0),
+                 "total": int(b.total) if b.total else None, "elapsed": round(time.time() - b.start_t, 2)}
+                for b in live]
         write_json(job.folder / "progress.json", progress_snapshot(bars))
 
     class Reporting(base):
@@ -93,12 +101,13 @@ class _LossLog(logging.Handler):
     def __init__(self, job: Job) -> None:
         super().__init__(logging.INFO)
         self.job = job
-        self.rows: list[dict] = []
+        self.rows: list[dict] = job.losses  # an earlier attempt's rows, for a resumed training
 
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args if isinstance(record.args, tuple) else ()
         if str(record.msg).startswith("epoch %d loss") and len(args) >= 2:
-            self.rows.append({"epoch": int(args[0]) + 1, "loss": float(args[1])})
+            epoch = int(args[0]) + 1  # rows of this epoch and later are from an attempt that is being redone
+            self.rows = [*(r for r in self.rows if r.get("epoch", 0) < epoch), {"epoch": epoch, "loss": float(args[1])}]
             write_json(self.job.folder / "loss.json", self.rows)
 
 

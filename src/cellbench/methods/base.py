@@ -12,6 +12,10 @@ The contract, checked by ``tests/methods/test_contract.py`` for every method:
   the defaults.
 * ``train(train, valid, *, seed, progress)`` fits on samples and returns a
   :class:`TrainHistory`. Same samples and seed give the same weights.
+  A method with ``resumable = True`` also takes ``checkpoint_dir`` (a folder or
+  None): it saves its whole training state there at the end of every epoch and,
+  when the folder already holds one, continues from it to the same weights
+  (:mod:`cellbench.methods.checkpoint`); with None it trains as before.
 * ``predict(image)`` returns an :class:`~cellbench.instances.InstanceSet` of
   the image's height and width (scores set when the method has them).
 * ``save_weights(folder)`` / ``load_weights(folder)`` write and read the
@@ -97,6 +101,9 @@ class Method(ABC):
     #: settings that finish on a CPU where the published defaults assume a GPU. ``cellbench train
     #: --preset NAME`` and ``preset:`` in an experiment start from one; the user's config goes over it.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    #: True when ``train`` takes ``checkpoint_dir`` and continues an interrupted training from its last
+    #: epoch (``cellbench train --resume``); the others start again from the beginning.
+    resumable: ClassVar[bool] = False
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config
@@ -112,7 +119,10 @@ class Method(ABC):
         seed: int = 0,
         progress: ProgressFactory | None = None,
     ) -> TrainHistory:
-        """Fit on ``train`` (select on ``valid`` when given)."""
+        """Fit on ``train`` (select on ``valid`` when given).
+
+        A :attr:`resumable` method adds the keyword ``checkpoint_dir: Path | None = None``.
+        """
 
     @abstractmethod
     def predict(self, image: np.ndarray) -> InstanceSet:

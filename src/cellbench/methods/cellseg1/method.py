@@ -44,6 +44,7 @@ from cellbench.methods.cellseg1.inference import InferenceConfig, predict_image_
 from cellbench.methods.cellseg1.lora import LoRA, lora_state_dict
 from cellbench.methods.cellseg1.memory import keep_freed_memory
 from cellbench.methods.cellseg1.train import TrainConfig, train_lora
+from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.device import torch_device
 from cellbench.methods.tiling import TileConfig
 
@@ -150,6 +151,7 @@ class CellSeg1(Method):
             "inference": {"points_per_side": 16},
         },
     }
+    resumable = True
 
     def __init__(self, config: CellSeg1Config | None = None) -> None:
         super().__init__(config)
@@ -210,8 +212,10 @@ class CellSeg1(Method):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> TrainHistory:
-        """Fit the LoRA weights on ``train`` (keeping the best validation-loss epoch when ``valid`` is given)."""
+        """Fit the LoRA weights on ``train`` (keeping the best validation-loss epoch when ``valid`` is given);
+        with ``checkpoint_dir``, save every epoch there and continue from the last one saved."""
         self._backbone = None  # start from the frozen backbone and fresh LoRA every time
         torch.manual_seed(seed)
         backbone = self.backbone
@@ -227,6 +231,8 @@ class CellSeg1(Method):
             seed=seed,
             progress=progress,
             box_half_side=self._input_half_side(self.config.train.patch_size),
+            checkpoint_dir=checkpoint_dir,
+            fingerprint=train_fingerprint(self, train, valid, seed) if checkpoint_dir is not None else None,
         )
         epochs = tuple(
             EpochRecord(epoch=e.epoch, loss=e.loss, val_score=e.val_loss, extra={"bce": e.bce, "mse": e.mse, "lr": e.lr})
@@ -243,6 +249,9 @@ class CellSeg1(Method):
                 **self._prompt_record(),
                 "trainable_params": int(trainable),
                 "device": str(self.device),
+                # CPU sums (oneDNN 1x1 convolutions, MKL matmuls with long inner dimension) depend on the thread
+                # count: same seed and threads give the same weights, other threads other weights (issue 12).
+                "torch_threads": torch.get_num_threads(),
             },
         )
 

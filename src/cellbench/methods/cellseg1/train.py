@@ -22,10 +22,12 @@ masks than B single calls.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,6 +38,7 @@ from cellbench.methods.cellseg1.backbones import Backbone, to_input
 from cellbench.methods.cellseg1.forward import decode_points, encode
 from cellbench.methods.cellseg1.lora import LoRALinear, lora_state_dict
 from cellbench.methods.cellseg1.prompts import PointSample, sample_points
+from cellbench.methods.checkpoint import EpochCheckpoint, TrainableWeights
 
 __all__ = ["EpochLoss", "TrainConfig", "make_patches", "point_loss", "train_lora"]
 
@@ -194,6 +197,8 @@ def train_lora(
     seed: int = 0,
     progress: Callable | None = None,
     box_half_side: float | None = None,
+    checkpoint_dir: Path | None = None,
+    fingerprint: dict | None = None,
 ) -> tuple[list[EpochLoss], int | None]:
     """Train the LoRA weights already added to ``backbone.model`` on (uint8 RGB image, label image) pairs.
 
@@ -205,6 +210,10 @@ def train_lora(
     Returns the per-epoch losses and, when ``valid`` is given, the epoch whose
     weights were kept (lowest validation loss, measured every ``val_every``
     epochs and at the end); otherwise the last epoch's weights are kept.
+
+    ``checkpoint_dir``: save the training state there after every epoch and
+    continue from the one found there (:mod:`cellbench.methods.checkpoint`;
+    ``fingerprint`` must match the saved one).
     """
     if not train:
         raise ValueError("CellSeg1 needs at least one training image")
@@ -231,10 +240,13 @@ def train_lora(
         "min_cell_area": config.min_cell_area,
     }
     val_items = _validation_items(valid, config, size, sampling, seed)
-    best: tuple[float, int, dict] | None = None
-    history: list[EpochLoss] = []
-    epochs = range(config.epochs)
-    for epoch in progress(epochs, desc="cellseg1 epochs") if progress else epochs:
+    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint=fingerprint or {}, generators={"rng": rng},
+                                 objects={"lora": TrainableWeights(model), "optimizer": optimizer,
+                                          "scheduler": scheduler})
+    resumed = checkpoint.resume()
+    best = resumed.best
+    history = [EpochLoss(**row) for row in resumed.history]
+    for epoch in checkpoint.epochs(config.epochs, progress, desc="cellseg1 epochs"):
         _set_lora_train(model, True)
         sums = np.zeros(3)
         seen = 0
@@ -266,6 +278,7 @@ def train_lora(
         record = EpochLoss(epoch, float(mean[0]), float(mean[1]), float(mean[2]), float(scheduler.get_last_lr()[0]), val_loss)
         history.append(record)
         log.info("epoch %d loss %.4f (bce %.4f mse %.4f)", epoch, record.loss, record.bce, record.mse)
+        checkpoint.save(epoch + 1, history=[dataclasses.asdict(h) for h in history], best=best)
     _set_lora_train(model, False)
     if best is not None:
         model.load_state_dict(best[2], strict=False)

@@ -29,9 +29,10 @@ C6 cell type A and B) where single-class methods need one model per class.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+import logging
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,10 +45,13 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 from cellbench.matching import match, overlaps_from_instances, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
+from cellbench.methods.checkpoint import EpochCheckpoint, train_fingerprint
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig, predict_tiled
 
 __all__ = ["MaskRCNNConfig", "MaskRCNNMethod"]
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "maskrcnn.pt"
 INFO_FILE = "maskrcnn.json"
@@ -172,6 +176,7 @@ class MaskRCNNMethod(Method):
     presets = {"cpu": {"backbone": "resnet18", "patch_size": 256, "batch_size": 2, "optimizer": "adamw",
                        "lr": 0.0005, "weight_decay": 0.0001, "epochs": 30, "rpn_post_nms": 1000,
                        "roi_batch_size": 128}}
+    resumable = True
 
     def __init__(self, config: MaskRCNNConfig | None = None) -> None:
         super().__init__(config)
@@ -210,8 +215,10 @@ class MaskRCNNMethod(Method):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> TrainHistory:
-        """Fit on random crops of ``train`` (all classes in one model); keep the best validated epoch."""
+        """Fit on random crops of ``train`` (all classes in one model); keep the best validated epoch.
+        With ``checkpoint_dir``, every epoch is saved there and a saved one continued."""
         import torch
 
         from cellbench.methods.maskrcnn.network import load_pretrained, set_input_size
@@ -251,10 +258,13 @@ class MaskRCNNMethod(Method):
             return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        epochs, best, best_state = [], (-1.0, -1), None
-        start = time.perf_counter()
-        bar = progress(range(cfg.epochs), desc="maskrcnn training", unit="epoch") if progress else range(cfg.epochs)
-        for epoch in bar:
+        fingerprint = train_fingerprint(self, train, valid, seed) if checkpoint_dir is not None else {}
+        checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint=fingerprint, generators={"rng": rng},
+                                     objects={"model": model, "optimizer": opt, "scheduler": sched})
+        resumed = checkpoint.resume()
+        epochs = [EpochRecord(**row) for row in resumed.history]
+        best, best_state = (resumed.best[:2], resumed.best[2]) if resumed.best else ((-1.0, -1), None)
+        for epoch in checkpoint.epochs(cfg.epochs, progress, desc="maskrcnn training", unit="epoch"):
             model.train()
             set_input_size(model, cfg.patch_size, cfg.patch_size, cfg.scale)
             sums: dict[str, float] = {}
@@ -285,9 +295,12 @@ class MaskRCNNMethod(Method):
             means = {k: v / steps for k, v in sums.items()}
             epochs.append(EpochRecord(epoch=epoch, loss=means.pop("loss"), val_score=val,
                                       extra={"lr": float(sched.get_last_lr()[0]), **means}))
+            log.info("epoch %d loss %.4f", epoch, epochs[-1].loss)
+            checkpoint.save(epoch + 1, history=[dataclasses.asdict(e) for e in epochs],
+                            best=None if best_state is None else (*best, best_state))
         if best_state is not None and cfg.keep_best:
             model.load_state_dict(best_state)
-        wall = time.perf_counter() - start
+        wall = checkpoint.wall_s
         return TrainHistory(
             epochs=tuple(epochs), val_metric="f1@0.5" if valid else None,
             best_epoch=best[1] if valid and cfg.keep_best else len(epochs) - 1, wall_s=wall,

@@ -65,6 +65,7 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import Method, ProgressFactory, TrainHistory
+from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.device import torch_device
 from cellbench.methods.mediar.augment import AugmentConfig
 from cellbench.methods.mediar.model import ENCODERS, build_mediarformer, load_mediar_state, read_state_dict
@@ -217,6 +218,7 @@ class MediarMethod(Method):
     presets = {"cpu": {"encoder": "mit_b0", "decoder_channels": [256, 128, 64, 32, 16], "decoder_pab_channels": 64,
                        "crop": 256, "roi": 256, "epochs": 60, "t_max": 60, "batch_size": 4, "crops_per_epoch": 8,
                        "learning_rate": 5e-4, "eta_min": 1e-5, "valid_every": 10, "tta": False}}
+    resumable = True
 
     def __init__(self, config: MediarConfig | None = None) -> None:
         super().__init__(config)
@@ -248,8 +250,10 @@ class MediarMethod(Method):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> TrainHistory:
-        """Train on ``train`` (from ``pretrained`` when set); keep the best validation F1 when ``valid`` is given."""
+        """Train on ``train`` (from ``pretrained`` when set); keep the best validation F1 when ``valid`` is given.
+        With ``checkpoint_dir``, every epoch is saved there and a saved one continued."""
         from cellbench.methods.mediar.train import Schedule, fit
 
         if not train:
@@ -273,8 +277,10 @@ class MediarMethod(Method):
             valid_every=cfg.valid_every, augment=cfg.augment,
         )
         validate = (lambda: self._f1(valid, policy)) if valid else None
+        fingerprint = train_fingerprint(self, train, valid, seed) if checkpoint_dir is not None else None
         records, best, wall = fit(self._net, images, labels, schedule, rng=np.random.default_rng(seed),
-                                  device=self._device, validate=validate, progress=progress)
+                                  device=self._device, validate=validate, progress=progress,
+                                  checkpoint_dir=checkpoint_dir, fingerprint=fingerprint)
         self._net.eval()
         return TrainHistory(
             epochs=tuple(records), val_metric="f1@0.5" if valid else None, best_epoch=best, wall_s=wall,

@@ -16,17 +16,22 @@ floor of 0.1, below which it keeps the last weights).
 from __future__ import annotations
 
 import copy
-import time
+import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cellbench.methods.base import EpochRecord, ProgressFactory
+from cellbench.methods.checkpoint import EpochCheckpoint
 from cellbench.methods.mediar.augment import AugmentConfig, augment, flow_targets
 
 __all__ = ["Schedule", "fit"]
+
+log = logging.getLogger(__name__)
 
 _BEST_FLOOR = 0.1  # MEDIAR's initial best F1: below it the last weights are kept
 
@@ -76,12 +81,16 @@ def fit(
     device: Any,
     validate: Callable[[], float] | None = None,
     progress: ProgressFactory | None = None,
+    checkpoint_dir: Path | None = None,
+    fingerprint: dict | None = None,
 ) -> tuple[list[EpochRecord], int | None, float]:
     """Train ``net`` in place on C x H x W images and H x W labels.
 
     Returns the epoch records, the epoch whose weights ``net`` ends with, and
     the training wall time. ``validate`` (called every ``valid_every`` epochs
     and after the last) gives the F1 at IoU 0.5 on the validation images.
+    ``checkpoint_dir``: save the state there after every epoch and continue
+    a state found there (:mod:`cellbench.methods.checkpoint`).
     """
     import torch
     from torch import nn
@@ -89,12 +98,12 @@ def fit(
     optimiser = torch.optim.AdamW(net.parameters(), lr=schedule.learning_rate, weight_decay=schedule.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=schedule.t_max, eta_min=schedule.eta_min)
     bce, mse = nn.BCEWithLogitsLoss(), nn.MSELoss()
-    epochs = range(schedule.epochs)
-    epochs_bar = progress(epochs, desc="mediar training", unit="epoch") if progress else epochs
-    records: list[EpochRecord] = []
-    best: tuple[float, int, dict] | None = None
-    start = time.perf_counter()
-    for epoch in epochs_bar:
+    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint=fingerprint or {}, generators={"rng": rng},
+                                 objects={"model": net, "optimizer": optimiser, "scheduler": scheduler})
+    resumed = checkpoint.resume()
+    records = [EpochRecord(**row) for row in resumed.history]
+    best = resumed.best
+    for epoch in checkpoint.epochs(schedule.epochs, progress, desc="mediar training", unit="epoch"):
         net.train()
         picks = _draws(len(images), schedule.crops_per_epoch, rng)
         batches = [picks[k:k + schedule.batch_size] for k in range(0, len(picks), schedule.batch_size)]
@@ -116,7 +125,9 @@ def fit(
             if score > (best[0] if best else _BEST_FLOOR):
                 best = (score, epoch, copy.deepcopy(net.state_dict()))
         records.append(EpochRecord(epoch=epoch, loss=float(np.mean(losses)), val_score=score, extra={"lr": lr}))
-    wall = time.perf_counter() - start
+        log.info("epoch %d loss %.4f", epoch, records[-1].loss)
+        checkpoint.save(epoch + 1, history=[dataclasses.asdict(r) for r in records], best=best)
+    wall = checkpoint.wall_s
     if best is None:
         return records, len(records) - 1, wall
     net.load_state_dict(best[2])

@@ -32,6 +32,7 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
+from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.semantic.inference import InferenceSettings, SemanticPreprocess, network_input, predict_maps
 from cellbench.methods.semantic.patches import AugmentSettings, random_patch, stack
 from cellbench.methods.device import torch_device
@@ -77,6 +78,7 @@ class SemanticMethod(Method):
 
     #: The whole image at once: the network slides its own windows (``inference.py``).
     default_tiling = TileConfig(tile=0)
+    resumable = True
 
     def __init__(self, config: Any = None) -> None:
         super().__init__(config)
@@ -128,9 +130,10 @@ class SemanticMethod(Method):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> TrainHistory:
         """Train on random augmented patches (from scratch unless the config names pretrained weights); validation
-        images give the F1 at IoU 0.5."""
+        images give the F1 at IoU 0.5. With ``checkpoint_dir``, every epoch is saved there and a saved one continued."""
         if not train:
             raise DataError(f"{self.name}: no training images")
         cfg = self.config
@@ -154,8 +157,10 @@ class SemanticMethod(Method):
         start = time.perf_counter()
         with torch_threads(cfg.threads), deterministic(seed) as rng:
             self._network = self.build_network(pretrained=True).to(torch_device())
+            fingerprint = train_fingerprint(self, train, valid, seed) if checkpoint_dir is not None else None
             losses = fit(self._network, self.loss, draw_batch, cfg.train, n_images=len(images), rng=rng,
-                         progress=progress, desc=f"{self.name} training")
+                         progress=progress, desc=f"{self.name} training", checkpoint_dir=checkpoint_dir,
+                         fingerprint=fingerprint)
         wall = time.perf_counter() - start
         val = self._validation_f1(valid) if valid else None
         epochs = tuple(EpochRecord(epoch=k, loss=loss, val_score=val if k == len(losses) - 1 else None)

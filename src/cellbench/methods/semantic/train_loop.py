@@ -16,17 +16,22 @@ seed give the same weights on the same machine and thread count.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from cellbench.methods.base import ProgressFactory
+from cellbench.methods.checkpoint import EpochCheckpoint
 
 __all__ = ["TrainSettings", "deterministic", "fit", "torch_threads"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,12 +132,16 @@ def fit(
     rng: np.random.Generator,
     progress: ProgressFactory | None = None,
     desc: str = "training",
+    checkpoint_dir: Path | None = None,
+    fingerprint: dict | None = None,
 ) -> list[float]:
     """Train ``network`` in place; returns the mean loss of every epoch.
 
     ``draw_batch(rng)`` returns numpy arrays by name (``image`` first);
     ``loss_fn(output, tensors)`` gets the network's output for the image
-    and the same arrays as tensors on the network's device.
+    and the same arrays as tensors on the network's device. With
+    ``checkpoint_dir`` the state is saved there after every epoch, and a
+    state found there is continued (:mod:`cellbench.methods.checkpoint`).
     """
     import torch
 
@@ -141,11 +150,12 @@ def fit(
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step, gamma=settings.lr_gamma)
                  if settings.lr_step else None)
     steps = settings.steps(n_images)
-    epochs = range(settings.epochs)
-    bar = progress(epochs, desc=desc, unit="epoch") if progress is not None else epochs
-    losses = []
+    objects = {"model": network, "optimizer": optimizer, **({"scheduler": scheduler} if scheduler else {})}
+    checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint=fingerprint or {}, objects=objects,
+                                 generators={"rng": rng})
+    losses = [float(v) for v in checkpoint.resume().history]
     network.train()
-    for _ in bar:
+    for epoch in checkpoint.epochs(settings.epochs, progress, desc=desc, unit="epoch"):
         total = 0.0
         for _ in range(steps):
             batch = {k: torch.from_numpy(v).to(device) for k, v in draw_batch(rng).items()}
@@ -157,5 +167,7 @@ def fit(
         if scheduler is not None:
             scheduler.step()
         losses.append(total / steps)
+        log.info("epoch %d loss %.4f", epoch, losses[-1])
+        checkpoint.save(epoch + 1, history=losses)
     network.eval()
     return losses
