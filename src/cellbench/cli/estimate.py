@@ -59,6 +59,15 @@ class CostEstimate:
     ...         pass
     >>> said
     ['steps 1 of 4 in the first of 10 epochs']
+
+    A bar resumed at ``initial`` counts only what is left:
+
+    >>> said = []
+    >>> watch = CostEstimate(None, lambda s, how: said.append(how), min_seconds=0.0)
+    >>> for epoch in watch(range(7, 10), total=10, initial=7, desc="epochs"):
+    ...     pass
+    >>> said
+    ['epochs 1 of 3']
     """
 
     def __init__(self, inner: Callable[..., Any] | None, notice: Callable[[float, str], None], *,
@@ -78,14 +87,15 @@ class CostEstimate:
                 total = len(iterable)  # type: ignore[arg-type]
             except TypeError:
                 return bar
-        if self.said or not total:
+        total = int(total) - int(kwargs.get("initial") or 0)  # a resumed bar: only what is left to run
+        if self.said or total <= 0:
             return bar
         if self.outer is None:
-            self.outer = _Level(int(total), kwargs.get("desc") or "rounds")
+            self.outer = _Level(total, kwargs.get("desc") or "rounds")
             return self._watch(bar, self.outer, None)
         if self.outer.done == 0 and not self.nested:
             self.nested = True
-            return self._watch(bar, _Level(int(total), kwargs.get("desc") or "steps"), self.outer)
+            return self._watch(bar, _Level(total, kwargs.get("desc") or "steps"), self.outer)
         return bar
 
     def _watch(self, bar: Iterable, level: _Level, outer: _Level | None) -> Iterator:
