@@ -162,16 +162,27 @@ def run_method(name: str, train, test, args: argparse.Namespace) -> dict:
     print(f"\n== {name}: trains on {trains_on} GT; settings {source}; tiling {tiling.to_dict()}")
     sys.stdout.flush()
     progress = progress_factory()
-    method = cls(config)
-    load0, wall0, cpu0 = load(), time.perf_counter(), cpu_seconds()
-    history = method.train(train, None, seed=args.seed, progress=progress)
-    train_wall, train_cpu, load1 = time.perf_counter() - wall0, cpu_seconds() - cpu0, load()
     model_dir = Path(args.workdir) / "models" / name
-    summary = train_summary(train, source={"benchmark": "overlap_recall", "task": "cells"})
-    save_model(method, model_dir, train_summary=summary, seed=args.seed, history=history, tiling=tiling,
-               overwrite=True)
-    del method  # predictions come from the model as read back, as `cellbench predict` reads it
+    load0 = load()
+    if args.reuse_models and (model_dir / "model.json").is_file():  # trained by an earlier run of this script
+        print(f"{name}: reusing the model trained by an earlier run, {model_dir} (its training time is in that "
+              f"run's output)")
+        train_wall = train_cpu = None
+        load1 = load0
+    else:
+        method = cls(config)
+        wall0, cpu0 = time.perf_counter(), cpu_seconds()
+        history = method.train(train, None, seed=args.seed, progress=progress)
+        train_wall, train_cpu, load1 = time.perf_counter() - wall0, cpu_seconds() - cpu0, load()
+        summary = train_summary(train, source={"benchmark": "overlap_recall", "task": "cells"})
+        save_model(method, model_dir, train_summary=summary, seed=args.seed, history=history, tiling=tiling,
+                   overwrite=True)
+        del method  # predictions come from the model as read back, as `cellbench predict` reads it
     model = load_model(model_dir, method_class=cls)
+    if config_to_dict(model.method.config) != config_to_dict(config):
+        raise DataError(f"the saved {name} model was trained with other settings than {source}; "
+                        f"train again without --reuse-models", path=model_dir)
+    history = model.history
     predictions = []
     wall0, cpu0 = time.perf_counter(), cpu_seconds()
     for sample in progress(test, desc=f"{name} predict", unit="image"):
@@ -179,7 +190,9 @@ def run_method(name: str, train, test, args: argparse.Namespace) -> dict:
     predict_wall, predict_cpu, load2 = time.perf_counter() - wall0, cpu_seconds() - cpu0, load()
     scores = score([s.instances for s in test], predictions, args.flatten)
     last = history.epochs[-1].loss if history.epochs else None
-    print(f"{name}: train {train_wall:.1f} s wall / {train_cpu:.1f} s CPU (load {load0:.1f} -> {load1:.1f}), "
+    trained = ("reused" if train_wall is None else
+               f"{train_wall:.1f} s wall / {train_cpu:.1f} s CPU (load {load0:.1f} -> {load1:.1f})")
+    print(f"{name}: train {trained}, "
           f"final loss {last if last is None else round(last, 4)}; predict {len(test)} image(s) "
           f"{predict_wall:.1f} s wall / {predict_cpu:.1f} s CPU (load -> {load2:.1f}); "
           f"{sum(len(p) for p in predictions)} instances predicted")
@@ -246,6 +259,8 @@ def main() -> int:
                         help="folder of <method>.yaml settings (default examples/configs/overlap)")
     parser.add_argument("--flatten", default="priority-last", help="policy of the flattened GT scored against")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--reuse-models", action="store_true",
+                        help="predict with the model directories an earlier run left in --workdir instead of training")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
     if args.images_train < 1 or args.images_test < 1:
@@ -286,7 +301,8 @@ def main() -> int:
           f"GT flattened by {args.flatten}), in %:\n\n{table}\n")
     for name, r in results.items():
         loads = " -> ".join(f"{v:.1f}" for v in r["load_avg"])
-        print(f"{name}: train {r['train_wall_s']:.0f} s wall / {r['train_cpu_s']:.0f} s CPU, predict "
+        trained = "reused" if r["train_wall_s"] is None else f"{r['train_wall_s']:.0f} s wall / {r['train_cpu_s']:.0f} s CPU"
+        print(f"{name}: train {trained}, predict "
               f"{r['predict_wall_s']:.0f} s wall / {r['predict_cpu_s']:.0f} s CPU, load average {loads}")
     if args.out:
         record = {"benchmark": "overlap_recall", "iou_threshold": THRESHOLD, "boundary_px": BOUNDARY_PX,
