@@ -9,9 +9,9 @@ is writing.
 """
 
 from cellbench.files.atomic import atomic_write_bytes, check_output_dir, staged_dir
-from cellbench.files.digest import bytes_digest, file_digest, file_digests
+from cellbench.files.digest import bytes_digest, chunks_digest, file_digest, file_digests
 from cellbench.files.lock import LOCK_FILE, folder_lock
 
 __all__ = [
-    "LOCK_FILE", "atomic_write_bytes", "bytes_digest", "check_output_dir", "file_digest", "file_digests", "folder_lock", "staged_dir",
+    "LOCK_FILE", "atomic_write_bytes", "bytes_digest", "check_output_dir", "chunks_digest", "file_digest", "file_digests", "folder_lock", "staged_dir",
 ]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-__all__ = ["bytes_digest", "file_digest", "file_digests"]
+__all__ = ["bytes_digest", "chunks_digest", "file_digest", "file_digests"]
 
 _BLOCK = 1 << 22
 
@@ -49,3 +49,15 @@ def bytes_digest(data: bytes, algorithm: str = "sha256") -> str:
     '900150983cd24fb0d6963f7d28e17f72'
     """
     return hashlib.new(algorithm, data, usedforsecurity=False).hexdigest()
+
+
+def chunks_digest(chunks: Iterable[bytes], algorithm: str = "sha256") -> str:
+    """Hex digest of bytes made piece by piece (data in memory too large to join first).
+
+    >>> chunks_digest([b"a", b"bc"], "md5") == bytes_digest(b"abc", "md5")
+    True
+    """
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    for chunk in chunks:
+        digest.update(chunk)
+    return digest.hexdigest()

@@ -33,7 +33,6 @@ With ``folder=None`` nothing is read or written and ``epochs`` is the plain loop
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -48,7 +47,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from cellbench.errors import DataError
-from cellbench.files import atomic_write_bytes, folder_lock
+from cellbench.files import atomic_write_bytes, chunks_digest, folder_lock
 
 __all__ = ["CHECKPOINT_FILE", "EpochCheckpoint", "Resumed", "TrainableWeights", "checkpoint_folder", "has_checkpoint",
            "check_leftover", "remove_checkpoint", "samples_digest", "train_fingerprint",
@@ -169,15 +168,17 @@ def samples_digest(samples: Sequence[Any] | None) -> str | None:
     """
     if samples is None:
         return None
-    h = hashlib.sha256()
-    for s in samples:
-        image = np.ascontiguousarray(s.load_image())
-        h.update(f"{s.name}|{image.shape}|{image.dtype}|{list(s.instances.classes)}".encode())
-        h.update(image.tobytes())
-        for inst in s.instances:
-            h.update(f"{inst.bbox}|{inst.class_id}".encode())
-            h.update(np.packbits(inst.mask).tobytes())
-    return h.hexdigest()
+
+    def chunks():
+        for s in samples:
+            image = np.ascontiguousarray(s.load_image())
+            yield f"{s.name}|{image.shape}|{image.dtype}|{list(s.instances.classes)}".encode()
+            yield image.tobytes()
+            for inst in s.instances:
+                yield f"{inst.bbox}|{inst.class_id}".encode()
+                yield np.packbits(inst.mask).tobytes()
+
+    return chunks_digest(chunks())
 
 
 def train_fingerprint(method: Any, train: Sequence[Any], valid: Sequence[Any] | None, seed: int) -> dict:
