@@ -475,7 +475,7 @@ def _method(r: _Reader, name: str, raw: Any, regimes: set[str], datasets: list[s
         cls = resolve_method(method)
     except DataError as exc:
         r.fail(f"{where}.method", exc.problem)
-    unmet = unmet_requirements(cls) if hasattr(cls, "requires") else None
+    unmet = unmet_requirements(cls)
     if unmet:
         if raw.get("if_installed") is True:
             return unmet
