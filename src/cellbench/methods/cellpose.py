@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import re
 import sys
 import tempfile
@@ -53,6 +52,7 @@ from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.seeding import seed_torch
 
 __all__ = ["CellposeConfig", "CellposeMethod", "WEIGHTS_FILE", "read_cellpose_weights", "read_size_model"]
 
@@ -187,14 +187,6 @@ def read_size_model(path: str | Path) -> dict:
     return params
 
 
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 @contextlib.contextmanager
 def _epoch_progress(progress: ProgressFactory | None, n_epochs: int) -> Iterator[None]:
     """Advance a progress bar from the epoch lines ``train_seg`` logs (every 10 epochs)."""
@@ -319,7 +311,7 @@ class CellposeMethod(Method):
         diam_mean = None
         if cfg.pretrained:
             state, diam_mean, _ = self._pretrained()
-        _seed_everything(seed)
+        seed_torch(seed)
         self._model = self._new_model(state, diam_mean=diam_mean)
         self._size_model = None  # a fine-tuned model predicts at its training objects' diameter
         images, labels = self._arrays(train)

@@ -48,6 +48,7 @@ from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHi
 from cellbench.methods.checkpoint import EpochCheckpoint, train_fingerprint
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig, predict_tiled
+from cellbench.methods.seeding import seed_torch
 
 __all__ = ["MaskRCNNConfig", "MaskRCNNMethod"]
 
@@ -151,16 +152,6 @@ def resolve_weights(name_or_path: str) -> Path:
     return Path(resolve_pretrained(name_or_path, method="maskrcnn"))
 
 
-def _seed_everything(seed: int) -> None:
-    import random
-
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 class MaskRCNNMethod(Method):
     """Mask R-CNN (torchvision, v2 heads): overlapping, classified instances; one model for all classes."""
 
@@ -232,7 +223,7 @@ class MaskRCNNMethod(Method):
                 raise DataError(f"maskrcnn: training image {s.name!r} has classes {list(s.instances.classes)}, "
                                 f"{train[0].name!r} has {list(classes)}")
         cfg = self.config
-        _seed_everything(seed)
+        seed_torch(seed)
         rng = np.random.default_rng(seed)
         model = self._new_model(len(classes))
         self._classes = tuple(classes)

@@ -52,7 +52,6 @@ functions that need them, so ``cellbench methods`` lists this method without the
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +70,7 @@ from cellbench.methods.mediar.augment import AugmentConfig
 from cellbench.methods.mediar.model import ENCODERS, build_mediarformer, load_mediar_state, read_state_dict
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.seeding import seed_torch
 
 __all__ = ["MediarConfig", "MediarMethod", "WEIGHTS_FILE", "mediar_input"]
 
@@ -192,14 +192,6 @@ def _resolve_pretrained(name_or_path: str) -> Path:
     return Path(resolve_pretrained(name_or_path))
 
 
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 class MediarMethod(Method):
     """MediarFormer: MiT encoder + MA-Net decoder, cell-probability and flow heads, Cellpose dynamics."""
 
@@ -261,7 +253,7 @@ class MediarMethod(Method):
         cfg = self.config
         source = _resolve_pretrained(cfg.pretrained) if cfg.pretrained else None
         state = read_state_dict(source) if source is not None else None
-        _seed_everything(seed)
+        seed_torch(seed)
         self._net = self._new_net(state, source=source)
         policy = policy_from_name(cfg.flatten)
         images = [mediar_input(s.load_image(), cfg) for s in train]

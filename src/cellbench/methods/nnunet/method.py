@@ -29,7 +29,6 @@ flattened (``flatten`` policy, recorded in the model directory).
 from __future__ import annotations
 
 import json
-import random
 import tempfile
 import time
 from collections.abc import Sequence
@@ -47,6 +46,7 @@ from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHi
 from cellbench.methods.nnunet.instances import instances_from_semantic
 from cellbench.methods.nnunet.raw import DATASET_ID, DATASET_NAME, SPACING, nnunet_input, write_raw_dataset
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.seeding import seed_torch
 
 __all__ = ["NnUNetConfig", "NnUNetMethod", "CHECKPOINT"]
 
@@ -98,14 +98,6 @@ class NnUNetConfig:
             raise ValueError("need boundary_px >= 1, 0 < tile_step_size <= 1, min_size >= 0")
 
 
-def _seed_everything(seed: int) -> None:
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
 class NnUNetMethod(Method):
     """nnU-Net v2, 2d configuration, short-schedule trainer on the CPU; instances from interior/boundary classes."""
 
@@ -151,7 +143,7 @@ class NnUNetMethod(Method):
             if val_cases:
                 split = [{"train": train_cases, "val": val_cases}]
                 (env["nnUNet_preprocessed"] / DATASET_NAME / "splits_final.json").write_text(json.dumps(split))
-            _seed_everything(seed)
+            seed_torch(seed)
             self._network = train_network(DATASET_ID, trainer_name=cfg.trainer, fold=self._fold,
                                           iterations_per_epoch=cfg.iterations_per_epoch,
                                           val_iterations_per_epoch=cfg.val_iterations_per_epoch, progress=progress)
