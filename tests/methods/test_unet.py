@@ -61,7 +61,7 @@ def test_weights_of_another_config_or_not_torch_are_refused(tmp_path):
     (tmp_path / "unet.pt").write_bytes(b"not a torch file")
     with pytest.raises(DataError, match="not a readable torch weights file"):
         small.load_weights(tmp_path)
-    with pytest.raises(DataError, match="missing"):
+    with pytest.raises(DataError, match="unet weights file not found"):
         small.load_weights(tmp_path / "nowhere")
 
 

@@ -53,6 +53,7 @@ from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHi
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.seeding import seed_torch
+from cellbench.methods.torch_file import read_torch_file
 
 __all__ = ["CellposeConfig", "CellposeMethod", "WEIGHTS_FILE", "read_cellpose_weights", "read_size_model"]
 
@@ -130,15 +131,8 @@ def read_cellpose_weights(path: str | Path) -> dict:
     Raises :class:`DataError` naming the file when it is missing, not a torch
     file, or a Cellpose 4 (Cellpose-SAM) file.
     """
-    import torch
-
     path = Path(path)
-    if not path.is_file():
-        raise DataError("Cellpose model file not found", path=path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean the same thing here
-        raise DataError(f"not a readable torch weights file ({type(exc).__name__}: {exc})", path=path) from exc
+    state = read_torch_file(path, what="Cellpose model file")
     if not isinstance(state, dict) or "output.2.weight" not in state:
         raise DataError("not a Cellpose 3 model file (no Cellpose network state dict)", path=path)
     if "W2" in state:

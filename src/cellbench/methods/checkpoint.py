@@ -48,6 +48,7 @@ import numpy as np
 
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes, chunks_digest, folder_lock
+from cellbench.methods.torch_file import read_torch_file
 
 __all__ = ["CHECKPOINT_FILE", "EpochCheckpoint", "Resumed", "TrainableWeights", "checkpoint_folder", "has_checkpoint",
            "check_leftover", "remove_checkpoint", "samples_digest", "train_fingerprint",
@@ -243,11 +244,8 @@ class EpochCheckpoint:
         import torch
 
         path = self.path
-        try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # zip, pickle and torch errors all mean an unreadable file here
-            raise DataError(f"cannot read the training checkpoint ({type(exc).__name__}: {exc}); delete it "
-                            f"(or train with --overwrite) to start again", path=path) from exc
+        saved = read_torch_file(path, what="training checkpoint",
+                                hint="; delete it (or train with --overwrite) to start again")
         meta = self._meta(saved, path)
         differ = _differences(meta["fingerprint"], self.fingerprint)
         if differ:

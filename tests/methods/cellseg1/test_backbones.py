@@ -26,7 +26,7 @@ def test_sam_needs_a_checkpoint_path_with_a_clear_message(tmp_path):
         load_backbone("vit_b", checkpoint=tmp_path / "missing.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="cannot read SAM checkpoint"):
+    with pytest.raises(DataError, match="SAM vit_b checkpoint: not a readable torch weights file"):
         load_sam_vit("vit_b", bad)
     with pytest.raises(DataError, match="unknown backbone"):
         load_backbone("vit_x")

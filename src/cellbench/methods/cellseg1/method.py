@@ -47,6 +47,7 @@ from cellbench.methods.cellseg1.train import TrainConfig, train_lora
 from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.device import torch_device
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.torch_file import read_torch_file
 
 __all__ = ["CellSeg1", "CellSeg1Config"]
 
@@ -300,10 +301,7 @@ class CellSeg1(Method):
             )
         self._measured_half_side = saved.get("box_half_side")
         path = folder / WEIGHTS_FILE
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as exc:  # torch raises several types for a bad file
-            raise DataError(f"cannot read CellSeg1 weights ({exc})", path=path) from exc
+        state = read_torch_file(path, what="CellSeg1 weights file", map_location=self.device)
         current = lora_state_dict(backbone.model)
         wrong = sorted(set(current) ^ set(state))
         wrong += [k for k in sorted(set(current) & set(state)) if tuple(current[k].shape) != tuple(state[k].shape)]

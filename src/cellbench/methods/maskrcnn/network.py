@@ -34,6 +34,7 @@ from torch import nn
 
 from cellbench.errors import DataError
 from cellbench.instances import Instance
+from cellbench.methods import torch_file
 from cellbench.methods.maskrcnn import BACKBONES
 
 __all__ = ["BACKBONES", "Detection", "build_network", "detect", "load_pretrained", "set_input_size"]
@@ -96,19 +97,9 @@ def build_network(s: NetworkSettings) -> nn.Module:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """A torch state dict read safely (``weights_only=True``); a DataError names a bad file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("Mask R-CNN weights file not found", path=path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean the same thing here
-        raise DataError(f"not a readable torch weights file ({type(exc).__name__}: {exc})", path=path) from exc
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]  # torchvision's training reference saves {"model": ..., "optimizer": ...}
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError("not a state dict of tensors", path=path)
-    return state
+    """A Mask R-CNN state dict read safely, unwrapped from torchvision's training-reference checkpoint
+    (``{"model": ..., "optimizer": ...}``); a DataError names a bad file."""
+    return torch_file.read_state_dict(path, what="Mask R-CNN weights file", wrappers=("model",))
 
 
 def load_pretrained(model: nn.Module, path: str | Path) -> dict:

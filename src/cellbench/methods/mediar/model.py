@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from cellbench.errors import DataError
+from cellbench.methods import torch_file
 
 __all__ = ["ENCODERS", "build_mediarformer", "load_mediar_state", "read_state_dict"]
 
@@ -98,21 +99,8 @@ def build_mediarformer(
 
 
 def read_state_dict(path: str | Path) -> dict:
-    """A torch state dict read safely (``weights_only=True``); DataError naming the file otherwise."""
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("MEDIAR weights file not found", path=path)
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle, zip and torch errors all mean the same thing here
-        raise DataError(f"not a readable torch weights file ({type(exc).__name__}: {exc})", path=path) from exc
-    if isinstance(state, Mapping) and "model_state_dict" in state:  # a training checkpoint around the weights
-        state = state["model_state_dict"]
-    if not isinstance(state, Mapping) or not all(hasattr(v, "shape") for v in state.values()):
-        raise DataError("not a state dict of tensors", path=path)
-    return dict(state)
+    """A MEDIAR state dict read safely, unwrapped from a training checkpoint; DataError naming the file otherwise."""
+    return torch_file.read_state_dict(path, what="MEDIAR weights file", wrappers=("model_state_dict",))
 
 
 def load_mediar_state(net: Any, state: Mapping[str, Any], *, path: str | Path | None = None) -> None:

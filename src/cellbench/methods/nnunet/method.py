@@ -47,6 +47,7 @@ from cellbench.methods.nnunet.instances import instances_from_semantic
 from cellbench.methods.nnunet.raw import DATASET_ID, DATASET_NAME, SPACING, nnunet_input, write_raw_dataset
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.seeding import seed_torch
+from cellbench.methods.torch_file import read_torch_file
 
 __all__ = ["NnUNetConfig", "NnUNetMethod", "CHECKPOINT"]
 
@@ -218,8 +219,6 @@ class NnUNetMethod(Method):
         torch.save(checkpoint, out / f"fold_{self._fold}" / CHECKPOINT)
 
     def load_weights(self, folder: Path) -> None:
-        import torch
-
         from cellbench.methods.nnunet.run import TrainedNetwork
 
         found = sorted((Path(folder) / "nnUNet_results" / DATASET_NAME).glob(f"*__nnUNetPlans__2d/fold_*/{CHECKPOINT}"))
@@ -227,8 +226,8 @@ class NnUNetMethod(Method):
             raise DataError(f"expected one nnU-Net {CHECKPOINT} under nnUNet_results/{DATASET_NAME}, found "
                             f"{len(found)}", path=folder)
         path = found[0]
+        checkpoint = read_torch_file(path, what="nnU-Net checkpoint")
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
             plans = json.loads((path.parent.parent / "plans.json").read_text())
             dataset_json = json.loads((path.parent.parent / "dataset.json").read_text())
             state, trainer = checkpoint["network_weights"], str(checkpoint["trainer_name"])

@@ -38,6 +38,7 @@ from cellbench.methods.semantic.patches import AugmentSettings, random_patch, st
 from cellbench.methods.device import torch_device
 from cellbench.methods.semantic.train_loop import TrainSettings, deterministic, fit, torch_threads
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.torch_file import read_state_dict
 
 __all__ = ["SemanticConfig", "SemanticMethod"]
 
@@ -210,15 +211,8 @@ class SemanticMethod(Method):
         torch.save(state, Path(folder) / self.weights_file)
 
     def load_weights(self, folder: Path) -> None:
-        import torch
-
         path = Path(folder) / self.weights_file
-        if not path.is_file():
-            raise DataError(f"{self.name} weights file missing", path=path)
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle, zip and torch errors all mean the same thing here
-            raise DataError(f"not a readable torch weights file ({type(exc).__name__}: {exc})", path=path) from exc
+        state = read_state_dict(path, what=f"{self.name} weights file")
         network = self.build_network(pretrained=False)
         try:
             network.load_state_dict(state, strict=True)

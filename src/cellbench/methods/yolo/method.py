@@ -52,6 +52,7 @@ from cellbench.instances import InstanceSet
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.preprocess import PreprocessConfig
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.torch_file import read_state_dict
 from cellbench.methods.yolo import MODEL_SIZES
 from cellbench.methods.yolo.dataset import to_uint8_rgb, write_dataset
 
@@ -297,8 +298,6 @@ class YOLOMethod(Method):
         (Path(folder) / INFO_FILE).write_text(json.dumps(info, indent=2))
 
     def load_weights(self, folder: Path) -> None:
-        import torch
-
         from cellbench.methods.yolo.runtime import build_network
 
         info_path = Path(folder) / INFO_FILE
@@ -312,12 +311,7 @@ class YOLOMethod(Method):
             raise DataError(f"weights are for model size {info.get('model_size')!r}, the config says "
                             f"{self.config.model_size!r}", path=info_path)
         path = Path(folder) / WEIGHTS_FILE
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle, zip and torch errors all mean the same thing here
-            raise DataError(f"not a readable torch weights file ({type(exc).__name__}: {exc})", path=path) from exc
-        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-            raise DataError("not a state dict of tensors", path=path)
+        state = read_state_dict(path, what="YOLO weights file")
         model = build_network(yaml_dict, classes)
         try:
             model.load_state_dict(state, strict=True)
