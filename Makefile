@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow test-yolo clean
+.PHONY: demo test test-slow test-strict test-yolo clean
 
 $(BIN)/cellbench: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ test: $(BIN)/cellbench
 
 test-slow: $(BIN)/cellbench
 	$(BIN)/python -m pytest -q -m slow
+
+# The fast suite with warnings as errors, then with asserts off (python -O; PYTHONOPTIMIZE reaches the `cellbench`
+# processes the tests start): no warning that cellbench causes, no assert in library code. Twice `make test`'s time.
+test-strict: $(BIN)/cellbench
+	PYTHONWARNINGS=error $(BIN)/python -m pytest -q -m "not slow"
+	PYTHONOPTIMIZE=1 $(BIN)/python -O -m pytest -q -m "not slow"
 
 # The `yolo` method (Ultralytics, AGPL-3.0) in its own environment: the extra is kept out of .venv,
 # [dev] and [all]. Same constraints as .venv (torch and the rest resolve to its versions), plus
