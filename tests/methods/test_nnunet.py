@@ -7,6 +7,7 @@ nnU-Net plans, preprocesses and starts worker processes).
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten
 from cellbench.matching import match_labels
+from cellbench.methods.nnunet.raw import DATASET_ID
 from cellbench.methods.nnunet import (
     NnUNetConfig,
     NnUNetMethod,
@@ -109,6 +111,25 @@ def test_nnunet_reads_the_raw_dataset_as_written(tmp_path):
     assert tuple(props["spacing"]) == (999, 1, 1)
     seg, _ = NaturalImage2DIO().read_seg(str(root / "labelsTr" / "case_0000.tif"))
     np.testing.assert_array_equal(seg[0, 0], (lab > 0).astype(np.float32))
+
+
+def test_planning_keeps_torch_threads_and_takes_n_proc_da_0(tmp_path, monkeypatch):
+    """nnU-Net's planner sets torch's threads to nnUNet_n_proc_DA and fails on 0 (a value users set)."""
+    pytest.importorskip("nnunetv2")
+    import torch
+
+    from cellbench.methods.nnunet.run import nnunet_environment, plan_and_preprocess
+
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    lab = two_touching_cells()
+    image = np.random.default_rng(1).normal(100, 20, lab.shape).astype(np.float32)
+    threads = torch.get_num_threads()
+    with nnunet_environment(tmp_path) as env:
+        write_raw_dataset(env["nnUNet_raw"], [Sample("a", InstanceSet.from_label_image(lab), array=image)],
+                          target="foreground")
+        plans = plan_and_preprocess(DATASET_ID, gpu_memory_target_gb=1.0, batch_size=2)
+    assert plans["configurations"]["2d"]["batch_size"] == 2
+    assert torch.get_num_threads() == threads and os.environ["nnUNet_n_proc_DA"] == "0"
 
 
 def test_channels_must_agree(tmp_path):

@@ -80,7 +80,11 @@ def plan_and_preprocess(dataset_id: int, *, gpu_memory_target_gb: float | None, 
     )
     from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
 
-    with _quiet():
+    import torch
+
+    # The planner sets torch's threads to nnUNet_n_proc_DA while it sizes the network (and fails on 0, which
+    # users set to turn off augmentation workers): it plans with the threads this process has.
+    with _quiet(), _environ({"nnUNet_n_proc_DA": str(torch.get_num_threads())}):
         extract_fingerprint_dataset(dataset_id, num_processes=num_processes, check_dataset_integrity=False,
                                     clean=True, verbose=False, show_progress_bar=False)
         plans, plans_id = plan_experiment_dataset(dataset_id, gpu_memory_target_in_gb=gpu_memory_target_gb)
