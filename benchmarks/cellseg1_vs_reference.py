@@ -8,6 +8,11 @@ Two units, each run in fresh processes, sides alternating, best of ``--repeat``:
   ``LoRA_Sam`` (it encodes the 4 images in one call). cellbench: its training
   loss with ``encode_batch`` 1 (one patch per encoder call, the default) and
   with ``encode_batch`` 4 (all four in one call).
+* ``encoder``: the part of ``train`` both sides must do: the image encoder's
+  forward and backward (LoRA on, the loss a plain sum of the embeddings) on the
+  same 4 images, one per call, through each side's own encoder code. What
+  ``train`` costs beyond it is prompts, decoder and loss: the only place one
+  side can be much faster than the other.
 * ``grid``: grid inference on one 512 px tile: 32 x 32 point prompts in
   batches of 64, IoU and stability thresholds, mask NMS. Reference: its
   ``SamAutomaticMaskGeneratorOptMaskNMS`` with the paper's settings and no
@@ -40,7 +45,7 @@ Its ``.cuda()`` calls are made no-ops and its mask NMS runs on CPU, by the
 reference-side worker only; modules its training script imports but
 ``compute_loss`` does not use (the dataset, the sampler) are stubbed.
 
-Run:  .venv/bin/python benchmarks/cellseg1_vs_reference.py --reference /tmp/cellseg1_ref [--repeat 2] [--units train,grid]
+Run:  .venv/bin/python benchmarks/cellseg1_vs_reference.py --reference /tmp/cellseg1_ref [--repeat 2] [--units train,encoder,grid]
 """
 
 from __future__ import annotations
@@ -96,7 +101,8 @@ def timed(fn, model):
 """
 
 CELLBENCH_WORKER = COMMON + """\
-from cellbench.methods.cellseg1.backbones import Backbone, random_sam_vit, resize_sam_input
+from cellbench.methods.cellseg1.backbones import Backbone, random_sam_vit, resize_sam_input, to_input
+from cellbench.methods.cellseg1.forward import encode
 from cellbench.methods.cellseg1.inference import InferenceConfig, predict_tile
 from cellbench.methods.cellseg1.lora import LoRA
 from cellbench.methods.cellseg1.prompts import PointSample
@@ -122,6 +128,13 @@ if unit == "train":
         for start in range(0, len(items), encode_batch):
             losses = _batch_loss(backbone, items[start : start + encode_batch], encoder_grad=True)
             (sum(bce + mse for bce, mse in losses) / len(items)).backward()
+        model.zero_grad(set_to_none=True)
+elif unit == "encoder":
+    _set_lora_train(model, True)
+
+    def step():
+        for image in arrays["images"]:
+            encode(backbone, to_input(image, backbone)).sum().backward()
         model.zero_grad(set_to_none=True)
 else:
     _set_lora_train(model, False)
@@ -169,6 +182,14 @@ if unit == "train":
         batch_images, batch_points = to_tensor(images, all_points, SIZE)
         loss = compute_loss(model, config, batch_images, batch_points, cell_masks, all_points, all_probs)
         loss.backward()
+        model.zero_grad(set_to_none=True)
+elif unit == "encoder":
+    model.train()
+    tensors = [torch.as_tensor(image.transpose(2, 0, 1), dtype=torch.float) for image in arrays["images"]]
+
+    def step():
+        for tensor in tensors:
+            model.sam.encoder_image_embeddings([tensor]).sum().backward()
         model.zero_grad(set_to_none=True)
 else:
     model.eval()
@@ -246,7 +267,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reference", required=True, type=Path, help="local copy of github.com/Nuisal/cellseg1")
     ap.add_argument("--repeat", type=int, default=2, help="fresh processes per variant (best is kept)")
-    ap.add_argument("--units", default="train,grid")
+    ap.add_argument("--units", default="train,encoder,grid")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--encode-batch", type=int, default=4, help="cellbench's batched variant")
     args = ap.parse_args()

@@ -84,3 +84,26 @@ def test_tinyvit_style_per_head_qkv_indices():
     assert q.tolist() == [0, 1, 2, 10, 11, 12]
     assert v.tolist() == [6, 7, 8, 9, 16, 17, 18, 19]
     assert qv_output_indices(nn.Module()) is None
+
+
+@pytest.mark.parametrize("targets", [
+    [torch.arange(0, 4), torch.arange(8, 12)],          # SAM ViT's fused qkv: q and v slices
+    [torch.arange(0, 12)],                              # a decoder projection: every feature
+    [torch.tensor([0, 1, 6, 7]), torch.tensor([4, 5, 10, 11])],  # TinyViT: per-head, scattered
+])
+def test_slices_and_index_add_give_the_same_output_and_gradients(targets):
+    """Contiguous targets are added through a slice; bit for bit what index_add computes."""
+    torch.manual_seed(0)
+    layer = LoRALinear(nn.Linear(6, 12), targets, rank=2, dropout=0.0)
+    with torch.no_grad():
+        for b in layer.lora_B:
+            b.normal_()
+    x = torch.randn(3, 5, 6, requires_grad=True)
+    out = layer(x)
+    expected = layer.base(x)
+    for a, b, index in zip(layer.lora_A, layer.lora_B, targets):
+        expected = expected.index_add(-1, index, (x @ a.t() @ b.t()) * layer.scale)
+    assert torch.equal(out, expected)
+    grads = torch.autograd.grad(out.square().sum(), [x, *layer.lora_A, *layer.lora_B])
+    expected_grads = torch.autograd.grad(expected.square().sum(), [x, *layer.lora_A, *layer.lora_B])
+    assert all(torch.equal(g, e) for g, e in zip(grads, expected_grads))
