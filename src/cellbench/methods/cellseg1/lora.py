@@ -48,7 +48,7 @@ class LoRALinear(nn.Module):
         self.lora_A = nn.ParameterList()
         self.lora_B = nn.ParameterList()
         #: Per target, its (start, stop) when the index is a contiguous run of output features (SAM ViT's q and
-        #: v, the decoder's whole projections): added through a slice, not index_add (measured ~10 % of a
+        #: v, the decoder's whole projections): added through a slice, not index_add (measured ~15 % of a
         #: ViT-B training step, benchmarks/cellseg1_vs_reference.py); None for scattered ones (TinyViT's heads).
         self._runs: list[tuple[int, int] | None] = []
         for k, index in enumerate(targets):
