@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
-import tifffile
 
 from cellbench.gui.jobs import JobQueue
 from cellbench.gui.workspace import Workspace
 from cellbench.methods.model_dir import load_model
-
-
-def _tiny_dsb(root):
-    yy, xx = np.mgrid[:48, :48]
-    labels = np.zeros((48, 48), np.uint16)
-    for j, (cy, cx) in enumerate([(12, 12), (12, 36), (36, 24)]):
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = j + 1
-    image = (30 + 150 * (labels > 0) + np.random.default_rng(0).normal(0, 5, labels.shape)).astype(np.uint8)
-    for sub, arr in (("images", image), ("masks", labels)):
-        (root / sub).mkdir(parents=True)
-        tifffile.imwrite(root / sub / "a.tif", arr)
 
 
 def _wait(queue, job, states, timeout=180):
@@ -34,8 +21,7 @@ def _wait(queue, job, states, timeout=180):
     raise AssertionError(f"job {job.id} still {job.state}; log:\n{job.log_tail()}")
 
 
-def test_jobs_queue_stop_resume(tmp_path):
-    _tiny_dsb(tmp_path / "data")
+def test_jobs_queue_stop_resume(tmp_path, three_disks):
     ws = Workspace(tmp_path)
     queue = JobQueue(ws, slots=1)
 
@@ -60,10 +46,9 @@ def test_jobs_queue_stop_resume(tmp_path):
 
 
 @pytest.mark.slow  # two worker processes start torch: about 30 s on 2 loaded cores
-def test_resumed_training_job_continues_from_its_last_epoch(tmp_path):
+def test_resumed_training_job_continues_from_its_last_epoch(tmp_path, three_disks):
     """Stop a unet training job after its first epoch, resume it: no epoch is trained twice, the curve continues."""
     pytest.importorskip("monai")
-    _tiny_dsb(tmp_path / "data")
     ws = Workspace(tmp_path)
     queue = JobQueue(ws, slots=1)
     config = ("channels: [8, 16]\nstrides: [2]\nnum_res_units: 0\nthreads: 1\n"

@@ -14,9 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-import tifffile
 import yaml
 
 from cellbench.cli.main import main
@@ -43,15 +41,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 @pytest.fixture
-def dsb(tmp_path) -> Path:
-    yy, xx = np.mgrid[:48, :48]
-    labels = np.zeros((48, 48), np.uint16)
-    for j, (cy, cx) in enumerate([(12, 12), (12, 36), (36, 24)]):
-        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = j + 1
-    image = (30 + 150 * (labels > 0) + np.random.default_rng(0).normal(0, 5, labels.shape)).astype(np.uint8)
-    for sub, arr in (("images", image), ("masks", labels)):
-        (tmp_path / "data" / sub).mkdir(parents=True)
-        tifffile.imwrite(tmp_path / "data" / sub / "a.tif", arr)
+def dsb(tmp_path, three_disks) -> Path:
     (tmp_path / "unet.yaml").write_text(yaml.safe_dump(CONFIG))
     return tmp_path
 
