@@ -75,7 +75,7 @@ def test_targets_and_loss():
 def test_maunet_learns_to_segment_blobs(blobs):
     needs_torch()
     cfg = {"backbone": "resnet18", "width": 8, "threads": 1, "augment": {"zoom_min": 0.8, "zoom_max": 1.25},
-           "train": {"patch_size": 64, "batch_size": 4, "epochs": 40, "steps_per_epoch": 2, "lr": 0.002},
+           "train": {"patch_size": 64, "batch_size": 4, "epochs": 80, "steps_per_epoch": 2, "lr": 0.002},
            "inference": {"scales": [1.0]}}
     method = MAUNetMethod(config_from_dict(MAUNetConfig, cfg))
     method.train(blobs["train"], seed=0)
