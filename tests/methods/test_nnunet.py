@@ -161,3 +161,43 @@ def test_config_is_checked():
 def test_missing_model_folder_is_named(tmp_path):
     with pytest.raises(DataError, match="expected one nnU-Net checkpoint_final.pth"):
         NnUNetMethod().load_weights(tmp_path)
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_threads_run_planning_training_and_prediction_on_that_many_threads(tmp_path, monkeypatch):
+    """The DSB config names 1 thread: the count changes the trained weights, so README's row needs it."""
+    pytest.importorskip("nnunetv2")
+    import torch
+
+    from cellbench.methods.nnunet import run
+
+    seen = []
+
+    def record(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return {}
+
+    def record_and_stop(*args, **kwargs):
+        record()
+        raise _Stop
+
+    monkeypatch.setattr(run, "plan_and_preprocess", record)
+    monkeypatch.setattr(run, "train_network", record_and_stop)
+    before = torch.get_num_threads()
+    other = 1 if before != 1 else 2
+    method = NnUNetMethod(NnUNetConfig(threads=other))
+    lab = two_touching_cells()
+    with pytest.raises(_Stop):
+        method.train([Sample("a", InstanceSet.from_label_image(lab), array=lab.astype(np.float32))])
+    method._network = type("Net", (), {"dataset_json": {"channel_names": {"0": "x"}}})()
+    predictor = type("Predictor", (), {"predict_single_npy_array": staticmethod(record_and_stop)})()
+    monkeypatch.setattr(method, "_require_predictor", lambda: predictor)
+    with pytest.raises(_Stop):
+        method.probabilities(lab.astype(np.float32))
+    assert seen == [other, other, other] and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads >= 0"):
+        NnUNetConfig(threads=-1)
+

@@ -50,6 +50,7 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
+from cellbench.methods.device import torch_threads
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.seeding import seed_torch
@@ -90,6 +91,8 @@ class CellposeConfig:
             ``CellposeModel.eval`` settings.
         preprocess: cellbench preprocessing before Cellpose's own normalisation.
         flatten: how overlapping training annotations become label images.
+        threads: torch CPU threads for training and prediction; 0 leaves torch's default (one per
+            core). The count changes the trained weights (see ``torch_threads``): the demo names 2.
     """
 
     pretrained: str | None = None
@@ -113,12 +116,13 @@ class CellposeConfig:
     eval_batch_size: int = 8
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     flatten: str = "priority-last"
+    threads: int = 0
 
     def __post_init__(self) -> None:
         policy_from_name(self.flatten)
-        if self.n_epochs < 1 or self.batch_size < 1 or self.bsize < 16:
-            raise ValueError(f"need n_epochs >= 1, batch_size >= 1, bsize >= 16; got {self.n_epochs}, "
-                             f"{self.batch_size}, {self.bsize}")
+        if self.n_epochs < 1 or self.batch_size < 1 or self.bsize < 16 or self.threads < 0:
+            raise ValueError(f"need n_epochs >= 1, batch_size >= 1, bsize >= 16, threads >= 0; got {self.n_epochs}, "
+                             f"{self.batch_size}, {self.bsize}, {self.threads}")
         if len(self.channels) != 2:
             raise ValueError(f"channels must be two integers, got {self.channels!r}")
         if self.pretrained and self.pretrained_model:
@@ -317,7 +321,7 @@ class CellposeMethod(Method):
         channel_axis = -1 if images[0].ndim == 3 else None
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="cellbench-cellpose-") as scratch, \
-                _epoch_progress(progress, cfg.n_epochs):
+                _epoch_progress(progress, cfg.n_epochs), torch_threads(cfg.threads):
             _, train_losses, test_losses = cp_train.train_seg(
                 self._model.net, train_data=images, train_labels=labels,
                 test_data=test_images, test_labels=test_labels, load_files=False,
@@ -379,13 +383,14 @@ class CellposeMethod(Method):
         cfg = self.config
         model = self._require_model()
         x = preprocess(image, cfg.preprocess)
-        diameter = cfg.diameter if cfg.diameter is not None else self._estimated_diameter(x)
-        masks, flows, _ = model.eval(
-            x, channels=list(cfg.channels), channel_axis=-1 if x.ndim == 3 else None,
-            diameter=diameter, flow_threshold=cfg.flow_threshold,
-            cellprob_threshold=cfg.cellprob_threshold, min_size=cfg.min_size, augment=cfg.augment,
-            batch_size=cfg.eval_batch_size, normalize=True,
-        )
+        with torch_threads(cfg.threads):
+            diameter = cfg.diameter if cfg.diameter is not None else self._estimated_diameter(x)
+            masks, flows, _ = model.eval(
+                x, channels=list(cfg.channels), channel_axis=-1 if x.ndim == 3 else None,
+                diameter=diameter, flow_threshold=cfg.flow_threshold,
+                cellprob_threshold=cfg.cellprob_threshold, min_size=cfg.min_size, augment=cfg.augment,
+                batch_size=cfg.eval_batch_size, normalize=True,
+            )
         prob = 1.0 / (1.0 + np.exp(-np.asarray(flows[2], dtype=np.float64)))
         return np.asarray(masks).astype(np.int32), prob
 

@@ -43,6 +43,7 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
+from cellbench.methods.device import torch_threads
 from cellbench.methods.nnunet.instances import instances_from_semantic
 from cellbench.methods.nnunet.raw import DATASET_ID, DATASET_NAME, SPACING, nnunet_input, write_raw_dataset
 from cellbench.methods.tiling import TileConfig
@@ -71,6 +72,9 @@ class NnUNetConfig:
         tile_step_size, use_mirroring: nnU-Net's sliding-window prediction (0.5 and mirroring as nnU-Net).
         min_size: instances smaller than this (pixels) are dropped.
         flatten: how overlapping training annotations become label images.
+        threads: torch CPU threads for planning, training and prediction; 0 leaves torch's default
+            (one per core). The count changes the trained weights (see ``torch_threads``), so a
+            config that should give the same scores on another machine names it.
     """
 
     trainer: str = "nnUNetTrainer_5epochs"
@@ -84,6 +88,7 @@ class NnUNetConfig:
     use_mirroring: bool = True
     min_size: int = 10
     flatten: str = "priority-last"
+    threads: int = 0
 
     def __post_init__(self) -> None:
         policy_from_name(self.flatten)
@@ -95,8 +100,8 @@ class NnUNetConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 (or null for nnU-Net's own), got {value}")
-        if self.boundary_px < 1 or not 0.0 < self.tile_step_size <= 1.0 or self.min_size < 0:
-            raise ValueError("need boundary_px >= 1, 0 < tile_step_size <= 1, min_size >= 0")
+        if self.boundary_px < 1 or not 0.0 < self.tile_step_size <= 1.0 or self.min_size < 0 or self.threads < 0:
+            raise ValueError("need boundary_px >= 1, 0 < tile_step_size <= 1, min_size >= 0, threads >= 0")
 
 
 class NnUNetMethod(Method):
@@ -136,7 +141,8 @@ class NnUNetMethod(Method):
         if not train:
             raise DataError("nnunet: no training images")
         start = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="cellbench-nnunet-") as work, nnunet_environment(Path(work)) as env:
+        with tempfile.TemporaryDirectory(prefix="cellbench-nnunet-") as work, nnunet_environment(Path(work)) as env, \
+                torch_threads(cfg.threads):
             train_cases, val_cases = write_raw_dataset(env["nnUNet_raw"], train, valid or (), target=cfg.target,
                                                        boundary_px=cfg.boundary_px, flatten_policy=cfg.flatten)
             plan_and_preprocess(DATASET_ID, gpu_memory_target_gb=cfg.gpu_memory_target_gb, batch_size=cfg.batch_size)
@@ -191,7 +197,7 @@ class NnUNetMethod(Method):
         predictor = self._require_predictor()
         n_channels = len(self._network.dataset_json["channel_names"])
         x = nnunet_input(image, n_channels)
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), torch_threads(self.config.threads):
             _, probs = predictor.predict_single_npy_array(x, {"spacing": list(SPACING)}, None, None, True)
         return np.asarray(probs)[:, 0]
 

@@ -35,8 +35,8 @@ from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHi
 from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.semantic.inference import InferenceSettings, SemanticPreprocess, network_input, predict_maps
 from cellbench.methods.semantic.patches import AugmentSettings, random_patch, stack
-from cellbench.methods.device import torch_device
-from cellbench.methods.semantic.train_loop import TrainSettings, deterministic, fit, torch_threads
+from cellbench.methods.device import torch_device, torch_threads
+from cellbench.methods.semantic.train_loop import TrainSettings, deterministic, fit
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.torch_file import read_state_dict
 

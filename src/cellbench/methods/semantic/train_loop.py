@@ -29,7 +29,7 @@ import numpy as np
 from cellbench.methods.base import ProgressFactory
 from cellbench.methods.checkpoint import EpochCheckpoint
 
-__all__ = ["TrainSettings", "deterministic", "fit", "torch_threads"]
+__all__ = ["TrainSettings", "deterministic", "fit"]
 
 log = logging.getLogger(__name__)
 
@@ -72,27 +72,6 @@ class TrainSettings:
     def steps(self, n_images: int) -> int:
         """Steps per epoch for ``n_images`` training images."""
         return self.steps_per_epoch or max(1, math.ceil(n_images / self.batch_size))
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run torch's CPU work on ``n`` threads (0: leave torch's setting), restoring it afterwards.
-
-    On a CPU shared with other jobs, one thread per process avoids OpenMP
-    threads waiting on each other: two threads on two busy cores measured
-    20x slower per step than one.
-    """
-    import torch
-
-    if n <= 0:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @contextlib.contextmanager
