@@ -201,3 +201,17 @@ def test_threads_run_planning_training_and_prediction_on_that_many_threads(tmp_p
     with pytest.raises(ValueError, match="threads >= 0"):
         NnUNetConfig(threads=-1)
 
+
+def test_augmentation_blurs_choose_no_convolution_by_timing():
+    """nnU-Net's blur benchmark picked direct or FFT convolution by a race, and so the weights (issue 14)."""
+    pytest.importorskip("nnunetv2")
+    from batchgeneratorsv2.transforms.noise.gaussian_blur import GaussianBlurTransform
+    from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+    from batchgeneratorsv2.transforms.utils.random import RandomTransform
+
+    from cellbench.methods.nnunet.run import _untimed
+
+    blurs = [GaussianBlurTransform(blur_sigma=(0.5, 1.0), benchmark=True) for _ in range(2)]
+    pipeline = ComposeTransforms([RandomTransform(blurs[0], apply_probability=0.2), ComposeTransforms([blurs[1]])])
+    assert _untimed(pipeline) is pipeline
+    assert [b.benchmark for b in blurs] == [False, False]

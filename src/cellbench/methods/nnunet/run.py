@@ -7,7 +7,8 @@ nnU-Net finds its folders through the ``nnUNet_raw``,
 ``nnUNet_preprocessed`` and ``nnUNet_results`` environment variables, which
 :func:`nnunet_environment` sets for the duration of a call (and restores
 after). Data augmentation runs in the calling process during training
-(``nnUNet_n_proc_DA=0``), so a seed fixes the batches, and ``torch.compile`` is
+(``nnUNet_n_proc_DA=0``), so a seed fixes the batches (its Gaussian blur does not
+pick a convolution by timing, :func:`_untimed`), and ``torch.compile`` is
 off (``nnUNet_compile=f``: on a CPU it costs more than it saves on short runs).
 
 The training loop is ``nnUNetTrainer.run_training``'s, step by step, with
@@ -131,6 +132,8 @@ def train_network(dataset_id: int, *, trainer_name: str, fold: int | str, iterat
         trainer.num_iterations_per_epoch = int(iterations_per_epoch)
     if val_iterations_per_epoch is not None:
         trainer.num_val_iterations_per_epoch = int(val_iterations_per_epoch)
+    make_transforms = trainer.get_training_transforms  # nnU-Net's staticmethod, called in on_train_start
+    trainer.get_training_transforms = lambda *args, **kwargs: _untimed(make_transforms(*args, **kwargs))
     epochs = range(trainer.num_epochs)
     with _environ({"nnUNet_n_proc_DA": "0"}):  # augmentation in this process, so the seed fixes the batches
         _run_loop(trainer, epochs, progress)
@@ -146,6 +149,26 @@ def train_network(dataset_id: int, *, trainer_name: str, fold: int | str, iterat
         val_losses=tuple(float(v) for v in log.get("val_losses", [])),
         pseudo_dice=tuple(float(v) for v in log.get("mean_fg_dice", [])),
     )
+
+
+def _untimed(transform: Any) -> Any:
+    """``transform`` with its Gaussian blurs choosing no implementation by timing; returned for chaining.
+
+    nnU-Net asks batchgeneratorsv2's ``GaussianBlurTransform`` to ``benchmark``: the
+    first blur of each image size times a direct and an FFT convolution and keeps
+    the faster. The two differ in the last bits, so which one won the race
+    changed the weights a training with the same seed ends with (about one
+    run in two in ``test_same_seed_same_result[nnunet]``). Without the benchmark
+    every blur is the direct convolution, the same blur up to rounding.
+    """
+    from batchgeneratorsv2.transforms.noise.gaussian_blur import GaussianBlurTransform
+
+    if isinstance(transform, GaussianBlurTransform):
+        transform.benchmark = False
+    for inner in (*getattr(transform, "transforms", ()), getattr(transform, "transform", None)):
+        if inner is not None:
+            _untimed(inner)
+    return transform
 
 
 def _run_loop(trainer: Any, epochs: range, progress: ProgressFactory | None) -> None:
