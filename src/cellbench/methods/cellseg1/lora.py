@@ -49,13 +49,17 @@ class LoRALinear(nn.Module):
         self.lora_B = nn.ParameterList()
         #: Per target, its (start, stop) when the index is a contiguous run of output features (SAM ViT's q and
         #: v, the decoder's whole projections): added through a slice, not index_add (measured ~15 % of a
-        #: ViT-B training step, benchmarks/cellseg1_vs_reference.py); None for scattered ones (TinyViT's heads).
+        #: ViT-B training step, benchmarks/cellseg1_vs_reference.py); None for scattered ones (TinyViT's heads),
+        #: whose index is the buffer ``index_<k>``.
         self._runs: list[tuple[int, int] | None] = []
         for k, index in enumerate(targets):
-            self.register_buffer(f"index_{k}", index.long(), persistent=False)
+            index = index.long()
             first = int(index[0]) if len(index) else 0
-            contiguous = len(index) > 0 and torch.equal(index.long(), torch.arange(first, first + len(index)))
-            self._runs.append((first, first + len(index)) if contiguous else None)
+            if len(index) > 0 and torch.equal(index, torch.arange(first, first + len(index))):
+                self._runs.append((first, first + len(index)))
+            else:
+                self._runs.append(None)
+                self.register_buffer(f"index_{k}", index, persistent=False)
             a = torch.empty(rank, base.in_features)
             nn.init.kaiming_uniform_(a, a=math.sqrt(5))
             self.lora_A.append(nn.Parameter(a))
