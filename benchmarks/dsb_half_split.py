@@ -76,11 +76,9 @@ def plain_recipe(image: np.ndarray, *, sigma: float = 0.0, min_distance: int = 1
 
 METHOD_CONFIGS = {
     "watershed": lambda args: {},
-    # Nuclei are ~24 px across; the network works at diam_mean 12 (images halved), on 64 px crops,
-    # so an epoch of 8 crops costs little on 2 CPU cores; two torch threads, as the README rows were measured.
-    "cellpose": lambda args: {"diam_mean": 12.0, "bsize": args.cellpose_bsize, "n_epochs": args.cellpose_epochs, "batch_size": 8,
-                              "nimg_per_epoch": 8, "min_train_masks": 1, "threads": 2},
-    # The committed config of each README row, as `cellbench train --config` reads it.
+    # The committed config of each README row, as `cellbench train --config` reads it; Cellpose's crop side
+    # and epochs can be changed from the command line (its defaults are the config's).
+    "cellpose": lambda args: _config_file("cellpose") | {"bsize": args.cellpose_bsize, "n_epochs": args.cellpose_epochs},
     "stardist": lambda args: _config_file("stardist"),
     "nnunet": lambda args: _config_file("nnunet"),
     "unet": lambda args: _config_file("unet"),
