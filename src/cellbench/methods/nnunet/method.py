@@ -115,8 +115,9 @@ class NnUNetMethod(Method):
     Config = NnUNetConfig
     #: Whole images: nnU-Net predicts with its own sliding window (Gaussian-weighted, overlapping tiles).
     default_tiling = TileConfig(tile=0)
-    #: ``cpu``: the DSB row of the README (examples/configs/dsb/nnunet.yaml): 10 epochs of 50 batches
-    #: of 2 on a plan for 1 GB, which a CPU trains in minutes.
+    #: ``cpu``: 10 epochs of 50 batches of 2 on a plan for 1 GB: 500 batches, about 45 CPU minutes at the
+    #: ~5-6 CPU s per batch measured on the DSB half image. README's DSB row
+    #: (examples/configs/dsb/nnunet.yaml) is the shorter 10 batches per epoch.
     presets = {"cpu": {"trainer": "nnUNetTrainer_10epochs", "iterations_per_epoch": 50,
                        "val_iterations_per_epoch": 5, "batch_size": 2, "gpu_memory_target_gb": 1.0}}
 
