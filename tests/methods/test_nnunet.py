@@ -167,7 +167,7 @@ class _Stop(Exception):
     pass
 
 
-def test_threads_run_planning_training_and_prediction_on_that_many_threads(tmp_path, monkeypatch):
+def test_threads_run_planning_training_and_prediction_on_that_many_threads(monkeypatch):
     """The DSB config names 1 thread: the count changes the trained weights, so README's row needs it."""
     pytest.importorskip("nnunetv2")
     import torch
