@@ -27,7 +27,6 @@ import json
 import os
 import time
 
-import torch
 from tqdm import tqdm
 
 from cellbench.data.dataset import Sample
@@ -55,6 +54,8 @@ def main() -> None:
     ap.add_argument("--points-per-side", type=int, default=cpu.inference.points_per_side)
     ap.add_argument("--prompt", choices=["auto", "point", "box"], default=cpu.prompt, help="auto: box for LiteMedSAM")
     ap.add_argument("--train-point-embeddings", action="store_true", help="LiteMedSAM never learned point prompts")
+    ap.add_argument("--threads", type=int, default=2,
+                    help="torch CPU threads (README's rows: 2; another count gives other weights)")
     ap.add_argument("--train-side", choices=["left", "right"], default="left")
     ap.add_argument("--zero-shot", action="store_true", help="skip training (LoRA at zero = the frozen backbone)")
     ap.add_argument("--out", default=None, help="write the JSON result here too")
@@ -75,6 +76,7 @@ def main() -> None:
 
     config = config_from_dict(method_class.Config, {
         "backbone": args.backbone,
+        "threads": args.threads,
         "input_size": args.input_size,
         "lora_parts": [p for p in args.lora_parts.split(",") if p],
         "train_point_embeddings": args.train_point_embeddings,
@@ -92,7 +94,6 @@ def main() -> None:
         "inference": {"points_per_side": args.points_per_side},
     })
     method = method_class(config)
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
     t0, c0 = time.perf_counter(), time.process_time()
     if args.zero_shot:
         history = None
@@ -124,7 +125,7 @@ def main() -> None:
         "n_overlapping_pred": pred.n_overlapping,
         "losses": [round(e.loss, 4) for e in history.epochs] if history else None,
         "metrics": {t: {k: ev[t][k] for k in ("f1", "ap_dsb", "precision", "recall", "tp", "fp", "fn") if k in ev[t]} for t in ev if t[0].isdigit()},
-        "torch_threads": torch.get_num_threads(),
+        "torch_threads": history.info["torch_threads"] if history else args.threads,
     }
     text = json.dumps(result, indent=1, default=str)
     print(text)

@@ -62,9 +62,10 @@ def test_the_cellpose_config_is_the_benchmarks():
     assert yaml.safe_load((CONFIGS / "cellpose.yaml").read_text()) == dsb_half_split.METHOD_CONFIGS["cellpose"](args)
 
 
-def test_the_cellseg1_config_is_its_cpu_preset():
+def test_the_cellseg1_config_is_its_cpu_preset_on_the_rows_threads():
+    """The preset leaves the thread count to the machine; the README rows' config names the 2 they ran on."""
     cls = get_method("cellseg1")
-    assert yaml.safe_load((CONFIGS / "cellseg1.yaml").read_text()) == cls.presets["cpu"]
+    assert yaml.safe_load((CONFIGS / "cellseg1.yaml").read_text()) == cls.presets["cpu"] | {"threads": 2}
 
 
 def test_every_dsb_config_loads_into_its_method():

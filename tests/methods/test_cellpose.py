@@ -83,32 +83,3 @@ def test_scores_are_mean_cell_probability(blobs):
     found = method.predict(blobs["test"][0].load_image())
     scores = found.scores
     assert scores is None or (np.all(scores >= 0) and np.all(scores <= 1))
-
-
-class _Stop(Exception):
-    pass
-
-
-def test_threads_run_training_and_prediction_on_that_many_threads(blobs, monkeypatch):
-    """The demo names 2 threads so that README's numbers hold on machines with more cores."""
-    from cellpose import train as cp_train
-
-    seen = []
-
-    def record_and_stop(*args, **kwargs):
-        seen.append(torch.get_num_threads())
-        raise _Stop
-
-    monkeypatch.setattr(cp_train, "train_seg", record_and_stop)
-    before = torch.get_num_threads()
-    other = 1 if before != 1 else 2
-    method = CellposeMethod(CellposeConfig(n_epochs=1, bsize=64, batch_size=2, min_train_masks=1, threads=other))
-    with pytest.raises(_Stop):
-        method.train(blobs["train"], seed=0)
-    method._model = method._new_model(None)
-    monkeypatch.setattr(method._model, "eval", record_and_stop)
-    with pytest.raises(_Stop):
-        method.predict(blobs["train"][0].load_image())
-    assert seen == [other, other] and torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="threads >= 0"):
-        CellposeConfig(threads=-1)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -85,6 +88,26 @@ def make(name: str):
     return get_method(name)(fast_config(name))
 
 
+def other_threads() -> int:
+    """A torch thread count other than this process's, so that a method that ignores its ``threads`` shows."""
+    import torch
+
+    return 1 if torch.get_num_threads() != 1 else 2
+
+
+@contextlib.contextmanager
+def threads_at_forward(seen: list[int]) -> Iterator[None]:
+    """Append torch's thread count at every module forward call inside (any network of any torch method)."""
+    import torch
+
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda *args: seen.append(torch.get_num_threads()))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def same(a: InstanceSet, b: InstanceSet) -> bool:
     return a.shape == b.shape and [(i.bbox, i.mask.tobytes(), i.score) for i in a] == \
         [(i.bbox, i.mask.tobytes(), i.score) for i in b]
@@ -97,20 +120,26 @@ def test_every_method_has_a_fast_config_here():
 
 @pytest.fixture(scope="module", params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ALL])
 def trained(request, blobs):
-    """Each method trained once on the tiny set (with validation and a progress bar)."""
+    """Each method trained once on the tiny set (with validation and a progress bar); a method with a
+    ``threads`` field trains on :func:`other_threads`, and ``seen`` holds the thread counts its networks ran on."""
     method = make(request.param)
-    calls = []
+    calls: list[dict] = []
+    seen: list[int] = []
 
     def progress(iterable, **kw):
         calls.append(kw)
         return iterable
 
-    history = method.train(blobs["train"], blobs["valid"], seed=0, progress=progress)
-    return method, history, calls
+    if not hasattr(method.config, "threads"):
+        return method, method.train(blobs["train"], blobs["valid"], seed=0, progress=progress), calls, seen
+    method = type(method)(dataclasses.replace(method.config, threads=other_threads()))
+    with threads_at_forward(seen):
+        history = method.train(blobs["train"], blobs["valid"], seed=0, progress=progress)
+    return method, history, calls, seen
 
 
 def test_training_reports_history_and_progress(trained):
-    method, history, calls = trained
+    method, history, calls, _ = trained
     assert isinstance(history, TrainHistory) and history.epochs and calls
     assert isinstance(history.val_metric, str) and history.val_metric  # validation images were given
     scores = [e.val_score for e in history.epochs if e.val_score is not None]
@@ -121,7 +150,7 @@ def test_training_reports_history_and_progress(trained):
 
 
 def test_save_load_predict_gives_the_same_result(trained, blobs, tmp_path):
-    method, history, _ = trained
+    method, history, _, _ = trained
     image = blobs["test"][0].load_image()
     found = method.predict(image)
     assert isinstance(found, InstanceSet) and found.shape == image.shape[:2]
@@ -141,8 +170,8 @@ def test_save_load_predict_gives_the_same_result(trained, blobs, tmp_path):
 
 
 def test_same_seed_same_result(trained, blobs):
-    method, _, _ = trained
-    again = make(method.name)
+    method = trained[0]
+    again = type(method)(method.config)  # the fixture's config: the same thread count too
     again.train(blobs["train"], blobs["valid"], seed=0)
     image = blobs["test"][0].load_image()
     assert same(again.predict(image), method.predict(image))
@@ -170,3 +199,33 @@ def test_untrained_prediction_is_refused_for_cellpose(blobs):
     method = make("cellpose")
     with pytest.raises(ValueError, match="train or load"):
         method.predict(blobs["test"][0].load_image())
+
+
+#: Ultralytics sets torch's threads itself for its runs; TensorFlow (StarDist) and watershed have no torch threads.
+NO_THREADS_FIELD = {"yolo", "stardist", "watershed"}
+
+
+def test_every_torch_method_has_a_threads_field():
+    """The thread count changes what a CPU training computes, so a config must be able to name it."""
+    have = {n for n in ALL if "threads" in {f.name for f in dataclasses.fields(get_method(n).Config)}}
+    assert have == set(ALL) - NO_THREADS_FIELD
+    for name in have:
+        with pytest.raises(ValueError, match="threads must be 0"):
+            config_from_dict(get_method(name).Config, {"threads": -1})
+
+
+def test_training_and_prediction_run_on_the_configured_threads(trained, blobs):
+    """``threads`` holds for every network call of training (validation included) and prediction, and the
+    process's own count is back afterwards."""
+    import torch
+
+    method, _, _, seen = trained
+    if not hasattr(method.config, "threads"):
+        pytest.skip(f"{method.name} has no threads field")
+    threads, before = method.config.threads, torch.get_num_threads()
+    assert threads != before and seen and set(seen) == {threads}
+    at_predict: list[int] = []
+    with threads_at_forward(at_predict):
+        method.predict(blobs["test"][0].load_image())
+    assert at_predict and set(at_predict) == {threads}
+    assert torch.get_num_threads() == before

@@ -198,7 +198,7 @@ def test_threads_run_planning_training_and_prediction_on_that_many_threads(monke
     with pytest.raises(_Stop):
         method.probabilities(lab.astype(np.float32))
     assert seen == [other, other, other] and torch.get_num_threads() == before
-    with pytest.raises(ValueError, match="threads >= 0"):
+    with pytest.raises(ValueError, match="threads must be 0"):
         NnUNetConfig(threads=-1)
 
 

@@ -50,7 +50,7 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
-from cellbench.methods.device import torch_threads
+from cellbench.methods.device import check_threads, torch_threads
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.seeding import seed_torch
@@ -120,9 +120,10 @@ class CellposeConfig:
 
     def __post_init__(self) -> None:
         policy_from_name(self.flatten)
-        if self.n_epochs < 1 or self.batch_size < 1 or self.bsize < 16 or self.threads < 0:
-            raise ValueError(f"need n_epochs >= 1, batch_size >= 1, bsize >= 16, threads >= 0; got {self.n_epochs}, "
-                             f"{self.batch_size}, {self.bsize}, {self.threads}")
+        if self.n_epochs < 1 or self.batch_size < 1 or self.bsize < 16:
+            raise ValueError(f"need n_epochs >= 1, batch_size >= 1, bsize >= 16; got {self.n_epochs}, "
+                             f"{self.batch_size}, {self.bsize}")
+        check_threads(self.threads)
         if len(self.channels) != 2:
             raise ValueError(f"channels must be two integers, got {self.channels!r}")
         if self.pretrained and self.pretrained_model:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+import functools
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-__all__ = ["torch_device", "torch_threads"]
+__all__ = ["check_threads", "on_config_threads", "torch_device", "torch_threads"]
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def torch_device(name: str = "auto") -> Any:
@@ -40,3 +43,26 @@ def torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def check_threads(threads: int) -> None:
+    """The rule for a method config's ``threads`` field: 0 (torch's default) or a count.
+
+    >>> check_threads(-1)
+    Traceback (most recent call last):
+    ...
+    ValueError: threads must be 0 (torch's default) or more, got -1
+    """
+    if threads < 0:
+        raise ValueError(f"threads must be 0 (torch's default) or more, got {threads}")
+
+
+def on_config_threads(call: F) -> F:
+    """Run a method's ``train`` or ``predict`` on ``self.config.threads`` torch threads (:func:`torch_threads`)."""
+
+    @functools.wraps(call)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with torch_threads(self.config.threads):
+            return call(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

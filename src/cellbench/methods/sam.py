@@ -39,7 +39,7 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 from cellbench.matching import match, overlaps_from_instances, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
-from cellbench.methods.device import torch_device
+from cellbench.methods.device import check_threads, on_config_threads, torch_device
 from cellbench.methods.tiling import TileConfig
 
 __all__ = ["SAMConfig", "SAMMethod"]
@@ -64,6 +64,7 @@ class SAMConfig:
         checkpoint: SAM checkpoint file, or a registry name such as ``sam/vit_b``.
         input_size: encoder input side (None: 1024 is not used; 512 for SAM ViTs as CellSeg1, 256 LiteMedSAM).
         device: ``auto``, ``cpu`` or ``cuda[:n]``.
+        threads: torch CPU threads for calibration and prediction; 0 leaves torch's default (one per core).
         prompt: ``point``, ``box`` (a box centred on each grid point) or ``auto`` (box for LiteMedSAM).
         box_half_side: box half side in image pixels; None: measured by ``train`` (``box_scale`` x the
             median cell radius), else a tenth of the tile.
@@ -76,6 +77,7 @@ class SAMConfig:
     checkpoint: str | None = None
     input_size: int | None = None
     device: str = "auto"
+    threads: int = 0
     prompt: str = "auto"
     box_half_side: float | None = None
     box_scale: float = 1.2
@@ -92,6 +94,7 @@ class SAMConfig:
         TileConfig(tile=self.tile, overlap=self.tile_overlap)  # validates
         if self.tile < 1:
             raise ValueError("tile must be >= 1 pixel (the grid runs per tile)")
+        check_threads(self.threads)
 
 
 class SAMMethod(Method):
@@ -139,6 +142,7 @@ class SAMMethod(Method):
             self._backbone = backbone
         return self._backbone
 
+    @on_config_threads
     def train(
         self,
         train: Sequence[Sample],
@@ -173,6 +177,7 @@ class SAMMethod(Method):
                   for s in samples]
         return pooled(counts).f1 or 0.0
 
+    @on_config_threads
     def predict(self, image: np.ndarray, *, progress: ProgressFactory | None = None) -> InstanceSet:
         """Instances of a whole image by the shared grid path (tiles of ``tile`` px, overlaps kept)."""
         from cellbench.methods.cellseg1.inference import predict_image_grid

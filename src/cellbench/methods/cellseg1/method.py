@@ -45,7 +45,7 @@ from cellbench.methods.cellseg1.lora import LoRA, lora_state_dict
 from cellbench.methods.cellseg1.memory import keep_freed_memory
 from cellbench.methods.cellseg1.train import TrainConfig, train_lora
 from cellbench.methods.checkpoint import train_fingerprint
-from cellbench.methods.device import torch_device
+from cellbench.methods.device import check_threads, on_config_threads, torch_device
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.torch_file import read_torch_file
 
@@ -63,7 +63,8 @@ class CellSeg1Config:
 
     Top level, the model and how it is prompted and tiled: ``backbone`` (vit_b / vit_l / vit_h /
     litemedsam / tiny), ``checkpoint`` (SAM file path), ``input_size`` (None: 512 for SAM ViTs,
-    256 for LiteMedSAM), ``device``; LoRA: ``lora_rank``, ``lora_dropout``, ``lora_parts``,
+    256 for LiteMedSAM), ``device``, ``threads`` (torch CPU threads for training and prediction,
+    0: torch's default; the count changes the trained weights, see ``torch_threads``); LoRA: ``lora_rank``, ``lora_dropout``, ``lora_parts``,
     ``train_point_embeddings``; prompts: ``prompt`` (auto / point / box), ``box_half_side``,
     ``box_scale``; whole images: ``tile`` / ``tile_overlap`` (pixels; tile None = ``train.patch_size``)
     and ``keep_overlaps``.
@@ -81,6 +82,7 @@ class CellSeg1Config:
     checkpoint: str | None = None
     input_size: int | None = None
     device: str = "auto"
+    threads: int = 0
     # LoRA
     lora_rank: int = 4
     lora_dropout: float = 0.1
@@ -113,6 +115,7 @@ class CellSeg1Config:
             raise ValueError("box_scale and box_half_side must be > 0")
         if self.device not in ("auto", "cpu") and not str(self.device).startswith("cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:n]', got {self.device!r}")
+        check_threads(self.threads)
         for name, kind in (("train", TrainConfig), ("augment", AugmentConfig), ("inference", InferenceConfig)):
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"CellSeg1 {name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
@@ -206,6 +209,7 @@ class CellSeg1(Method):
         return self._backbone
 
     # -- the four calls -------------------------------------------------------------
+    @on_config_threads
     def train(
         self,
         train: Sequence[Sample],
@@ -256,6 +260,7 @@ class CellSeg1(Method):
             },
         )
 
+    @on_config_threads
     def predict(self, image: np.ndarray, *, progress: ProgressFactory | None = None) -> InstanceSet:
         """Instances of a full image: tiled at ``tile`` pixels when larger, overlaps kept unless switched off
         (the shared grid path, :func:`~cellbench.methods.cellseg1.inference.predict_image_grid`)."""

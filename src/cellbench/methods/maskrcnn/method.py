@@ -46,6 +46,7 @@ from cellbench.instances import InstanceSet
 from cellbench.matching import match, overlaps_from_instances, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.checkpoint import EpochCheckpoint, train_fingerprint
+from cellbench.methods.device import check_threads, on_config_threads
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig, predict_tiled
 from cellbench.methods.seeding import seed_torch
@@ -91,6 +92,8 @@ class MaskRCNNConfig:
         head_width: channels of the box and mask heads' convolutions (256 as published; 128 costs about a
             third on a CPU).
         preprocess: cellbench preprocessing (percentile normalisation by default).
+        threads: torch CPU threads for training and prediction; 0 leaves torch's default (one per
+            core). The count changes the trained weights (see ``torch_threads``).
     """
 
     backbone: str = "resnet50"
@@ -120,6 +123,7 @@ class MaskRCNNConfig:
     roi_batch_size: int = 512
     head_width: int = 256
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    threads: int = 0
 
     def __post_init__(self) -> None:
         from cellbench.methods.maskrcnn import BACKBONES
@@ -133,6 +137,7 @@ class MaskRCNNConfig:
                              f"{self.batch_size}, {self.patch_size}, {self.scale}")
         if self.trainable_layers is not None and not 0 <= self.trainable_layers <= 5:
             raise ValueError(f"trainable_layers must be 0-5, got {self.trainable_layers}")
+        check_threads(self.threads)
         if len(self.anchor_sizes) != 5:
             raise ValueError(f"anchor_sizes needs 5 sizes (FPN levels P2-P6), got {list(self.anchor_sizes)}")
         if min(self.detections_per_image, self.rpn_post_nms, self.roi_batch_size, self.head_width) < 1:
@@ -199,6 +204,7 @@ class MaskRCNNMethod(Method):
         return self._model
 
     # -- the interface -------------------------------------------------------------
+    @on_config_threads
     def train(
         self,
         train: Sequence[Sample],
@@ -308,6 +314,7 @@ class MaskRCNNMethod(Method):
             counts.append(match(overlaps_from_instances(s.instances, pred), (0.5,))[0])
         return pooled(counts).f1 or 0.0
 
+    @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:
         """Detected instances of one image (a tile), scored by the detector, overlaps and classes kept."""
         from cellbench.methods.maskrcnn.network import detect

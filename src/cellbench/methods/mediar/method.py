@@ -65,7 +65,7 @@ from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import Method, ProgressFactory, TrainHistory
 from cellbench.methods.checkpoint import train_fingerprint
-from cellbench.methods.device import torch_device
+from cellbench.methods.device import check_threads, on_config_threads, torch_device
 from cellbench.methods.mediar.augment import AugmentConfig
 from cellbench.methods.mediar.model import ENCODERS, build_mediarformer, load_mediar_state, read_state_dict
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
@@ -104,6 +104,8 @@ class MediarConfig:
         niter: Cellpose dynamics steps.
         min_size: masks smaller than this many pixels are dropped (0: none, as MEDIAR).
         flatten: how overlapping training annotations become label images.
+        threads: torch CPU threads for training and prediction; 0 leaves torch's default (one per
+            core). The count changes the trained weights (see ``torch_threads``).
     """
 
     pretrained: str | None = None
@@ -131,9 +133,11 @@ class MediarConfig:
     niter: int = 200
     min_size: int = 0
     flatten: str = "priority-last"
+    threads: int = 0
 
     def __post_init__(self) -> None:
         policy_from_name(self.flatten)
+        check_threads(self.threads)
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {list(ENCODERS)}, got {self.encoder!r}")
         if len(self.decoder_channels) != 5 or min(self.decoder_channels) < 2:
@@ -235,6 +239,7 @@ class MediarMethod(Method):
         return self._net
 
     # -- the interface -------------------------------------------------------------
+    @on_config_threads
     def train(
         self,
         train: Sequence[Sample],
@@ -307,6 +312,7 @@ class MediarMethod(Method):
         return masks_from_maps(maps, prob_threshold=cfg.prob_threshold, flow_threshold=cfg.flow_threshold,
                                niter=cfg.niter, min_size=cfg.min_size)
 
+    @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:
         """MediarFormer masks; each instance's score is its mean cell probability."""
         self._require_net().eval()

@@ -43,7 +43,7 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
-from cellbench.methods.device import torch_threads
+from cellbench.methods.device import check_threads, torch_threads
 from cellbench.methods.nnunet.instances import instances_from_semantic
 from cellbench.methods.nnunet.raw import DATASET_ID, DATASET_NAME, SPACING, nnunet_input, write_raw_dataset
 from cellbench.methods.tiling import TileConfig
@@ -100,8 +100,9 @@ class NnUNetConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 (or null for nnU-Net's own), got {value}")
-        if self.boundary_px < 1 or not 0.0 < self.tile_step_size <= 1.0 or self.min_size < 0 or self.threads < 0:
-            raise ValueError("need boundary_px >= 1, 0 < tile_step_size <= 1, min_size >= 0, threads >= 0")
+        if self.boundary_px < 1 or not 0.0 < self.tile_step_size <= 1.0 or self.min_size < 0:
+            raise ValueError("need boundary_px >= 1, 0 < tile_step_size <= 1, min_size >= 0")
+        check_threads(self.threads)
 
 
 class NnUNetMethod(Method):

@@ -35,7 +35,7 @@ from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHi
 from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.semantic.inference import InferenceSettings, SemanticPreprocess, network_input, predict_maps
 from cellbench.methods.semantic.patches import AugmentSettings, random_patch, stack
-from cellbench.methods.device import torch_device, torch_threads
+from cellbench.methods.device import check_threads, torch_device, torch_threads
 from cellbench.methods.semantic.train_loop import TrainSettings, deterministic, fit
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.torch_file import read_state_dict
@@ -70,8 +70,7 @@ class SemanticConfig:
 
     def __post_init__(self) -> None:
         policy_from_name(self.flatten)  # raises for an unknown name
-        if self.threads < 0:
-            raise ValueError(f"threads must be 0 (torch's default) or more, got {self.threads}")
+        check_threads(self.threads)
 
 
 class SemanticMethod(Method):
