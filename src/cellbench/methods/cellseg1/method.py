@@ -64,10 +64,10 @@ class CellSeg1Config:
     Top level, the model and how it is prompted and tiled: ``backbone`` (vit_b / vit_l / vit_h /
     litemedsam / tiny), ``checkpoint`` (SAM file path), ``input_size`` (None: 512 for SAM ViTs,
     256 for LiteMedSAM), ``device``, ``threads`` (torch CPU threads for training and prediction,
-    0: torch's default; the count changes the trained weights, see ``torch_threads``); LoRA: ``lora_rank``, ``lora_dropout``, ``lora_parts``,
-    ``train_point_embeddings``; prompts: ``prompt`` (auto / point / box), ``box_half_side``,
-    ``box_scale``; whole images: ``tile`` / ``tile_overlap`` (pixels; tile None = ``train.patch_size``)
-    and ``keep_overlaps``.
+    0: torch's default; the count changes the trained weights, see ``torch_threads``); LoRA:
+    ``lora_rank``, ``lora_dropout``, ``lora_parts``, ``train_point_embeddings``; prompts: ``prompt``
+    (auto / point / box), ``box_half_side``, ``box_scale``; whole images: ``tile`` / ``tile_overlap``
+    (pixels; tile None = ``train.patch_size``) and ``keep_overlaps``.
 
     Sections: ``train`` (:class:`~cellbench.methods.cellseg1.train.TrainConfig`), ``augment``
     (:class:`~cellbench.methods.cellseg1.augment.AugmentConfig`) and ``inference``
