@@ -130,10 +130,11 @@ def trained(request, blobs):
         calls.append(kw)
         return iterable
 
-    if not hasattr(method.config, "threads"):
-        return method, method.train(blobs["train"], blobs["valid"], seed=0, progress=progress), calls, seen
-    method = type(method)(dataclasses.replace(method.config, threads=other_threads()))
-    with threads_at_forward(seen):
+    watch = contextlib.nullcontext()
+    if hasattr(method.config, "threads"):
+        method = type(method)(dataclasses.replace(method.config, threads=other_threads()))
+        watch = threads_at_forward(seen)
+    with watch:
         history = method.train(blobs["train"], blobs["valid"], seed=0, progress=progress)
     return method, history, calls, seen
 
