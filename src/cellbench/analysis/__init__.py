@@ -73,6 +73,16 @@ from cellbench.analysis.regression import (
     min_max_scale,
     regression_rows,
 )
+from cellbench.analysis.seeds import (
+    SEED_GROUP_FIELDS,
+    SEED_METRICS,
+    SeedAggregate,
+    SeedSpread,
+    aggregate_seeds,
+    mean_sd_text,
+    seed_rows,
+    seed_spread,
+)
 from cellbench.analysis.transfer import (
     DEFAULT_KS,
     TransferPoint,
@@ -129,6 +139,14 @@ __all__ = [
     "fit_regression",
     "min_max_scale",
     "regression_rows",
+    "SEED_GROUP_FIELDS",
+    "SEED_METRICS",
+    "SeedAggregate",
+    "SeedSpread",
+    "aggregate_seeds",
+    "mean_sd_text",
+    "seed_rows",
+    "seed_spread",
     "DEFAULT_KS",
     "TransferPoint",
     "TransferSweep",
