@@ -74,3 +74,22 @@ def test_report_refuses_non_runs_and_existing_output(run_dir, tmp_path):
         write_report(run_dir, tmp_path / "rep", qualitative_images=0)
     write_report(run_dir, tmp_path / "rep", qualitative_images=0, overwrite=True)
     assert not (tmp_path / "rep" / "x").exists()
+
+
+def test_report_opens_with_the_leaderboard(run_dir, tmp_path):
+    summary = write_report(run_dir, tmp_path / "rep", qualitative_images=0)
+    out = tmp_path / "rep"
+    html = (out / "report.html").read_text()
+    first = html.index("<h2")
+    assert html[first:].startswith(
+        "<h2 id='s0'>Leaderboard: F1@0.5 across seeds</h2>\n<h3>F1@50 against the overlapping")
+    # the leaderboard's table, then its figure, then the next section
+    assert (html.index("leaderboard_f1_iou0.5.csv") < html.index("<figure>") < html.index("<h2 id='s1'>")
+            < html.index("<h2 id='s2'>"))
+    assert "Across seeds and across images</h2>" in html[html.index("<h2 id='s1'>"):html.index("<h2 id='s2'>")]
+    assert "leaderboard.png" in summary.figures and (out / "figures" / "leaderboard.png").stat().st_size > 1000
+    rows = {(r["Method"], r["Regime"]): r for r in _csv(out / "tables" / "leaderboard_f1_iou0.5.csv")}
+    assert rows["low", "all"]["F1@50 mean"] == "1.0" and rows["low", "all"]["F1@50 sd"] == ""  # one seed
+    assert rows["low", "all"]["Best in row"] == "yes" and rows["high", "zero-shot"]["Best in row"] == ""
+    assert ("broken", "one") not in rows
+    assert "<td><strong>1.000 ± –</strong></td>" in html

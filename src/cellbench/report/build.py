@@ -16,6 +16,13 @@ from cellbench.report.analysis_sections import analysis_sections
 from cellbench.report.certainty_tables import interval_table, pairwise_tables
 from cellbench.report.class_tables import class_tables
 from cellbench.report.html import Section, render_html
+from cellbench.report.leaderboard import (
+    LEADERBOARD_SECTION,
+    SEEDS_SECTION,
+    leaderboard_table,
+    seed_aggregates,
+    seed_table,
+)
 from cellbench.report.results import EntryEvaluation, RunResults, load_results, threshold_key
 from cellbench.report.tables import (
     Table,
@@ -45,9 +52,12 @@ class ReportSummary:
 
 
 def build_tables(results: RunResults) -> dict[str, list[Table]]:
-    """Every table of the report, by section name."""
+    """Every table of the report, by section name; the leaderboard first."""
     evs = results.evaluations
+    aggregates = seed_aggregates(evs)
     sections = {
+        LEADERBOARD_SECTION: [t for t in (leaderboard_table(aggregates),) if t is not None],
+        SEEDS_SECTION: [t for t in (seed_table(aggregates),) if t is not None],
         "Glioma C6 paper tables": glioma_tables(evs),
         "Certainty: bootstrap intervals and paired comparisons": [
             *(t for t in (interval_table(evs),) if t is not None), *pairwise_tables(evs)],
@@ -143,12 +153,17 @@ def write_report(
                                         plots.qualitative_panel(rows, tmp / "figures" / f"qualitative_{k}.png",
                                                                 title=setting)))
         curves = plots.training_curves(results.entries, tmp / "figures" / "training_curves.png")
+        leaders = plots.seed_figure(seed_aggregates(results.evaluations, intervals=False),
+                                    tmp / "figures" / "leaderboard.png")
         sections = []
         n_done = sum(e.status == "done" for e in results.entries)
         for name, tables in sections_tables.items():
             figs: tuple = ()
             if name == "Training" and curves is not None:
                 figs = (("Training curves: loss per epoch (solid), validation score (dashed)", curves),)
+            if name == LEADERBOARD_SECTION and leaders is not None:
+                figs = (("F1@0.5 against the overlapping ground truth: each seed (dots), mean ± sd across seeds "
+                         "(bar, error bar)", leaders),)
             sections.append(Section(name, tables=tuple(tables), figures=figs))
         sections += extra
         sections.append(Section("Figures", figures=tuple(figures)))
@@ -165,6 +180,7 @@ def write_report(
                  f"numbers were made; the results database is {Path(results.run_dir) / RESULTS_DB}.")
         (tmp / "report.html").write_text(render_html(f"cellbench report: {results.name}", intro, sections))
         figure_names = [p.name for _, p in figures + qualitative] + (["training_curves.png"] if curves else [])
+        figure_names += ["leaderboard.png"] if leaders else []
         figure_names += [str(p.relative_to(tmp / "figures")) for s in extra for _, p in s.figures]
     return ReportSummary(out=str(out), html=str(out / "report.html"), tables=tuple(written),
                          figures=tuple(figure_names))

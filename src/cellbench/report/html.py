@@ -34,9 +34,15 @@ class Section:
     pre: str = ""
 
 
+def _cell(text: str, bold: bool) -> str:
+    return f"<td><strong>{html.escape(text)}</strong></td>" if bold else f"<td>{html.escape(text)}</td>"
+
+
 def _table_html(t: Table) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in t.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>" for row in t.formatted())
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in t.header())
+    bold = t.bold_cells()
+    body = "".join("<tr>" + "".join(_cell(v, (r, c) in bold) for c, v in enumerate(row)) + "</tr>"
+                   for r, row in enumerate(t.formatted()))
     return (f"<h3>{html.escape(t.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
             f"<p class='caption'>{html.escape(t.caption)} (CSV: tables/{html.escape(t.key)}.csv)</p>")
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from cellbench.analysis import SeedAggregate
 from cellbench.figures import new_figure, save_figure
 from cellbench.instances import InstanceSet
 from cellbench.report.overlay import normalize_for_display
@@ -26,6 +27,7 @@ __all__ = [
     "context_figure",
     "outline_overlay",
     "qualitative_panel",
+    "seed_figure",
     "training_curves",
 ]
 
@@ -118,6 +120,50 @@ def training_curves(entries: Sequence[EntryRecord], path: Path) -> Path | None:
     ax.set_ylabel("training loss, solid")
     ax.legend(fontsize=7)
     ax.set_title("Training curves as reported by each method", fontsize=9)
+    return save_figure(fig, path)
+
+
+def seed_figure(aggregates: Sequence[SeedAggregate], path: Path, *, threshold: float = 0.5) -> Path | None:
+    """Pooled F1 at ``threshold`` against the overlapping ground truth, one panel per dataset / task / split /
+    boundary rule: each seed's score as a dot, the mean across seeds as a bar with a sample-sd error bar.
+
+    ``None`` when no aggregate has that F1 against overlapping ground truth.
+    """
+    metric = f"f1@{threshold_key(threshold)}"
+    panels: dict[tuple, list[SeedAggregate]] = {}
+    for a in aggregates:
+        if a.ground_truth == "overlap" and a.spread(metric).n_seeds:
+            panels.setdefault((a.dataset, a.task, a.split, a.boundary_px), []).append(a)
+    if not panels:
+        return None
+    n_cols = min(3, len(panels))
+    n_rows = -(-len(panels) // n_cols)
+    widest = max(len(aggs) for aggs in panels.values())
+    width = min(18.0, n_cols * max(4.0, 0.7 * widest + 1.5))
+    fig = new_figure(width, 3.6 * n_rows + 0.8)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax, ((dataset, task, split, boundary), aggs) in zip(axes, panels.items()):
+        spreads = [a.spread(metric) for a in aggs]
+        x = np.arange(len(aggs))
+        ax.bar(x, [s.mean for s in spreads], 0.6, color="#c9daf8", edgecolor="#6d8fc7", label="mean across seeds")
+        ax.errorbar(x, [s.mean for s in spreads], yerr=[0.0 if s.sd is None else s.sd for s in spreads],
+                    fmt="none", ecolor="black", capsize=4, label="± sample sd (ddof 1)")
+        for k, s in enumerate(spreads):
+            offsets = np.linspace(-0.15, 0.15, s.n_seeds) if s.n_seeds > 1 else np.zeros(1)
+            ax.scatter(k + offsets, s.values, s=14, color="#b22222", zorder=3,
+                       label="one seed" if k == 0 else None)
+        ax.set_xticks(x, [a.model for a in aggs], rotation=25, ha="right", fontsize=7)
+        ax.set_ylim(0, 1.25)  # room for the legend above 1
+        ax.set_yticks(np.linspace(0, 1, 6))
+        ax.set_ylabel(f"pooled F1@{threshold}")
+        where = f"{dataset} / {task} / split {split or 'all'}" + (f" / {boundary} px frame" if boundary else "")
+        ax.set_title(_wrap(where, 60), fontsize=8)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    axes[0].legend(fontsize=6, loc="upper center", ncols=3)
+    fig.suptitle(_wrap(f"F1 at IoU {threshold} against the overlapping ground truth, pooled over images (TP, FP, FN "
+                       f"summed); dots: one training seed each; bar and error bar: mean ± sample sd across seeds "
+                       f"(no error bar with one seed)", int(12 * width)), fontsize=9)
     return save_figure(fig, path)
 
 

@@ -29,6 +29,7 @@ from cellbench.runner import EntryRecord
 
 __all__ = [
     "COUNT_BINS",
+    "ShownTable",
     "Table",
     "coco_table",
     "count_bin_tables",
@@ -83,9 +84,47 @@ class Table:
         """
         return [[_fmt(v, self.decimals) for v in row] for row in self.rows]
 
+    def header(self) -> tuple[str, ...]:
+        """Column names as the report shows them (those of :meth:`formatted`)."""
+        return self.columns
+
+    def bold_cells(self) -> frozenset[tuple[int, int]]:
+        """(row, column) positions in :meth:`formatted` that the report sets in bold: none here."""
+        return frozenset()
+
     def to_dict(self) -> dict:
         return {"key": self.key, "title": self.title, "columns": list(self.columns),
                 "rows": [list(r) for r in self.rows], "caption": self.caption}
+
+
+@dataclass(frozen=True)
+class ShownTable(Table):
+    """A table the report shows in another shape than its CSV: plain numbers in ``rows`` (CSV, JSON), text in
+    ``shown_rows`` under ``shown_columns`` (HTML), with the ``bold`` (row, column) cells of ``shown_rows``.
+
+    >>> t = ShownTable("t", "T", ("model", "f1"), (("a", 0.6), ("b", 0.5)), "c", shown_columns=("", "a", "b"),
+    ...                shown_rows=(("dsb", "0.600 ± 0.100", "0.500 ± –"),), bold=frozenset({(0, 1)}))
+    >>> t.to_csv().splitlines()[1:], t.formatted(), sorted(t.bold_cells())
+    (['model,f1', 'a,0.6', 'b,0.5'], [['dsb', '0.600 ± 0.100', '0.500 ± –']], [(0, 1)])
+    """
+
+    shown_columns: tuple[str, ...] = ()
+    shown_rows: tuple[tuple[str, ...], ...] = ()
+    bold: frozenset[tuple[int, int]] = frozenset()
+
+    def header(self) -> tuple[str, ...]:
+        return self.shown_columns
+
+    def formatted(self) -> list[list[str]]:
+        return [list(r) for r in self.shown_rows]
+
+    def bold_cells(self) -> frozenset[tuple[int, int]]:
+        return self.bold
+
+    def to_dict(self) -> dict:
+        return super().to_dict() | {"shown_columns": list(self.shown_columns),
+                                    "shown_rows": [list(r) for r in self.shown_rows],
+                                    "bold": sorted([list(c) for c in self.bold])}
 
 
 def _fmt(v, decimals: int) -> str:
