@@ -4,7 +4,15 @@ Every model directory, checkpoint and pretrained file a method loads goes
 through :func:`read_torch_file`: no pickled objects are ever run, and a bad file
 (missing, truncated, a pickle, not a zip) becomes a :class:`DataError` that names
 it. :func:`read_state_dict` adds the check that the file holds a state dict of
-tensors, unwrapping the training checkpoints some authors save around it.
+tensors, unwrapping the training checkpoints some authors save around it, and
+:func:`check_state_dict` makes the same check on weights found inside a larger
+file (nnU-Net's checkpoint).
+
+``weights_only`` keeps pickled objects out, but not every plain value: a string,
+a list or a number loads as well, and a library that is handed one where it
+expects tensors may do anything with it (a network class named by a tampered
+file can be ``exec``). So weights are checked to be tensors before anything
+uses them.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from typing import Any
 
 from cellbench.errors import DataError
 
-__all__ = ["read_state_dict", "read_torch_file"]
+__all__ = ["check_state_dict", "read_state_dict", "read_torch_file"]
 
 
 def read_torch_file(path: str | Path, *, what: str, map_location: Any = "cpu", hint: str = "") -> Any:
@@ -46,20 +54,38 @@ def _why(exc: Exception) -> str:
     return f"{type(exc).__name__}: {first}"
 
 
-def read_state_dict(path: str | Path, *, what: str, wrappers: Sequence[str] = ()) -> dict[str, Any]:
+def read_state_dict(path: str | Path, *, what: str, wrappers: Sequence[str] = (),
+                    map_location: Any = "cpu") -> dict[str, Any]:
     """A state dict of tensors read safely from ``path``; a DataError naming the file otherwise.
 
     ``wrappers`` are keys of a training checkpoint that holds the state dict
     (torchvision's reference scripts save ``{"model": ..., "optimizer": ...}``,
     MEDIAR ``{"model_state_dict": ...}``); the first present is unwrapped.
     """
-    import torch
-
-    state = read_torch_file(path, what=what)
+    state = read_torch_file(path, what=what, map_location=map_location)
     for key in wrappers:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
             break
-    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError(f"{what}: not a state dict of tensors", path=Path(path))
+    return check_state_dict(state, what=what, path=path)
+
+
+def check_state_dict(state: Any, *, what: str, path: str | Path | None = None) -> dict[str, Any]:
+    """``state`` as a dict when it is a state dict (names -> tensors); a DataError naming ``path`` otherwise.
+
+    >>> import torch
+    >>> sorted(check_state_dict({"w": torch.zeros(1)}, what="weights"))
+    ['w']
+    >>> check_state_dict("print('hi')", what="weights", path="m.pt")
+    Traceback (most recent call last):
+    cellbench.errors.DataError: m.pt: weights: not a state dict of tensors (a str)
+    """
+    import torch
+
+    if not isinstance(state, Mapping):
+        raise DataError(f"{what}: not a state dict of tensors (a {type(state).__name__})", path=path)
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise DataError(f"{what}: not a state dict of tensors ({key!r:.60} is a {type(value).__name__})",
+                            path=path)
     return dict(state)

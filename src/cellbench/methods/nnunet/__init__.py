@@ -1,6 +1,7 @@
 """nnU-Net v2 behind cellbench's Method interface: raw-format writer, nnU-Net driver, instances from classes.
 
-torch and nnunetv2 are imported only by :mod:`.run` and inside the method's calls.
+torch and nnunetv2 are imported only by :mod:`.run` and inside the method's calls; a saved model
+folder is checked by :mod:`.model_folder` before nnU-Net reads it.
 """
 
 from cellbench.methods.nnunet.instances import instances_from_semantic

@@ -22,6 +22,13 @@ values, so cellbench reads it with ``torch.load(weights_only=True)`` and
 ``nnUNetv2_predict_from_modelfolder`` reads it too. nnU-Net's raw and
 preprocessed folders are training scratch and are not kept.
 
+Loading checks the folder before nnU-Net reads any of it (:mod:`.model_folder`):
+the weights are tensors, and every class, function and trainer the plans and
+checkpoint name is one of cellbench's lists. nnU-Net's own predictor does
+neither (it unpickles the checkpoint and imports what the files name), so a
+model directory from elsewhere is safe to open with cellbench, not with
+``nnUNetv2_predict_from_modelfolder``.
+
 Instances: nnU-Net gives each pixel one class, so training labels are
 flattened (``flatten`` policy, recorded in the model directory).
 """
@@ -45,14 +52,12 @@ from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.device import check_threads, torch_threads
 from cellbench.methods.nnunet.instances import instances_from_semantic
+from cellbench.methods.nnunet.model_folder import CHECKPOINT, TRAINERS
 from cellbench.methods.nnunet.raw import DATASET_ID, DATASET_NAME, SPACING, nnunet_input, write_raw_dataset
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.seeding import seed_torch
-from cellbench.methods.torch_file import read_torch_file
 
 __all__ = ["NnUNetConfig", "NnUNetMethod", "CHECKPOINT"]
-
-CHECKPOINT = "checkpoint_final.pth"
 
 
 @dataclass(frozen=True)
@@ -92,8 +97,9 @@ class NnUNetConfig:
 
     def __post_init__(self) -> None:
         policy_from_name(self.flatten)
-        if not self.trainer.startswith("nnUNetTrainer"):
-            raise ValueError(f"trainer must be an nnU-Net trainer class name (nnUNetTrainer...), got {self.trainer!r}")
+        if self.trainer not in TRAINERS:
+            raise ValueError(f"trainer must be nnUNetTrainer or one of its schedules (nnUNetTrainer_1epoch, "
+                             f"_5epochs, _10epochs, ...: {sorted(TRAINERS)}), got {self.trainer!r}")
         if self.target not in ("boundary", "foreground"):
             raise ValueError(f"target must be 'boundary' or 'foreground', got {self.target!r}")
         for name in ("iterations_per_epoch", "val_iterations_per_epoch", "batch_size"):
@@ -227,25 +233,27 @@ class NnUNetMethod(Method):
         torch.save(checkpoint, out / f"fold_{self._fold}" / CHECKPOINT)
 
     def load_weights(self, folder: Path) -> None:
+        """Read the trained-model folder, every name and value in it checked first (:mod:`.model_folder`)."""
+        from cellbench.methods.nnunet.model_folder import (
+            check_dataset_json,
+            check_plans,
+            find_checkpoint,
+            read_checkpoint,
+            read_json,
+        )
         from cellbench.methods.nnunet.run import TrainedNetwork
 
-        found = sorted((Path(folder) / "nnUNet_results" / DATASET_NAME).glob(f"*__nnUNetPlans__2d/fold_*/{CHECKPOINT}"))
-        if len(found) != 1:
-            raise DataError(f"expected one nnU-Net {CHECKPOINT} under nnUNet_results/{DATASET_NAME}, found "
-                            f"{len(found)}", path=folder)
-        path = found[0]
-        checkpoint = read_torch_file(path, what="nnU-Net checkpoint")
-        try:
-            plans = json.loads((path.parent.parent / "plans.json").read_text())
-            dataset_json = json.loads((path.parent.parent / "dataset.json").read_text())
-            state, trainer = checkpoint["network_weights"], str(checkpoint["trainer_name"])
-        except (OSError, json.JSONDecodeError, KeyError, TypeError, RuntimeError) as exc:
-            raise DataError(f"not a readable nnU-Net model folder ({type(exc).__name__}: {exc})", path=path) from exc
+        path = find_checkpoint(Path(folder) / "nnUNet_results" / DATASET_NAME)
+        state, trainer, mirror = read_checkpoint(path)
+        plans = check_plans(read_json(path.parent.parent / "plans.json"), path=path.parent.parent / "plans.json")
+        dataset_json = check_dataset_json(read_json(path.parent.parent / "dataset.json"),
+                                          path=path.parent.parent / "dataset.json")
         fold = path.parent.name.removeprefix("fold_")
         self._fold = int(fold) if fold.isdigit() else fold
-        mirror = checkpoint.get("inference_allowed_mirroring_axes")
         self._network = TrainedNetwork(state_dict=state, plans=plans, dataset_json=dataset_json, trainer_name=trainer,
-                                       mirror_axes=tuple(mirror) if mirror else None, losses=(), val_losses=(),
-                                       pseudo_dice=())
+                                       mirror_axes=mirror, losses=(), val_losses=(), pseudo_dice=())
         self._predictor = None
-        self._require_predictor()  # a network that does not fit the plans fails here, naming the file
+        try:
+            self._require_predictor()
+        except DataError as exc:  # a network that does not fit the plans fails here, naming the file
+            raise DataError(exc.problem, path=path) from exc

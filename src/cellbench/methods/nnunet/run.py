@@ -30,10 +30,10 @@ from typing import Any
 
 from cellbench.errors import DataError
 from cellbench.methods.base import ProgressFactory
+from cellbench.methods.nnunet.model_folder import CONFIGURATION
 
 __all__ = ["TrainedNetwork", "build_predictor", "nnunet_environment", "plan_and_preprocess", "train_network"]
 
-CONFIGURATION = "2d"
 PLANS = "nnUNetPlans"
 
 
@@ -197,25 +197,34 @@ def _run_loop(trainer: Any, epochs: range, progress: ProgressFactory | None) -> 
 
 
 def build_predictor(network: TrainedNetwork, *, tile_step_size: float, use_mirroring: bool) -> Any:
-    """An ``nnUNetPredictor`` on the CPU holding ``network`` (what nnU-Net's own model-folder loader builds)."""
+    """An ``nnUNetPredictor`` on the CPU holding ``network`` (what nnU-Net's own model-folder loader builds).
+
+    The plans, dataset.json and trainer name are checked against cellbench's lists first and the
+    network is built by :func:`~cellbench.methods.nnunet.model_folder.network_from_plans`: nnU-Net
+    is never asked to import a class or function a model file names (:mod:`.model_folder`).
+    """
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
-    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
-    plans_manager = PlansManager(network.plans)
+    from cellbench.methods.nnunet.model_folder import (
+        check_dataset_json,
+        check_plans,
+        check_trainer_name,
+        network_from_plans,
+    )
+    from cellbench.methods.torch_file import check_state_dict
+
+    check_trainer_name(network.trainer_name)
+    state = check_state_dict(network.state_dict, what="nnU-Net network weights")
+    plans_manager = PlansManager(check_plans(network.plans))
+    dataset_json = check_dataset_json(network.dataset_json)
     configuration = plans_manager.get_configuration(CONFIGURATION)
-    n_in = determine_num_input_channels(plans_manager, configuration, network.dataset_json)
-    n_out = plans_manager.get_label_manager(network.dataset_json).num_segmentation_heads
+    n_in = len(dataset_json["channel_names"])
+    n_out = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
+    model = network_from_plans(network.plans, n_in, n_out)
     try:
-        trainer_class = recursive_find_trainer_class_by_name(network.trainer_name)
-    except RuntimeError as exc:
-        raise DataError(f"nnunet: this nnunetv2 has no trainer {network.trainer_name!r} ({exc})") from exc
-    model = trainer_class.build_network_architecture(plans_manager, configuration, n_in, n_out,
-                                                     enable_deep_supervision=False)
-    try:
-        model.load_state_dict(network.state_dict)
+        model.load_state_dict(state)
     except RuntimeError as exc:
         raise DataError(f"nnunet: weights do not fit the planned network ({exc})") from exc
     model.eval()
@@ -223,6 +232,6 @@ def build_predictor(network: TrainedNetwork, *, tile_step_size: float, use_mirro
         predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=use_mirroring,
                                     perform_everything_on_device=False, device=torch.device("cpu"), verbose=False,
                                     verbose_preprocessing=False, allow_tqdm=False)
-    predictor.manual_initialization(model, plans_manager, configuration, [network.state_dict], network.dataset_json,
+    predictor.manual_initialization(model, plans_manager, configuration, [state], dataset_json,
                                     network.trainer_name, network.mirror_axes)
     return predictor
