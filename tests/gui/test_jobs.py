@@ -45,6 +45,24 @@ def test_jobs_queue_stop_resume(tmp_path, three_disks):
     assert [j.id for j in queue.jobs()] == [first.id, second.id]
 
 
+def test_worker_imports_no_module_from_the_workspace(tmp_path, three_disks):
+    """A tqdm.py, numpy.py or cellbench/ package lying in the workspace is not what the job's worker imports."""
+    markers = {name: tmp_path.parent / f"{tmp_path.name}-imported-{name}" for name in ("tqdm", "numpy", "cellbench")}
+    for name, marker in markers.items():
+        module = tmp_path / (f"{name}/__init__.py" if name == "cellbench" else f"{name}.py")
+        module.parent.mkdir(exist_ok=True)
+        module.write_text(f"open({str(marker)!r}, 'w').close()\n")
+    ws = Workspace(tmp_path)
+    queue = JobQueue(ws, slots=1)
+    argv = ["train", "watershed", "--data", str(three_disks), "--layout", "dsb",
+            "--out", str(tmp_path / "models" / "w")]
+    job = queue.submit("train", argv, title="train w", out="models/w")
+    assert _wait(queue, job, ("done", "failed")) == "done", job.log_tail()
+    queue.join(60)
+    assert [name for name, marker in markers.items() if marker.exists()] == []
+    assert load_model(tmp_path / "models" / "w").name == "watershed"
+
+
 @pytest.mark.slow  # two worker processes start torch: about 30 s on 2 loaded cores
 def test_resumed_training_job_continues_from_its_last_epoch(tmp_path, three_disks):
     """Stop a unet training job after its first epoch, resume it: no epoch is trained twice, the curve continues."""

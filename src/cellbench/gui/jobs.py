@@ -37,7 +37,7 @@ from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes
 from cellbench.gui.workspace import Workspace, safe_name
 
-__all__ = ["Job", "JobQueue", "STATES", "read_json", "write_json"]
+__all__ = ["Job", "JobQueue", "STATES", "read_json", "worker_command", "write_json"]
 
 STATES = ("queued", "running", "done", "failed", "stopped")
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
@@ -118,6 +118,17 @@ class Job:
         write_json(self.folder / "status.json", {**self.status, **changes})
 
 
+def worker_command(folder: Path) -> list[str]:
+    """The command line of a job's worker process, which imports no module from its working folder.
+
+    ``python -m`` puts the working folder first on ``sys.path``, so a ``tqdm.py`` or ``numpy.py``
+    lying there would be imported in place of the real one: from Python 3.11, ``-P`` leaves it off;
+    on 3.10 the worker runs in its job folder, which holds only what the GUI writes.
+    """
+    safe_path = ["-P"] if sys.version_info >= (3, 11) else []
+    return [sys.executable, *safe_path, "-m", "cellbench.gui.worker", str(folder)]
+
+
 class JobQueue:
     """The jobs of a workspace and the scheduler that starts them (call :meth:`tick` every second or so)."""
 
@@ -164,14 +175,15 @@ class JobQueue:
         return max(1, (os.cpu_count() or 1) // self.slots)
 
     def _start(self, job: Job) -> None:
-        env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(self._threads())), "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(self._threads())), "PYTHONUNBUFFERED": "1",
+               "PYTHONSAFEPATH": "1"}  # also for any Python the command starts (Python 3.11+)
         with open(job.folder / "log.txt", "ab") as log:
             log.write(f"--- attempt {job.status.get('attempt', 1)}, {_now()}: cellbench "
                       f"{' '.join(job.spec['argv'])}\n".encode())
             log.flush()
             process = subprocess.Popen(
-                [sys.executable, "-m", "cellbench.gui.worker", str(job.folder)],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=self.workspace.root, env=env,
+                worker_command(job.folder), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=job.folder, env=env,  # the job's own folder, which only the GUI writes
                 start_new_session=True,  # its own process group: survives the server, stopped as a whole
             )
         self._processes[job.id] = process
