@@ -13,3 +13,5 @@ def test_bad_options_exit_2(tmp_path, capsys):
     assert "--port must be 0-65535" in capsys.readouterr().err
     assert main(["gui", "--workspace", str(tmp_path), "--slots", "0"]) == 2
     assert "--slots must be at least 1" in capsys.readouterr().err
+    assert main(["gui", "--workspace", str(tmp_path), "--max-image-mb", "0"]) == 2
+    assert "--max-image-mb must be positive" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Security of the GUI: token on every request and websocket, host names, workspace confinement, uploads."""
+"""Security of the GUI: token, host names and origins on every request and websocket, workspace confinement (every
+file a dataset reads), uploads (size as sent and decoded, decoded off the event loop), logs without query strings."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _raw(url: str, path: str, *, headers: dict | None = None, method: str = "GET
     return response.status, dict(response.getheaders()), data
 
 
-def _upgrade(url: str, cookie: str | None) -> str:
+def _upgrade(url: str, cookie: str | None, *, origin: str | None = None) -> str:
     """The status line the server answers a websocket upgrade of NiceGUI's socket with."""
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname, parts.port), timeout=30) as s:
@@ -38,6 +39,8 @@ def _upgrade(url: str, cookie: str | None) -> str:
                  "Sec-WebSocket-Version: 13"]
         if cookie:
             lines.append(f"Cookie: {cookie}")
+        if origin:
+            lines.append(f"Origin: {origin}")
         s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
         return s.recv(4096).decode("latin-1").split("\r\n")[0]
 
@@ -159,3 +162,153 @@ def test_a_dataset_naming_images_outside_the_workspace_is_refused(tmp_path):
     dataset = read_dataset(ws.resolve("set/a.json"), "coco")
     with pytest.raises(DataError, match="outside the workspace"):
         ws.check_dataset(dataset)
+
+
+# --- files a dataset reads: masks, annotation files, folders ---------------------------------------
+
+def _dataset_with_outside_mask(tmp_path):
+    """ws/ds/{images,masks}/a.png (layout dsb) whose mask is a link to a label image outside the workspace."""
+    (tmp_path / "ws" / "ds" / "images").mkdir(parents=True)
+    (tmp_path / "ws" / "ds" / "masks").mkdir()
+    Image.fromarray(np.full((8, 8), 100, np.uint8)).save(tmp_path / "ws" / "ds" / "images" / "a.png")
+    secret = np.zeros((8, 8), np.uint8)
+    secret[2:5, 2:5] = 1
+    Image.fromarray(secret).save(tmp_path / "secret-mask.png")
+    os.symlink(tmp_path / "secret-mask.png", tmp_path / "ws" / "ds" / "masks" / "a.png")
+    return Workspace(tmp_path / "ws")
+
+
+def test_a_mask_linked_outside_the_workspace_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    from cellbench.data import read_dataset
+    from cellbench.data.layouts import label_folders
+
+    ws = _dataset_with_outside_mask(tmp_path)
+    dataset = read_dataset(ws.root / "ds", "dsb")
+    assert len(dataset.samples[0].instances) == 1  # the layout reader follows the link
+    with pytest.raises(DataError, match="labels path leads outside the workspace"):  # named by the dataset
+        ws.check_dataset(dataset)
+    opened = []
+    monkeypatch.setattr(label_folders, "read_label_image", lambda path: opened.append(path))
+    with pytest.raises(DataError, match="dataset file leads outside the workspace") as error:
+        ws.read_dataset("ds", "dsb")  # what the Data page calls: refused before the mask is opened
+    assert "masks/a.png" in str(error.value) and opened == []
+
+
+def test_annotation_files_and_folders_linked_outside_are_refused(tmp_path):
+    import json
+
+    (tmp_path / "ws" / "set" / "images").mkdir(parents=True)
+    (tmp_path / "outside" / "masks").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "ws" / "set" / "images" / "a.png")
+    coco = {"images": [{"id": 1, "file_name": "a.png", "height": 8, "width": 8}], "annotations": [],
+            "categories": [{"id": 1, "name": "cell"}]}
+    (tmp_path / "outside" / "a.json").write_text(json.dumps(coco))
+    os.symlink(tmp_path / "outside" / "a.json", tmp_path / "ws" / "set" / "a.json")
+    (tmp_path / "ws" / "ds" / "images").mkdir(parents=True)
+    os.symlink(tmp_path / "outside" / "masks", tmp_path / "ws" / "ds" / "masks")
+    ws = Workspace(tmp_path / "ws")
+    with pytest.raises(DataError, match="outside the workspace") as error:
+        ws.read_dataset("set", "coco")  # the folder holding a linked COCO json
+    assert "a.json" in str(error.value)
+    with pytest.raises(DataError, match="dataset folder leads outside the workspace"):
+        ws.read_dataset("ds", "dsb")
+    (tmp_path / "ws" / "set" / "a.json").unlink()
+    (tmp_path / "ws" / "set" / "a.json").write_text(json.dumps(coco))
+    assert len(ws.read_dataset("set", "coco").samples) == 1  # the same data inside the workspace is read
+
+
+# --- uploads: decoded size, decoding off the event loop -------------------------------------------------
+
+def _tiff_claiming(path, shape, dtype):
+    """A small TIFF whose header claims ``shape`` pixels of ``dtype`` (its pixel data is the 16 x 16 it holds)."""
+    import tifffile
+
+    tifffile.imwrite(path, np.zeros((16, 16), dtype), metadata=None)
+    with tifffile.TiffFile(path, mode="r+b") as tif:
+        for tag, value in (("ImageLength", shape[0]), ("ImageWidth", shape[1]), ("RowsPerStrip", shape[0])):
+            tif.pages[0].tags[tag].overwrite(value)
+    return path.read_bytes()
+
+
+def test_uploads_that_decode_too_large_are_refused_before_decoding(tmp_path, monkeypatch):
+    import tifffile
+
+    from cellbench.gui import uploads
+
+    data = _tiff_claiming(tmp_path / "claim.tif", (12_288, 12_288), np.float64)  # 1.2 GB of pixels, 2 KB of file
+    assert len(data) < 10_000 and tifffile.TiffFile(io.BytesIO(data)).series[0].shape == (12_288, 12_288)
+    ws = Workspace(tmp_path)
+    monkeypatch.setattr(uploads, "read_image", lambda path: pytest.fail("decoded an image over the limit"))
+    with pytest.raises(DataError, match="more than the GUI's limit of 268,435,456 bytes") as error:
+        save_upload(ws, "big", "images", "huge.tif", data, max_bytes=10**6)
+    assert "huge.tif" in str(error.value) and "12288 x 12288 float64" in str(error.value)
+    monkeypatch.undo()
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((64, 64), np.uint16)).save(buf, format="PNG")  # 8,192 bytes of pixels
+    with pytest.raises(DataError, match="more than the GUI's limit of 8,000 bytes"):
+        save_upload(ws, "big", "masks", "m.png", buf.getvalue(), max_bytes=10**6, max_decoded_bytes=8_000)
+    assert save_upload(ws, "big", "masks", "m.png", buf.getvalue(), max_bytes=10**6, max_decoded_bytes=8_192).is_file()
+    assert sorted(p.name for p in (tmp_path / "uploads" / "big").rglob("*") if p.is_file()) == ["m.png"]
+
+
+def test_uploads_decode_in_a_worker_thread(tmp_path, monkeypatch):
+    import asyncio
+    import threading
+
+    from cellbench.gui import uploads
+
+    decoded_in = []
+    real = uploads.read_image
+
+    def recording(path):
+        decoded_in.append(threading.current_thread())
+        return real(path)
+
+    monkeypatch.setattr(uploads, "read_image", recording)
+    buf = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(buf, format="PNG")
+
+    async def upload():  # as the Data page's upload handler does
+        saved = await uploads.store_upload(Workspace(tmp_path), "s", "images", "a.png", buf.getvalue(),
+                                           max_bytes=10_000)
+        return saved, threading.current_thread()
+
+    result = {}  # the loop runs in a thread of its own: Playwright's sync API may hold one in this thread
+    runner = threading.Thread(target=lambda: result.update(out=asyncio.run(upload())))
+    runner.start()
+    runner.join(60)
+    saved, loop_thread = result["out"]
+    assert saved.is_file() and len(decoded_in) == 1 and decoded_in[0] is not loop_thread
+
+
+# --- origins and logs, on the real server ---------------------------------------------------------------
+
+def test_other_sites_can_neither_poll_nor_open_the_socket(token_server):
+    local = token_server.url.replace("0.0.0.0", "127.0.0.1")
+    port = urlsplit(local).port
+    cookie = f"{COOKIE}={token_server.token}"
+    handshake = "/_nicegui_ws/socket.io/?EIO=4&transport=polling"
+    for foreign in ("http://evil.example", f"http://evil.example:{port}", "http://127.0.0.1:1", "null"):
+        status, headers, body = _raw(local, handshake, headers={"Cookie": cookie, "Origin": foreign})
+        assert status == 403 and b"other sites" in body, foreign
+        assert not any(k.lower().startswith("access-control") for k in headers), headers
+        assert " 403 " in _upgrade(local, cookie, origin=foreign), foreign
+    for own in (f"http://127.0.0.1:{port}", f"http://localhost:{port}"):  # loopback names: one host
+        status, headers, body = _raw(local, handshake, headers={"Cookie": cookie, "Origin": own})
+        assert status == 200 and body.startswith(b"0{") and headers.get("access-control-allow-origin") == own
+        assert "101" in _upgrade(local, cookie, origin=own)
+
+
+def test_missing_pages_are_logged_without_their_query_string(token_server):
+    import time
+
+    local = token_server.url.replace("0.0.0.0", "127.0.0.1")
+    before = len(token_server.lines)
+    status, _, _ = _raw(local, f"/no-such-page?token={token_server.token}&note=logged-query")
+    assert status == 404
+    end = time.monotonic() + 20
+    while not any("no-such-page" in line for line in token_server.lines[before:]) and time.monotonic() < end:
+        time.sleep(0.1)
+    logged = "".join(token_server.lines[before:])
+    assert "no-such-page" in logged  # the 404 is logged ...
+    assert token_server.token not in logged and "logged-query" not in logged  # ... without its query string

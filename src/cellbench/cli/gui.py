@@ -19,6 +19,8 @@ def _gui(args: argparse.Namespace) -> int:
         raise DataError(f"--port must be 0-65535, got {args.port}")
     if args.slots < 1:
         raise DataError(f"--slots must be at least 1, got {args.slots}")
+    if not args.max_image_mb > 0:
+        raise DataError(f"--max-image-mb must be positive, got {args.max_image_mb}")
     if os.path.exists(args.workspace) and not os.path.isdir(args.workspace):
         raise DataError("workspace exists and is not a folder", path=args.workspace)
     try:
@@ -31,7 +33,8 @@ def _gui(args: argparse.Namespace) -> int:
         print(f"cellbench gui: {url}", flush=True)
 
     serve(args.workspace, host=args.host, port=port, token=args.token, slots=args.slots, backbone=args.backbone,
-          checkpoint=args.checkpoint, max_upload_mb=args.max_upload_mb, on_ready=ready)
+          checkpoint=args.checkpoint, max_upload_mb=args.max_upload_mb, max_image_mb=args.max_image_mb,
+          on_ready=ready)
     return 0
 
 
@@ -58,4 +61,6 @@ def add_gui_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backbone", default="litemedsam", help="SAM backbone for annotation prompts (default litemedsam)")
     p.add_argument("--checkpoint", help="SAM checkpoint file for --backbone vit_b / vit_l / vit_h")
     p.add_argument("--max-upload-mb", type=float, default=50, help="largest upload accepted (MB, default 50)")
+    p.add_argument("--max-image-mb", type=float, default=256,
+                   help="most memory an uploaded image may decode to (MB of pixels, read from its header; default 256)")
     p.set_defaults(func=_gui)

@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from cellbench.data import Sample, read_dataset
+from cellbench.data import Sample
 from cellbench.data.export import to_coco
 from cellbench.errors import DataError
 from cellbench.files import staged_dir
@@ -32,7 +32,7 @@ def load_annotations(workspace: Workspace, set_name: str, image_name: str) -> li
     path = workspace.resolve(f"{ANNOTATIONS}/{safe_name(set_name, 'annotation set name')}/{COCO_FILE}")
     if not path.is_file():
         return []
-    ds = read_dataset(path, "coco")
+    ds = workspace.read_dataset(path, "coco")
     for s in ds.samples:
         if s.image_path is not None and s.image_path.name == image_name:
             return [(inst.replace(score=None), ds.classes[inst.class_id]) for inst in s.instances]
@@ -46,7 +46,7 @@ def save_annotations(workspace: Workspace, set_name: str, image_path: Path, shap
     image_path = Path(image_path)
     kept: list[tuple[Path, InstanceSet]] = []
     if (folder / COCO_FILE).is_file():
-        old = read_dataset(folder / COCO_FILE, "coco")
+        old = workspace.read_dataset(folder / COCO_FILE, "coco")
         for s in old.samples:
             if s.image_path is not None and s.image_path.name != image_path.name:
                 kept.append((s.image_path, s.instances))

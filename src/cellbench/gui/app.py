@@ -21,6 +21,7 @@ from pathlib import Path
 from cellbench.errors import DataError
 from cellbench.gui.jobs import JobQueue
 from cellbench.gui.sam_prompt import PromptSegmenter
+from cellbench.gui.uploads import MAX_DECODED_BYTES
 from cellbench.gui.workspace import Workspace
 
 __all__ = ["GuiContext", "build_app", "serve"]
@@ -38,6 +39,7 @@ class GuiContext:
     jobs: JobQueue
     segmenter: PromptSegmenter
     max_upload_bytes: int = 50 * 2**20
+    max_decoded_bytes: int = MAX_DECODED_BYTES
     _png: collections.OrderedDict = field(default_factory=collections.OrderedDict, repr=False)
     _png_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -105,18 +107,23 @@ def build_app(ctx: GuiContext, *, token: str | None) -> None:
 
 def serve(workspace: str | Path, *, host: str = "127.0.0.1", port: int = 8765, token: str | None = None,
           slots: int = 1, backbone: str = "litemedsam", checkpoint: str | None = None,
-          max_upload_mb: float = 50, on_ready=print) -> None:
-    """Run the GUI server until interrupted; ``on_ready`` gets the URL once it listens."""
+          max_upload_mb: float = 50, max_image_mb: float = MAX_DECODED_BYTES / 2**20, on_ready=print) -> None:
+    """Run the GUI server until interrupted; ``on_ready`` gets the URL once it listens.
+
+    ``max_upload_mb`` caps an uploaded file, ``max_image_mb`` the pixels it decodes to.
+    """
     from nicegui import app, background_tasks, ui
 
-    from cellbench.gui.security import LOOPBACK, new_token
+    from cellbench.gui.security import LOOPBACK, new_token, redact_query_strings
 
     ws = Workspace(Path(workspace))
     if host not in LOOPBACK and token is None:
         token = new_token()
     ctx = GuiContext(workspace=ws, jobs=JobQueue(ws, slots=slots),
-                     segmenter=PromptSegmenter(backbone, checkpoint), max_upload_bytes=int(max_upload_mb * 2**20))
+                     segmenter=PromptSegmenter(backbone, checkpoint), max_upload_bytes=int(max_upload_mb * 2**20),
+                     max_decoded_bytes=int(max_image_mb * 2**20))
     build_app(ctx, token=token)
+    redact_query_strings()  # the server's logs show no ?token=...
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
     probe = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)

@@ -66,13 +66,65 @@ class Workspace:
             raise DataError("path leads outside the workspace (symbolic link)", path=text)
         return real
 
+    def inside(self, path: str | os.PathLike, what: str = "file") -> Path:
+        """The real path of ``path`` (absolute or relative to the current folder) when it lies inside the workspace.
+
+        A symbolic link is followed to where it leads; a link out of the workspace is an error naming ``path``.
+        """
+        try:
+            real = Path(path).resolve()
+        except (OSError, RuntimeError) as exc:  # a link loop
+            raise DataError(f"cannot resolve the {what} ({exc})", path=path) from None
+        if real != self.root and not real.is_relative_to(self.root):
+            raise DataError(f"the {what} leads outside the workspace (symbolic link or absolute path); the GUI "
+                            "reads nothing outside it", path=path)
+        return real
+
+    def check_tree(self, path: str | os.PathLike) -> Path:
+        """The real path of ``path`` when neither it nor anything below it leads outside the workspace.
+
+        Run before a dataset is read: the layout readers open masks, label images, annotation files and
+        image headers while reading, so a mask linked to a file outside is refused here, before it is read.
+        Links to folders inside the workspace are followed (each folder once).
+        """
+        real = self.inside(path, "dataset path")
+        seen, stack = {real}, [real] if real.is_dir() else []
+        while stack:
+            try:
+                entries = sorted(os.scandir(stack.pop()), key=lambda e: e.name)
+            except OSError:
+                continue
+            for entry in entries:
+                target = self.inside(entry.path, "dataset file" if not entry.is_dir() else "dataset folder")
+                if entry.is_dir() and target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+        return real
+
     def check_dataset(self, dataset):
-        """``dataset`` when every image it names lies inside the workspace (a COCO file may name any path)."""
+        """``dataset`` when every file it names lies inside the workspace: images (a COCO file may name any
+        path), label images (``labels_path``) and the annotation file it was read from."""
+        self.inside(dataset.root, "dataset path")
         for sample in dataset.samples:
-            if sample.image_path is not None and not Path(sample.image_path).resolve().is_relative_to(self.root):
-                raise DataError("the dataset names an image outside the workspace; the GUI reads nothing outside it",
-                                path=sample.image_path)
+            if sample.image_path is not None:
+                self.inside(sample.image_path, "image")
+            for key, value in sample.meta.items():
+                if key.endswith("_path") and isinstance(value, (str, os.PathLike)):
+                    self.inside(value, key.replace("_", " "))
         return dataset
+
+    def read_dataset(self, relative: str | os.PathLike, layout: str, **options):
+        """:func:`cellbench.data.read_dataset` of a path inside the workspace, confined to the workspace.
+
+        Checked before reading (:meth:`check_tree` of the path and of an ``image_dir`` option) and after
+        (:meth:`check_dataset`: the files the dataset names). A :class:`DataError` names the file that leads out.
+        """
+        from cellbench.data import read_dataset
+
+        path = self.check_tree(self.resolve(relative) if not Path(relative).is_absolute() else relative)
+        if options.get("image_dir") is not None:
+            options["image_dir"] = self.check_tree(options["image_dir"])
+        return self.check_dataset(read_dataset(path, layout, **options))
 
     def relative(self, path: Path) -> str:
         """``path`` (inside the workspace) as the POSIX relative path the browser sees."""

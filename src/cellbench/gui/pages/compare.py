@@ -14,7 +14,6 @@ from pathlib import Path
 
 from nicegui import ui
 
-from cellbench.data import read_dataset
 from cellbench.errors import DataError
 from cellbench.gui.pages.common import Viewer, frame, guarded, in_thread
 from cellbench.gui.render import ERROR_COLORS, error_kinds, instances_svg
@@ -34,8 +33,7 @@ def _ground_truth(ws, ev):
     path = Path(d["path"]).resolve()
     if not path.is_relative_to(ws.root):
         raise DataError("the run's dataset lies outside the workspace; the GUI reads nothing outside it", path=path)
-    ds = ws.check_dataset(read_dataset(path, d["layout"], split=evaluation.split, task=entry.task,
-                                       **d.get("options", {})))
+    ds = ws.read_dataset(path, d["layout"], split=evaluation.split, task=entry.task, **d.get("options", {}))
     samples = list(ds.samples)
     if evaluation.ground_truth == "flattened":
         policy = policy_from_name(evaluation.flatten_policy)

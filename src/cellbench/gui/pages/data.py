@@ -1,8 +1,11 @@
 """Data: open a dataset of any layout in the workspace (or upload images and masks), look at it.
 
 The dataset is read by :func:`cellbench.data.read_dataset`, as ``cellbench data info``
-reads it; the summary is :meth:`Dataset.summary`. The viewer draws the ground truth
-as one outline per instance (overlapping instances keep both outlines) in its class colour.
+reads it, confined to the workspace (:meth:`Workspace.read_dataset`: a mask or annotation
+file linked to a file outside is refused before it is read); the summary is
+:meth:`Dataset.summary`. The viewer draws the ground truth as one outline per instance
+(overlapping instances keep both outlines) in its class colour. Uploads decode in a worker
+thread, within a cap on their decoded size (:mod:`cellbench.gui.uploads`).
 """
 
 from __future__ import annotations
@@ -11,10 +14,10 @@ from pathlib import Path
 
 from nicegui import events, ui
 
-from cellbench.data import LAYOUTS, read_dataset
+from cellbench.data import LAYOUTS
 from cellbench.gui.pages.common import Viewer, frame, guarded, in_thread
 from cellbench.gui.render import class_color, instances_svg
-from cellbench.gui.uploads import UPLOADS, save_upload
+from cellbench.gui.uploads import UPLOADS, store_upload
 from cellbench.gui.workspace import safe_name
 
 __all__ = ["guess_layout", "register"]
@@ -76,11 +79,9 @@ def register(ctx) -> None:
             if not path.value:
                 ui.notify("choose a dataset path first", type="warning")
                 return
-            real = ws.resolve(path.value)
             chosen_split = safe_name(split.value, "split") if split.value else None  # a split is a sub-folder
-            ds = await in_thread(read_dataset, real, layout.value, split=chosen_split,
+            ds = await in_thread(ws.read_dataset, path.value, layout.value, split=chosen_split,
                                  task=safe_name(task.value or "all", "task"))
-            ws.check_dataset(ds)
             state["dataset"] = ds
             s = ds.summary()
             per_class = ", ".join(f"{k} {v}" for k, v in s["per_class"].items())
@@ -115,7 +116,8 @@ def register(ctx) -> None:
 
         with ui.expansion("Upload images and masks", icon="upload").classes("w-full"):
             ui.label(f"Files go to {UPLOADS}/<set>/images and masks/ (masks: label images of the same names); "
-                     f"at most {ctx.max_upload_bytes // 2**20} MB each; they must decode as images. Open the set "
+                     f"at most {ctx.max_upload_bytes // 2**20} MB each, decoding to at most "
+                     f"{ctx.max_decoded_bytes // 2**20} MB of pixels; they must decode as images. Open the set "
                      f"with layout 'folder'.")
             set_name = ui.input("set name", value="upload").props('data-testid="upload-set"')
 
@@ -123,7 +125,8 @@ def register(ctx) -> None:
                 @guarded
                 async def handler(e: events.UploadEventArguments) -> None:
                     data = await e.file.read()
-                    saved = save_upload(ws, set_name.value, kind, e.file.name, data, max_bytes=ctx.max_upload_bytes)
+                    saved = await store_upload(ws, set_name.value, kind, e.file.name, data,
+                                               max_bytes=ctx.max_upload_bytes, max_decoded_bytes=ctx.max_decoded_bytes)
                     ui.notify(f"saved {ws.relative(saved)}")
                     path.options = ws.dataset_candidates()
                     path.update()

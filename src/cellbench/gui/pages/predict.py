@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from nicegui import ui
 
-from cellbench.data import Sample, read_dataset
+from cellbench.data import Sample
 from cellbench.data.export import to_coco, to_geojson, write_roi_zip
 from cellbench.data.images import read_image, read_label_image
 from cellbench.errors import DataError
@@ -56,7 +56,7 @@ def read_predictions(ctx, pred_dir: Path) -> list[Sample]:
         return ws.resolve(f"{ws.relative(pred_dir)}/{relative}")
 
     if manifest.get("coco") and source is not None:
-        return list(ws.check_dataset(read_dataset(inside(manifest["coco"]), "coco", image_dir=source)).samples)
+        return list(ws.read_dataset(inside(manifest["coco"]), "coco", image_dir=source).samples)
     samples = []
     for entry in manifest["images"]:
         labels = read_label_image(inside(entry["labels"]))
