@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import urllib.request
 import zipfile
 
@@ -359,3 +360,131 @@ def test_cli_download_from_the_network(tmp_path, source, monkeypatch, capsys):
     record.unlink()
     assert main(["data", "download", "glioma-c6", "--cache", str(tmp_path / "other")]) == 2
     assert "cannot download" in capsys.readouterr().err
+
+
+# --- archive bombs, unusable first copies, unreachable checksums ------------------------------------------------
+
+
+def _bomb(path):
+    """A zip of a few KB that unpacks to 5 MiB."""
+    return _zip(path, {"dataset/zeros.bin": bytes(5 << 20)})
+
+
+def test_cli_refuses_an_archive_bomb_given_by_hand(tmp_path, capsys):
+    """TissueNet publishes no checksum: its --archive is checked only by what it unpacks to."""
+    bomb = _bomb(tmp_path / "tissuenet_v1.1.zip")
+    assert bomb.stat().st_size < 20_000
+    cache = tmp_path / "cache"
+    rc = main(["data", "download", "tissuenet", "--cache", str(cache), "--archive", str(bomb),
+               "--max-unpacked-size", "1M"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(bomb) in err and "more than the cap of 1 MiB" in err and "--max-unpacked-size" in err
+    assert not cache.exists()  # not copied, not trusted, nothing unpacked
+    rc = main(["data", "download", "tissuenet", "--cache", str(cache), "--archive", str(bomb),
+               "--max-unpacked-size", "6M", "--max-unpacked-files", "10"])
+    assert rc == 0 and (cache / "tissuenet" / "data" / "dataset" / "zeros.bin").stat().st_size == 5 << 20
+
+
+def test_download_refuses_a_bomb_while_unpacking_and_keeps_no_data(tmp_path):
+    from cellbench.remote import UnpackLimits
+
+    src = tmp_path / "source"
+    src.mkdir()
+    bomb = _bomb(src / "dataset.zip")
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="more than the cap of 1 MiB"):
+        download(_remote(bomb, _record(src, bomb)), cache_dir=cache, progress=False,
+                 limits=UnpackLimits(max_bytes=1 << 20))
+    assert sorted(p.name for p in (cache / "toy").iterdir()) == ["dataset.zip"]  # verified by md5: kept
+
+
+def _unpublished(monkeypatch, url: str) -> None:
+    """glioma-c6 as a dataset whose one zip has no published checksum, served at ``url``."""
+    entry = dataclasses.replace(DATASETS["glioma-c6"], files=(DatasetFile(RemoteFile("dataset.zip", url)),))
+    monkeypatch.setitem(DATASETS, "glioma-c6", entry)
+
+
+def test_a_first_copy_that_does_not_unpack_is_not_trusted(tmp_path, monkeypatch):
+    from cellbench.data.registered import download_registered
+    from cellbench.remote import TRUST_FILE
+
+    src = tmp_path / "source"
+    src.mkdir()
+    served = src / "dataset.zip"
+    served.write_bytes(b"<html>maintenance</html>")  # what the server sent the first time
+    _unpublished(monkeypatch, served.as_uri())
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="not a zip archive"):
+        download_registered("glioma-c6", cache, progress=False)
+    assert sorted(p.name for p in (cache / "glioma-c6").iterdir()) == []  # removed, not recorded
+    _zip(served)  # the genuine file
+    data = download_registered("glioma-c6", cache, progress=False)
+    assert (data / "dataset/gen/images/b.txt").is_file()
+    ledger = json.loads((cache / "glioma-c6" / TRUST_FILE).read_text())["files"]
+    assert ledger[served.as_uri()]["sha256"] == hashlib.sha256(served.read_bytes()).hexdigest()
+
+
+def test_unreachable_record_with_a_mirror_is_not_taken_unverified(tmp_path, monkeypatch, caplog):
+    archive, record = _zip(tmp_path / "dataset.zip"), tmp_path / "gone.json"  # the record cannot be read
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "dataset.zip").write_bytes(archive.read_bytes())
+    monkeypatch.setenv("CELLBENCH_MIRROR", str(mirror))
+    cache = tmp_path / "cache"
+    with pytest.raises(DataError, match="cannot read the publisher's checksum for dataset.zip") as err:
+        download(_remote(archive, record), cache_dir=cache, progress=False)
+    message = str(err.value)
+    assert message.startswith(record.as_uri()) and str(mirror) in message and "--allow-unverified" in message
+    assert not (cache / "toy").exists() or list((cache / "toy").iterdir()) == []
+    caplog.set_level(logging.WARNING)
+    data = download(_remote(archive, record), cache_dir=cache, progress=False, allow_unverified=True)
+    assert (data / "dataset/gen/images/b.txt").is_file()
+    assert "its publisher's checksum could not be read" in caplog.text
+    assert "gives no checksum" not in caplog.text
+
+
+def test_unreachable_record_with_a_pinned_checksum_is_verified_by_the_pin(tmp_path, monkeypatch):
+    archive, record = _zip(tmp_path / "dataset.zip"), tmp_path / "gone.json"
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "dataset.zip").write_bytes(b"not the archive")
+    monkeypatch.setenv("CELLBENCH_MIRROR", str(mirror))
+    pinned = _remote(archive, record, sha256=hashlib.sha256(archive.read_bytes()).hexdigest())
+    with pytest.raises(DataError, match="checksum mismatch: sha256"):
+        download(pinned, cache_dir=tmp_path / "cache", progress=False)
+    (mirror / "dataset.zip").write_bytes(archive.read_bytes())
+    assert (download(pinned, cache_dir=tmp_path / "cache", progress=False) / "dataset").is_dir()
+
+
+def test_cli_allow_unverified(tmp_path, source, monkeypatch, capsys):
+    archive, record = source
+    entry = dataclasses.replace(
+        DATASETS["glioma-c6"], files=(DatasetFile(RemoteFile("dataset.zip", "file:///nowhere.zip"),
+                                                  record_url=(tmp_path / "gone.json").as_uri()),))
+    monkeypatch.setitem(DATASETS, "glioma-c6", entry)
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "dataset.zip").write_bytes(archive.read_bytes())
+    monkeypatch.setenv("CELLBENCH_MIRROR", str(mirror))
+    cache = tmp_path / "cache"
+    assert main(["data", "download", "glioma-c6", "--cache", str(cache)]) == 2
+    assert "cannot read the publisher's checksum" in capsys.readouterr().err
+    assert main(["data", "download", "glioma-c6", "--cache", str(cache), "--allow-unverified"]) == 0
+    assert (cache / "glioma-c6" / "data" / "dataset").is_dir()
+
+
+def test_the_record_size_caps_the_download(tmp_path, source):
+    archive, _ = source
+    record = _record(tmp_path / "source", archive)
+    data = json.loads(record.read_text())
+    data["files"][1]["size"] = 100  # the archive is larger than its record says
+    record.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="sent more than the 100 bytes the file has"):
+        download(_remote(archive, record), cache_dir=tmp_path / "cache", progress=False)
+
+
+def test_a_huge_record_is_refused(tmp_path, source):
+    archive, record = source
+    record.write_bytes(b" " * (dl.MAX_RECORD_BYTES + 10))
+    with pytest.raises(DataError, match="record is larger than 4 MiB"):
+        download(_remote(archive, record), cache_dir=tmp_path / "cache", progress=False)

@@ -7,7 +7,12 @@
 * ``cut-once``: the first request for a name sends half of what it promised and drops the connection,
   later ones are served as ``files``;
 * ``stall``: sends the headers and a few bytes, then nothing until the test ends (a timeout);
-* ``mute``: accepts the connection and never answers.
+* ``mute``: accepts the connection and never answers;
+* ``no-length``: the whole file with no ``Content-Length``, ended by closing the connection;
+* ``no-length-cut``: half the file that way (a cut that looks like the end);
+* ``chunked``: the whole file in chunks (``Transfer-Encoding: chunked``);
+* ``chunked-cut``: the first half as a chunk, then the connection closes without the last chunk;
+* ``redirect``: a 302 to ``/files/<name>``.
 
 A name that is not in ``root`` is a 404. Every request is logged in ``requests`` as ``(path, Range header)``.
 """
@@ -36,6 +41,12 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "mute":
             srv.release.wait(10)
             return
+        if mode == "redirect":
+            self.send_response(302)
+            self.send_header("Location", f"/files/{name}")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         if not name or "/" in name or not path.is_file():
             self.send_error(404, "Not Found")
             return
@@ -48,6 +59,9 @@ class _Handler(BaseHTTPRequestHandler):
         if cut:
             srv.cut_done.add(name)
         body = data[start:]
+        if mode in ("no-length", "no-length-cut", "chunked", "chunked-cut"):
+            self._unframed(mode, body)
+            return
         self.send_response(206 if start else 200)
         if start:
             self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
@@ -64,6 +78,26 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         if cut:
             self.close_connection = True
+
+
+    def _unframed(self, mode: str, body: bytes) -> None:
+        """The body without a Content-Length: ended by closing the connection, or chunked; ``-cut``: half of it."""
+        half = body[: len(body) // 2]
+        self.send_response(200)
+        if mode.startswith("chunked"):
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        if mode == "chunked":
+            for k in range(0, len(body), 65536):
+                block = body[k:k + 65536]
+                self.wfile.write(f"{len(block):x}\r\n".encode() + block + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        elif mode == "chunked-cut":
+            self.wfile.write(f"{len(half):x}\r\n".encode() + half + b"\r\n")
+        else:
+            self.wfile.write(half if mode == "no-length-cut" else body)
+        self.wfile.flush()
+        self.close_connection = True
 
 
 class _Server(ThreadingHTTPServer):

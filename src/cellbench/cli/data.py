@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from cellbench.cli.unpack_options import add_unpack_options, unpack_limits
 from cellbench.data import LAYOUTS, Dataset
 from cellbench.data.layouts import read_with_options
 
@@ -103,7 +104,8 @@ def _download(args: argparse.Namespace) -> int:
         urls = ", ".join(f.remote.url for f in entry.files) or f"the files of {entry.based_on}"
         print(f"downloading {entry.name} ({entry.size_hint or 'size not published'}, licence "
               f"{entry.licence or 'see its source'}) from {urls}", file=sys.stderr)
-    path = download_registered(args.dataset, args.cache, archives=args.archive or (), progress=sys.stderr.isatty())
+    path = download_registered(args.dataset, args.cache, archives=args.archive or (), progress=sys.stderr.isatty(),
+                               limits=unpack_limits(args, "data"), allow_unverified=args.allow_unverified)
     print(path)
     return 0
 
@@ -159,6 +161,10 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     dl.add_argument("--cache", help="cache folder (default $CELLBENCH_CACHE, else ~/.cache/cellbench)")
     dl.add_argument("--archive", action="append",
                     help="a file of the dataset downloaded by hand, used instead of the network (repeatable)")
+    add_unpack_options(dl, "data")
+    dl.add_argument("--allow-unverified", action="store_true",
+                    help="when the publisher's checksum cannot be read (its record is out of reach), take the "
+                         "file anyway, trusting it on first use; without this the download stops")
     dl.set_defaults(func=_download)
 
     ls = cmds.add_parser("list", help="the datasets cellbench can download and read by name")

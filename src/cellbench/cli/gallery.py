@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 
+from cellbench.cli.unpack_options import add_unpack_options, unpack_limits
 from cellbench.errors import DataError
 
 __all__ = ["add_gallery_commands", "resolve_model_argument"]
@@ -80,7 +81,7 @@ def _list(args: argparse.Namespace) -> int:
 def _pull(args: argparse.Namespace) -> int:
     from cellbench.gallery import pull
 
-    path = pull(args.name, args.gallery, progress=sys.stderr.isatty())
+    path = pull(args.name, args.gallery, progress=sys.stderr.isatty(), limits=unpack_limits(args, "model"))
     print(path)
     return 0
 
@@ -135,4 +136,5 @@ def add_gallery_commands(sub: argparse._SubParsersAction) -> None:
     pull = gsub.add_parser("pull", help="download a gallery model into $CELLBENCH_CACHE/gallery/NAME, checked")
     pull.add_argument("name", help="the model's name in the gallery")
     pull.add_argument("--gallery", required=True, help="gallery folder or http(s) URL")
+    add_unpack_options(pull, "model")
     pull.set_defaults(func=_pull)

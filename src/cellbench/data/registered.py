@@ -4,7 +4,9 @@ A dataset's files go to ``<cache>/<name>/`` (checked by
 :mod:`cellbench.remote`); its unpacked data to ``<cache>/<name>/data``,
 built in a temporary folder and renamed into place only when every file
 is in, then marked complete (``data.complete``). A dataset ``based_on``
-another shares that one's download.
+another shares that one's download. Archives are unpacked within
+:class:`~cellbench.remote.UnpackLimits` (each archive on its own), and a
+file trusted on first use is recorded only once the data is in place.
 """
 
 from __future__ import annotations
@@ -19,7 +21,16 @@ from cellbench.data.dataset import Dataset
 from cellbench.data.registry import DatasetFile, RegisteredDataset, SplitSource, get_dataset
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes, staged_dir
-from cellbench.remote import add_file, check_zip, default_cache_dir, fetch_file, unpack_zip
+from cellbench.remote import (
+    DEFAULT_LIMITS,
+    Fetched,
+    UnpackLimits,
+    adding,
+    check_zip,
+    default_cache_dir,
+    fetching,
+    unpack_zip,
+)
 
 __all__ = ["data_folder", "download_registered", "read_registered", "split_source"]
 
@@ -39,13 +50,17 @@ def _complete(data: Path) -> bool:
     return (data.parent / "data.complete").is_file() and data.is_dir()
 
 
-def _fetch(entry: RegisteredDataset, f: DatasetFile, folder: Path, opener: Opener | None, progress: bool) -> Path:
+def _fetching(entry: RegisteredDataset, f: DatasetFile, folder: Path, opener: Opener | None, progress: bool,
+              allow_unverified: bool) -> Fetched:
+    """The file fetched into ``folder``; trust on first use is recorded when the ``with`` block succeeds."""
     if f.record_url is None:
-        return fetch_file(f.remote, folder, progress=progress)
-    from cellbench.data.download import RemoteArchive, fetch_archive  # Zenodo record: the md5 it publishes
+        return fetching(f.remote, folder, progress=progress)
+    from cellbench.data.download import RemoteArchive, fetching_archive  # Zenodo record: the md5 it publishes
 
-    remote = RemoteArchive(name=entry.name, url=f.remote.url, filename=f.remote.file_name, record_url=f.record_url)
-    return fetch_archive(remote, folder.parent, opener=opener, progress=progress)
+    remote = RemoteArchive(name=entry.name, url=f.remote.url, filename=f.remote.file_name, record_url=f.record_url,
+                           md5=f.remote.md5, sha256=f.remote.sha256)
+    return fetching_archive(remote, folder.parent, opener=opener, progress=progress,
+                            allow_unverified=allow_unverified)
 
 
 def download_registered(
@@ -55,11 +70,21 @@ def download_registered(
     archives: Sequence[str | Path] = (),
     opener: Opener | None = None,
     progress: bool = True,
+    limits: UnpackLimits = DEFAULT_LIMITS,
+    allow_unverified: bool = False,
 ) -> Path:
     """Download (or take ``archives`` fetched by hand), verify and unpack dataset ``name``; its data folder.
 
     A second call finds the data complete and downloads nothing (unless
     ``archives`` are given, which replace the files of the same names).
+    ``limits`` caps what each archive may unpack to (a :class:`DataError`
+    past it, and nothing unpacked is kept); ``allow_unverified`` takes a
+    file whose published checksum cannot be read (its record is out of
+    reach), trusting it on first use.
+
+    A file nothing verifies (no published checksum, none recorded) is
+    recorded as trusted only after the data is unpacked; a file that cannot
+    be unpacked is removed from the cache instead.
     """
     entry = _base(get_dataset(name))
     folder = Path(cache_dir or default_cache_dir()) / entry.name
@@ -76,32 +101,38 @@ def download_registered(
     for f in entry.files:
         name = f.remote.file_name
         if name in given and f.unpack:
-            check_zip(given[name])
+            check_zip(given[name], limits=limits)
         elif name not in given and entry.manual and not (folder / name).is_file():
             raise DataError(f"{name} is not in the cache and cannot be downloaded for you. {entry.manual}")
-    paths = []
-    for f in entry.files:
-        if f.remote.file_name in given:
-            paths.append(add_file(given[f.remote.file_name], f.remote, folder, progress=progress))
-        else:
-            paths.append(_fetch(entry, f, folder, opener, progress))
+    # every file in the cache first (a failed download leaves the others there, unrecorded, for the next run)
+    fetched = [adding(given[f.remote.file_name], f.remote, folder, progress=progress) if f.remote.file_name in given
+               else _fetching(entry, f, folder, opener, progress, allow_unverified) for f in entry.files]
     (folder / "data.complete").unlink(missing_ok=True)
-    with staged_dir(data, overwrite=True) as tmp:
-        for k, (f, path) in enumerate(zip(entry.files, paths)):
-            target = tmp / f.dest
-            target.mkdir(parents=True, exist_ok=True)
-            if not f.unpack:
-                shutil.copyfile(path, target / f.remote.file_name)
-                continue
-            part = unpack_zip(path, tmp / f".unpack-{k}")
-            for child in sorted(part.iterdir()):
-                if (target / child.name).exists():
-                    raise DataError(f"{child.name} is in two of the dataset's archives", path=path)
-                child.rename(target / child.name)
-            part.rmdir()
-    record = {"dataset": entry.name, "files": [str(p) for p in paths]}
+    _unpack_all(entry, fetched, data, limits)
+    record = {"dataset": entry.name, "files": [str(f.path) for f in fetched]}
     atomic_write_bytes(folder / "data.complete", json.dumps(record, indent=1).encode())
     return data
+
+
+def _unpack_all(entry: RegisteredDataset, fetched: Sequence[Fetched], data: Path, limits: UnpackLimits) -> None:
+    """The dataset's files unpacked (or copied) into ``data``, staged and renamed into place.
+
+    Each file nothing verified is recorded as trusted once it has unpacked, or removed if it does not.
+    """
+    with staged_dir(data, overwrite=True) as tmp:
+        for k, (f, file) in enumerate(zip(entry.files, fetched)):
+            with file as path:
+                target = tmp / f.dest
+                target.mkdir(parents=True, exist_ok=True)
+                if not f.unpack:
+                    shutil.copyfile(path, target / f.remote.file_name)
+                    continue
+                part = unpack_zip(path, tmp / f".unpack-{k}", limits=limits)
+                for child in sorted(part.iterdir()):
+                    if (target / child.name).exists():
+                        raise DataError(f"{child.name} is in two of the dataset's archives", path=path)
+                    child.rename(target / child.name)
+                part.rmdir()
 
 
 def split_source(name: str, split: str | None) -> SplitSource:

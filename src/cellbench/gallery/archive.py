@@ -10,7 +10,12 @@ compare.
 Unpacking accepts only what :func:`pack` writes (regular files and folders
 under ``model/``): an absolute path, a ``..``, a link or a device in an
 archive is refused with a :class:`~cellbench.errors.DataError` naming the
-archive, before anything is written.
+archive. It reads the archive as a stream, one entry at a time, and counts
+the entries and the bytes it writes against
+:data:`~cellbench.remote.unpack_limits.MODEL_LIMITS` (16 GiB, 10,000
+entries; ``limits`` raises them): a small ``.tar.gz`` that would unpack to
+gigabytes is refused once it passes the cap. Everything goes to a staged
+folder renamed at the end, so a refused archive leaves nothing.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ from __future__ import annotations
 import gzip
 import io
 import tarfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes, staged_dir
+from cellbench.remote.unpack_limits import MODEL_LIMITS, UnpackBudget, UnpackLimits
 
 __all__ = ["ARCHIVE_ROOT", "pack", "pack_bytes", "unpack"]
 
@@ -80,30 +87,44 @@ def pack(model_dir: str | Path, archive: str | Path) -> int:
     return len(data)
 
 
-def _checked_members(tar: tarfile.TarFile, archive: Path) -> list[tarfile.TarInfo]:
-    members = tar.getmembers()
-    for m in members:
-        parts = PurePosixPath(m.name).parts
-        if (not parts or parts[0] != ARCHIVE_ROOT or PurePosixPath(m.name).is_absolute() or ".." in parts):
-            raise DataError(f"archive entry {m.name!r} lies outside {ARCHIVE_ROOT}/", path=archive)
-        if not (m.isfile() or m.isdir()):
-            raise DataError(f"archive entry {m.name!r} is a link or special file; model archives hold plain files",
-                            path=archive)
-    return members
+def _check_member(m: tarfile.TarInfo, archive: Path) -> None:
+    parts = PurePosixPath(m.name).parts
+    if not parts or parts[0] != ARCHIVE_ROOT or PurePosixPath(m.name).is_absolute() or ".." in parts:
+        raise DataError(f"archive entry {m.name!r} lies outside {ARCHIVE_ROOT}/", path=archive)
+    if not (m.isfile() or m.isdir()):
+        raise DataError(f"archive entry {m.name!r} is a link or special file; model archives hold plain files",
+                        path=archive)
 
 
 def unpack(archive: str | Path, dest: str | Path, *, overwrite: bool = False,
-           extra: Mapping[str, bytes] | None = None) -> Path:
+           extra: Mapping[str, bytes] | None = None, limits: UnpackLimits = MODEL_LIMITS) -> Path:
     """Unpack a model archive into folder ``dest``, all or nothing (a staged folder renamed at the end);
-    ``extra`` files (name: bytes) are written beside the archive's, in the same staged folder."""
+    ``extra`` files (name: bytes) are written beside the archive's, in the same staged folder.
+
+    Refused (a :class:`DataError`, nothing left) past ``limits``, counted as it unpacks.
+
+    >>> import tempfile
+    >>> from cellbench.remote.unpack_limits import UnpackLimits
+    >>> with tempfile.TemporaryDirectory() as d:
+    ...     m = Path(d, "m"); m.mkdir(); _ = (m / "weights.bin").write_bytes(bytes(100_000))
+    ...     _ = pack(m, Path(d, "m.tar.gz"))
+    ...     try:
+    ...         unpack(Path(d, "m.tar.gz"), Path(d, "out"), limits=UnpackLimits(max_bytes=50_000))
+    ...     except DataError as exc:
+    ...         print(exc.problem.split(" (")[0], Path(d, "out").exists())
+    unpacks to more than the cap of 48.8 KiB False
+    """
     archive, dest = Path(archive), Path(dest)
     try:
-        tar = tarfile.open(archive, mode="r:gz")
+        tar = tarfile.open(archive, mode="r|gz")  # a stream: entries are read (and counted) one at a time
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataError(f"not a readable model archive ({type(exc).__name__}: {exc})", path=archive) from exc
+    budget = UnpackBudget(limits, archive)
     with tar, staged_dir(dest, overwrite=overwrite) as tmp:
         try:
-            for member in _checked_members(tar, archive):
+            for member in tar:
+                budget.entry(member.name)
+                _check_member(member, archive)
                 target = tmp.joinpath(*PurePosixPath(member.name).parts[1:])
                 if member.isdir():
                     target.mkdir(parents=True, exist_ok=True)
@@ -113,9 +134,8 @@ def unpack(archive: str | Path, dest: str | Path, *, overwrite: bool = False,
                 if source is None:
                     raise DataError(f"archive entry {member.name!r} has no data", path=archive)
                 with source, open(target, "wb") as out:
-                    while block := source.read(1 << 20):
-                        out.write(block)
-        except (tarfile.TarError, EOFError, gzip.BadGzipFile) as exc:
+                    budget.copy(source, out, member.name)
+        except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise DataError(f"model archive is corrupt ({type(exc).__name__}: {exc})", path=archive) from exc
         for name, data in (extra or {}).items():
             (tmp / name).write_bytes(data)

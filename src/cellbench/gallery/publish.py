@@ -32,9 +32,13 @@ from cellbench.gallery.card import model_card
 from cellbench.gallery.index import INDEX_FORMAT, INDEX_VERSION, index_entry, ordered, with_overall
 from cellbench.gallery.render import card_html, card_markdown, index_html
 
-__all__ = ["ARCHIVE_FILE", "INDEX_FILE", "MODELS_DIR", "check_name", "publish", "read_index_file", "write_index"]
+__all__ = ["ARCHIVE_FILE", "INDEX_FILE", "MAX_INDEX_BYTES", "MODELS_DIR", "check_name", "index_too_big", "parse_index",
+           "publish", "read_index_file", "write_index"]
 
 INDEX_FILE = "index.json"
+#: The largest ``index.json`` read (an entry is about 1.5 KB: room for some 10,000 models); a bigger one is
+#: refused before it is parsed, so a hostile gallery cannot fill memory through its index.
+MAX_INDEX_BYTES = 16 << 20
 MODELS_DIR = "models"
 ARCHIVE_FILE = "model.tar.gz"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -48,15 +52,26 @@ def check_name(name: str) -> str:
     return name
 
 
-def read_index_file(gallery: Path) -> dict:
-    """The index of gallery folder ``gallery``; an empty one when the folder has none yet."""
+def index_too_big(size: int | None, max_bytes: int, *, source: str) -> DataError:
+    """The error for an index of ``size`` bytes (None: more than ``max_bytes``), over the cap."""
+    what = f"{size:,} bytes" if size is not None else f"more than {max_bytes:,} bytes"
+    return DataError(f"gallery index is {what}, over the cap of {max_bytes:,} bytes for an index; refused "
+                     f"(max_index_bytes raises the cap)", path=source)
+
+
+def read_index_file(gallery: Path, *, max_index_bytes: int = MAX_INDEX_BYTES) -> dict:
+    """The index of gallery folder ``gallery`` (at most ``max_index_bytes``); an empty one when there is none yet."""
     path = gallery / INDEX_FILE
     if not path.exists():
         return {"format": INDEX_FORMAT, "format_version": INDEX_VERSION, "models": []}
     try:
-        return parse_index(path.read_bytes(), source=str(path))
+        with open(path, "rb") as fh:
+            data = fh.read(max_index_bytes + 1)
     except OSError as exc:
         raise DataError(f"cannot read the gallery index ({exc})", path=path) from exc
+    if len(data) > max_index_bytes:
+        raise index_too_big(None, max_index_bytes, source=str(path))
+    return parse_index(data, source=str(path))
 
 
 def parse_index(data: bytes, *, source: str) -> dict:

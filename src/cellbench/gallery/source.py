@@ -7,7 +7,10 @@ into place, and records where it came from in ``gallery-source.json`` beside
 ``model.json``. A model already pulled with the same checksum is not fetched
 again. A checksum mismatch, a 404 or no network is a
 :class:`~cellbench.errors.DataError` naming the URL; nothing half-written
-stays in the cache.
+stays in the cache. The archive is unpacked within
+:data:`~cellbench.remote.unpack_limits.MODEL_LIMITS` (``limits`` raises
+them), and ``index.json`` is read up to
+:data:`~cellbench.gallery.publish.MAX_INDEX_BYTES` only.
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ from pathlib import Path
 from cellbench.errors import DataError
 from cellbench.gallery.archive import unpack
 from cellbench.gallery.index import SortKey, ordered
-from cellbench.gallery.publish import INDEX_FILE, check_name, parse_index, read_index_file
+from cellbench.gallery.publish import (
+    INDEX_FILE,
+    MAX_INDEX_BYTES,
+    check_name,
+    index_too_big,
+    parse_index,
+    read_index_file,
+)
+from cellbench.remote.unpack_limits import MODEL_LIMITS, UnpackLimits
 
 __all__ = ["GALLERY_SUBDIR", "SOURCE_FILE", "find_entry", "is_url", "pull", "read_index", "search"]
 
@@ -42,23 +53,29 @@ def _join(gallery: str, rel: str) -> str:
     return gallery.rstrip("/") + "/" + rel.lstrip("/")
 
 
-def read_index(gallery: str | Path, *, timeout: float = 30.0) -> dict:
-    """The ``index.json`` of a gallery folder or http(s) URL, checked."""
+def read_index(gallery: str | Path, *, timeout: float = 30.0, max_index_bytes: int = MAX_INDEX_BYTES) -> dict:
+    """The ``index.json`` of a gallery folder or http(s) URL, checked; refused past ``max_index_bytes``
+    (a ``Content-Length`` over it before the body is read; otherwise after ``max_index_bytes + 1`` bytes)."""
     if not is_url(gallery):
         folder = Path(gallery)
         if not (folder / INDEX_FILE).is_file():
             raise DataError(f"not a gallery folder (no {INDEX_FILE})", path=folder)
-        return read_index_file(folder)
+        return read_index_file(folder, max_index_bytes=max_index_bytes)
     url = _join(str(gallery), INDEX_FILE)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            data = response.read()
+            length = getattr(response, "length", None)
+            if length is not None and length > max_index_bytes:
+                raise index_too_big(length, max_index_bytes, source=url)
+            data = response.read(max_index_bytes + 1)
     except urllib.error.HTTPError as exc:
         raise DataError(f"gallery index not available (HTTP {exc.code} {exc.reason})", path=url) from exc
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         raise DataError(f"cannot reach the gallery ({reason}); check the URL, the network, or use a copy of the "
                         f"gallery folder", path=url) from exc
+    if len(data) > max_index_bytes:
+        raise index_too_big(None, max_index_bytes, source=url)
     return parse_index(data, source=url)
 
 
@@ -109,11 +126,12 @@ def pull(
     cache: str | Path | None = None,
     timeout: float = 60.0,
     progress: bool = True,
+    limits: UnpackLimits = MODEL_LIMITS,
 ) -> Path:
     """The model directory of gallery model ``name``, pulled into ``cache/gallery/<name>`` unless it is there.
 
     ``cache`` (the cellbench cache folder) defaults to :func:`cellbench.remote.default_cache_dir`
-    (``$CELLBENCH_CACHE``).
+    (``$CELLBENCH_CACHE``); ``limits`` caps what the archive may unpack to (16 GiB, 10,000 entries).
     """
     from cellbench.remote import RemoteFile, check_file, default_cache_dir, fetch_file, undo_new_folders
 
@@ -139,27 +157,12 @@ def pull(
             record = {"name": name, "gallery": str(gallery), "archive": source, "sha256": sha256, "size": size,
                       "pulled_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
             try:
-                unpack(path, dest, overwrite=True, extra={SOURCE_FILE: json.dumps(record, indent=2).encode()})
+                unpack(path, dest, overwrite=True, extra={SOURCE_FILE: json.dumps(record, indent=2).encode()},
+                       limits=limits)
             except DataError as exc:  # name the gallery's archive, not the checked copy in the cache
                 raise DataError(exc.problem, path=source) from exc
         finally:
             shutil.rmtree(downloads, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        downloads.parent.rmdir()  # only when no other download is under way
-    return dest
-    source = _join(str(gallery), rel) if is_url(gallery) else str(Path(gallery) / rel)
-    if not is_url(gallery) and not Path(source).is_file():
-        raise DataError(f"archive of gallery model {name!r} is missing", path=source)
-    downloads = root / ".downloads" / f"{name}-{sha256[:16]}"
-    try:
-        remote = RemoteFile("model.tar.gz", source, size=size, sha256=sha256)
-    except ValueError as exc:
-        raise DataError(f"gallery index entry {name!r}: {exc}", path=str(gallery)) from exc
-    path = fetch_file(remote, downloads, mirror="", timeout=timeout, progress=progress)
-    record = {"name": name, "gallery": str(gallery), "archive": source, "sha256": sha256, "size": size,
-              "pulled_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
-    unpack(path, dest, overwrite=True, extra={SOURCE_FILE: json.dumps(record, indent=2).encode()})
-    shutil.rmtree(downloads, ignore_errors=True)
     with contextlib.suppress(OSError):
         downloads.parent.rmdir()  # only when no other download is under way
     return dest

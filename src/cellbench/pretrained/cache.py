@@ -5,17 +5,20 @@ Layout: ``<cache>/models/<name>/<file_name>`` (``<cache>`` is
 trust-on-first-use ledger ``<cache>/models/trusted-sha256.json`` for all
 models, and for a zipped model folder (StarDist) the unpacked folder
 ``<cache>/models/<name>/<variant>/`` with a ``<variant>.complete`` record
-of its files' sha256. Downloads go through :func:`cellbench.remote.fetch_file`
-(checked, resumable, ``$CELLBENCH_MODEL_MIRROR`` or ``$CELLBENCH_MIRROR`` first).
+of its files' sha256. Downloads go through :func:`cellbench.remote.fetching`
+(checked, resumable, ``$CELLBENCH_MODEL_MIRROR`` or ``$CELLBENCH_MIRROR`` first);
+a zipped entry nothing verifies is recorded as trusted only once it has
+unpacked (within :data:`cellbench.remote.DEFAULT_LIMITS`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import logging
 import os
 from collections.abc import Sequence
-import importlib.util
 from pathlib import Path
 
 from cellbench.errors import DataError
@@ -28,9 +31,10 @@ from cellbench.remote import (
     RemoteFile,
     TrustLedger,
     add_file,
+    adding,
     check_file,
     default_cache_dir,
-    fetch_file,
+    fetching,
     mirror_from_env,
     unpack_zip,
 )
@@ -110,6 +114,7 @@ def pull_pretrained(
     folder = model_folder(entry, cache_dir)
     ledger = _ledger(cache_dir)
     mirror = mirror if mirror is not None else (mirror_from_env("model") or "")
+    fetched = []
     for index, remote in enumerate(entry.files):
         bundled = _bundled(entry, index)
         if bundled is not None and not check_file(folder / remote.file_name, remote, TrustLedger(ledger)).ok:
@@ -118,11 +123,15 @@ def pull_pretrained(
             except DataError as exc:
                 log.warning("%s; downloading it instead", exc)
         try:
-            fetch_file(remote, folder, mirror=mirror, progress=progress, timeout=timeout, trust_ledger=ledger)
+            fetched.append(fetching(remote, folder, mirror=mirror, progress=progress, timeout=timeout,
+                                    trust_ledger=ledger))
         except DataError as exc:
             raise DataError(f"pretrained model {entry.name}: {exc.problem}{_hint(entry)}", path=exc.path) from exc
-    if entry.unpack:
-        _unpack(entry, cache_dir)
+    with contextlib.ExitStack() as files:  # trust on first use recorded when the zipped entry has unpacked
+        for file in fetched:
+            files.enter_context(file)
+        if entry.unpack:
+            _unpack(entry, cache_dir)
     return _result(entry, cache_dir)
 
 
@@ -242,7 +251,9 @@ def add_pretrained(
                             "published name", path=unknown[0])
         pairs = [(g, by_name[g.name]) for g in given]
     folder, ledger = model_folder(entry, cache_dir), _ledger(cache_dir)
-    added = [add_file(path, remote, folder, trust_ledger=ledger) for path, remote in pairs]
-    if entry.unpack:
-        _unpack(entry, cache_dir)
-    return added
+    added = [adding(path, remote, folder, trust_ledger=ledger) for path, remote in pairs]
+    with contextlib.ExitStack() as files:  # trust on first use recorded when the zipped entry has unpacked
+        paths = [files.enter_context(file) for file in added]
+        if entry.unpack:
+            _unpack(entry, cache_dir)
+    return paths

@@ -6,7 +6,14 @@ JSON file in the cache) with a warning that it was not verified; every
 later download, copy or check of the same file is compared with that
 record, so a file that changes on the server, in a mirror or in the cache
 is caught from then on. The ledger is keyed by the file's published URL,
-so a copy from a mirror and one from the publisher are the same entry.
+so a copy from a mirror and one from the publisher are the same entry; each
+record names where its bytes came from (the URL after redirects, the mirror,
+or the file added by hand).
+
+Only a whole copy that has proved usable is recorded: a transfer whose end
+cannot be checked is refused, a partial download is never resumed without a
+checksum, and callers record a :class:`FirstUse` only after the file has
+unpacked or loaded (:func:`cellbench.remote.fetching`).
 """
 
 from __future__ import annotations
@@ -14,19 +21,25 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes
 from cellbench.remote.spec import RemoteFile
 
-__all__ = ["TRUST_FILE", "TrustLedger"]
+__all__ = ["NO_CHECKSUM", "TRUST_FILE", "FirstUse", "TrustLedger"]
+
+log = logging.getLogger(__name__)
 
 #: The ledger's default file name, in the folder files are downloaded to.
 TRUST_FILE = "trusted-sha256.json"
+#: Why a file is not verified, when its caller gives no other reason.
+NO_CHECKSUM = "its publisher gives no checksum"
 
 
 class TrustLedger:
@@ -102,3 +115,26 @@ class TrustLedger:
             yield
         finally:
             os.close(fd)
+
+
+@dataclass(frozen=True)
+class FirstUse:
+    """A whole file nothing verified (no published checksum, none recorded), to be trusted on first use.
+
+    :meth:`record` adds it to ``ledger`` with a warning that says ``reason``;
+    callers do so only once the file has proved usable.
+    """
+
+    remote: RemoteFile
+    sha256: str
+    size: int
+    source: str
+    ledger: TrustLedger
+    reason: str = NO_CHECKSUM
+
+    def record(self) -> dict:
+        entry = self.ledger.record(self.remote, self.sha256, size=self.size, source=self.source)
+        log.warning("%s: not verified: %s; trusting this first copy (from %s) and recording its sha256 %s in %s, "
+                    "against which later copies are checked", self.remote.file_name, self.reason, self.source,
+                    self.sha256, self.ledger.path)
+        return entry
