@@ -173,8 +173,24 @@ def test_each_half_of_the_attack_is_refused_alone(tmp_path, marker):
     assert "unittest.mock.Mock" in str(refused(folder, marker, f"{FOLDER}/plans.json"))
 
 
+class Exec:
+    """Unpickled, this calls ``exec(code)``: what a malicious pickle does."""
+
+    def __init__(self, code: str) -> None:
+        self.code = code
+
+    def __reduce__(self):
+        return exec, (self.code,)
+
+
+def test_a_pickled_object_in_the_checkpoint_is_never_unpickled(tmp_path, marker):
+    folder = write_model_dir(tmp_path / "m", plans=PLANS, ckpt=checkpoint({"w": Exec(payload(marker))}))
+    assert "pickled Python objects" in str(refused(folder, marker, CHECKPOINT))
+
+
 @pytest.mark.parametrize("weights", [
     pytest.param(["not", "tensors"], id="list"),
+    pytest.param([{"conv.weight": torch.zeros(1)}], id="state-dict-in-a-list"),
     pytest.param(42, id="number"),
     pytest.param({"conv.weight": "source code"}, id="string-value"),
 ])

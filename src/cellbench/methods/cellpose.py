@@ -54,7 +54,7 @@ from cellbench.methods.device import check_threads, torch_threads
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.seeding import seed_torch
-from cellbench.methods.torch_file import read_torch_file
+from cellbench.methods.torch_file import read_state_dict
 
 __all__ = ["CellposeConfig", "CellposeMethod", "WEIGHTS_FILE", "read_cellpose_weights", "read_size_model"]
 
@@ -134,11 +134,11 @@ def read_cellpose_weights(path: str | Path) -> dict:
     """The state dict of a Cellpose 3 model file, read safely (``weights_only=True``).
 
     Raises :class:`DataError` naming the file when it is missing, not a torch
-    file, or a Cellpose 4 (Cellpose-SAM) file.
+    file, not a state dict of tensors, or a Cellpose 4 (Cellpose-SAM) file.
     """
     path = Path(path)
-    state = read_torch_file(path, what="Cellpose model file")
-    if not isinstance(state, dict) or "output.2.weight" not in state:
+    state = read_state_dict(path, what="Cellpose model file")
+    if "output.2.weight" not in state:
         raise DataError("not a Cellpose 3 model file (no Cellpose network state dict)", path=path)
     if "W2" in state:
         raise DataError("this is a Cellpose 4 (Cellpose-SAM) model file; the cellpose method uses Cellpose 3",

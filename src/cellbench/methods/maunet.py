@@ -72,6 +72,7 @@ lists this one without them.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -154,6 +155,10 @@ class MAUNetConfig(SemanticConfig):
                              f"down-samplings of the encoder)")
         if self.width < 1:
             raise ValueError(f"width must be positive, got {self.width}")
+        if not isinstance(self.backbone, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", self.backbone):
+            # smp passes tu-<name> to timm, which fetches a model description for hf-hub:<repo> names
+            raise ValueError(f"backbone must be an smp encoder name (letters, digits, '_', '.', '-'), "
+                             f"got {self.backbone!r:.80}")
 
 
 def build_maunet(backbone: str, *, width: int = 24, encoder_weights: str | None = None) -> Any:

@@ -217,8 +217,13 @@ def load_model(folder: str | Path, *, method_class: type[Method] | None = None) 
     The method class is looked up by the name in ``model.json``
     (:data:`cellbench.methods.METHODS`); pass ``method_class`` for a method that
     lives outside cellbench (the benchmark runner passes the class it resolved).
-    Nothing named in the file is ever imported. Torch weights are read with
-    ``weights_only=True`` by the methods.
+    Nothing named in the file is ever imported. The config is JSON (plain data)
+    checked by the method's config class; a bad one is a DataError naming
+    ``model.json``. Each method reads its weight files as data and checks them
+    before a library builds anything from them: torch weights with
+    ``weights_only=True`` and checked to be tensors, and every class or layer a
+    weight file names (nnU-Net plans, a YOLO yaml, a StarDist config) checked
+    against the method's list.
     """
     from cellbench.methods import get_method  # the table imports this module's users, not the reverse
 
@@ -238,7 +243,12 @@ def load_model(folder: str | Path, *, method_class: type[Method] | None = None) 
             f"this cellbench has version {method_class.version}; retrain it with this cellbench", path=path)
     weights = folder / WEIGHTS_DIR
     _check_weight_files(folder, record["weights"])
-    config = config_from_dict(method_class.Config, record["config"], source=path)
+    try:
+        config = config_from_dict(method_class.Config, record["config"], source=path)
+    except (ValueError, TypeError) as exc:  # a config class's own checks (unknown names, ranges)
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"bad {method_class.name} config ({exc})", path=path) from exc
     try:
         tiling = TileConfig.from_dict(record.get("tiling") or {"tile": 0, "overlap": 0})
         flat = record.get("flatten") or {"policy": DEFAULT_POLICY.name}

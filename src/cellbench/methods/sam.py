@@ -198,8 +198,16 @@ class SAMMethod(Method):
             saved = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"cannot read the SAM calibration ({exc})", path=path) from exc
+        half = saved.get("box_half_side") if isinstance(saved, dict) else None
+        if not isinstance(saved, dict) or (half is not None and not _is_positive_number(half)):
+            raise DataError(f"the SAM calibration must be a mapping with box_half_side a positive number or null, "
+                            f"got {saved!r:.80}", path=path)
         backbone = self.backbone
         if saved.get("backbone") != backbone.name or saved.get("sha256") != backbone.sha256:
             raise DataError(f"calibrated with backbone {saved.get('backbone')!r} (sha256 {saved.get('sha256')}), "
                             f"the config gives {backbone.name!r} (sha256 {backbone.sha256})", path=path)
         self._measured_half_side = saved.get("box_half_side")
+
+
+def _is_positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0

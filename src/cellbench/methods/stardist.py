@@ -37,7 +37,9 @@ it fine-tunes from those weights.
 
 Weights in a model directory: ``stardist.weights.h5`` (Keras 3 HDF5, no
 pickle), ``config.json`` (StarDist's ``Config2D`` as JSON) and
-``thresholds.json`` (probability and NMS thresholds).
+``thresholds.json`` (probability and NMS thresholds). Loading reads only
+weights into a network StarDist builds from the config (no Keras model file is
+deserialised), and the config must hold plain values (:func:`_check_config`).
 
 Determinism: ``keras.utils.set_random_seed`` seeds Python, NumPy and
 TensorFlow, and ``tf.config.experimental.enable_op_determinism`` makes
@@ -214,12 +216,39 @@ def _read_json(path: Path) -> dict:
     return values
 
 
+def _check_config(values: dict, path: Path) -> None:
+    """``config.json`` holds plain values: no mapping Keras would deserialise into a layer, function or lambda.
+
+    StarDist hands the ``unet_*`` values to Keras layers (``activation=``), and Keras turns a mapping
+    into an object by its class name (a ``__lambda__`` holds marshalled code); checkpoint names must be
+    file names (StarDist's training writes weights to them).
+    """
+    def plain(value: Any) -> bool:
+        return value is None or isinstance(value, (bool, int, float, str)) or (
+            isinstance(value, list) and all(plain(v) for v in value))
+
+    for key, value in values.items():
+        if key == "train_reduce_lr" and value is not None:
+            ok = isinstance(value, dict) and all(isinstance(v, (int, float)) for v in value.values())
+        elif key.endswith(("activation", "_init")) and value is not None:
+            ok = isinstance(value, str) and value.isidentifier()
+        elif key.startswith("train_checkpoint") and value is not None:
+            ok = isinstance(value, str) and value == Path(value).name and value not in ("", ".", "..")
+        else:
+            ok = plain(value)
+        if not ok:
+            raise DataError(f"StarDist config {key!r:.40} must be a plain value (a name, number or list), "
+                            f"got {value!r:.80}", path=path)
+
+
 def _model_from_folder(folder: Path, weights_names: Sequence[str]) -> Any:
-    """A ``StarDist2D`` built from ``config.json`` in ``folder``, its weights and thresholds loaded."""
+    """A ``StarDist2D`` built from ``config.json`` in ``folder`` (checked to be plain values), its weights
+    and thresholds loaded."""
     from stardist.models import Config2D, StarDist2D
 
     config_path = folder / CONFIG_FILE
     values = _read_json(config_path)
+    _check_config(values, config_path)
     if values.get("n_dim", 2) != 2:
         raise DataError(f"a {values.get('n_dim')}D StarDist model; the stardist method is 2D", path=config_path)
     try:

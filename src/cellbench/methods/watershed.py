@@ -242,11 +242,17 @@ class WatershedMethod(Method):
         path = Path(folder) / PARAMS_FILE
         try:
             values = json.loads(path.read_text())
-            self.params = WatershedParams(**values)
+            params = WatershedParams(**values)
         except FileNotFoundError as exc:
             raise DataError("watershed parameters file missing", path=path) from exc
         except (json.JSONDecodeError, TypeError) as exc:
             raise DataError(f"bad watershed parameters ({exc})", path=path) from exc
+        for name, value in vars(params).items():
+            kind = bool if name == "bright" else (int, float)
+            if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+                raise DataError(f"watershed parameter {name} must be a {'boolean' if kind is bool else 'number'}, "
+                                f"got {value!r:.40}", path=path)
+        self.params = params
 
 
 def _objects_are_bright(images: list[np.ndarray], truths: list[np.ndarray]) -> bool:

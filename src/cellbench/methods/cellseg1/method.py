@@ -47,7 +47,7 @@ from cellbench.methods.cellseg1.train import TrainConfig, train_lora
 from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.device import check_threads, on_config_threads, torch_device
 from cellbench.methods.tiling import TileConfig
-from cellbench.methods.torch_file import read_torch_file
+from cellbench.methods.torch_file import read_state_dict
 
 __all__ = ["CellSeg1", "CellSeg1Config"]
 
@@ -286,6 +286,10 @@ class CellSeg1(Method):
             saved = json.loads(ident_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise DataError(f"cannot read the CellSeg1 backbone identity ({exc})", path=ident_path) from exc
+        half = saved.get("box_half_side") if isinstance(saved, dict) else None
+        if not isinstance(saved, dict) or (half is not None and not _is_positive_number(half)):
+            raise DataError(f"the backbone identity must be a mapping with box_half_side a positive number or null, "
+                            f"got {saved!r:.80}", path=ident_path)
         backbone = self.backbone
         if saved.get("backbone") != backbone.name or saved.get("sha256") != backbone.sha256:
             raise DataError(
@@ -306,7 +310,7 @@ class CellSeg1(Method):
             )
         self._measured_half_side = saved.get("box_half_side")
         path = folder / WEIGHTS_FILE
-        state = read_torch_file(path, what="CellSeg1 weights file", map_location=self.device)
+        state = read_state_dict(path, what="CellSeg1 weights file", map_location=self.device)
         current = lora_state_dict(backbone.model)
         wrong = sorted(set(current) ^ set(state))
         wrong += [k for k in sorted(set(current) & set(state)) if tuple(current[k].shape) != tuple(state[k].shape)]
@@ -323,6 +327,10 @@ class CellSeg1(Method):
             backbone.model.load_state_dict(state, strict=False)
         except RuntimeError as exc:
             raise DataError(f"weights do not fit the model ({exc})", path=path) from exc
+
+
+def _is_positive_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
 
 
 def _median_radius(pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:

@@ -1,5 +1,6 @@
-"""Ultralytics YOLO11-seg: the method (:mod:`.method`), its training set on disk (:mod:`.dataset`)
-and the Ultralytics runtime, kept offline and loaded without pickles (:mod:`.runtime`).
+"""Ultralytics YOLO11-seg: the method (:mod:`.method`), its training set on disk (:mod:`.dataset`),
+the Ultralytics runtime, kept offline and loaded without pickles (:mod:`.runtime`), and the check
+that a saved network description names only Ultralytics' layers (:mod:`.model_yaml`).
 
 Ultralytics is AGPL-3.0, so this method's extra (``cellbench[yolo]``) is not
 part of ``[dev]`` or ``[all]``. Importing this package needs neither torch nor

@@ -28,7 +28,10 @@ learns every class of a task (``supports_classes``).
   tiling is none), and masks come out at image resolution.
 * Offline: nothing is fetched at run time (:mod:`cellbench.methods.yolo.runtime`).
 * Model directory: a state dict (``yolo.pt``, read with ``weights_only``) and
-  the network's yaml (``yolo.json``); never an Ultralytics pickle.
+  the network's yaml (``yolo.json``); never an Ultralytics pickle. The yaml is
+  checked to name only Ultralytics' layers before Ultralytics builds it
+  (:mod:`cellbench.methods.yolo.model_yaml`): Ultralytics looks module names
+  up in its globals and evaluates ``activation``.
 
 Ultralytics is AGPL-3.0 (``licence``): the ``yolo`` extra is not part of
 ``cellbench[dev]`` or ``[all]``.
@@ -298,15 +301,21 @@ class YOLOMethod(Method):
         (Path(folder) / INFO_FILE).write_text(json.dumps(info, indent=2))
 
     def load_weights(self, folder: Path) -> None:
+        """Read ``yolo.json`` and ``yolo.pt``: the yaml checked to name only Ultralytics' layers and the
+        weights to be tensors before Ultralytics builds anything (:mod:`.model_yaml`)."""
+        from cellbench.methods.yolo.model_yaml import check_model_yaml
         from cellbench.methods.yolo.runtime import build_network
 
         info_path = Path(folder) / INFO_FILE
         try:
             info = json.loads(info_path.read_text())
-            classes = tuple(str(c) for c in info["classes"])
-            yaml_dict = dict(info["yaml"])
+            classes = info["classes"]
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise DataError(f"cannot read the YOLO network description ({exc})", path=info_path) from exc
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) for c in classes):
+            raise DataError(f"classes must be a list of names, got {classes!r:.80}", path=info_path)
+        classes = tuple(classes)
+        yaml_dict = check_model_yaml(info.get("yaml"), path=info_path)
         if info.get("model_size") != self.config.model_size:
             raise DataError(f"weights are for model size {info.get('model_size')!r}, the config says "
                             f"{self.config.model_size!r}", path=info_path)

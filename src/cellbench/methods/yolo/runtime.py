@@ -108,7 +108,15 @@ def _torch_settings_kept() -> Iterator[None]:
 
 def build_network(cfg: str | dict, classes: tuple[str, ...]) -> Any:
     """An Ultralytics segmentation network from a model yaml name (``yolo11n-seg.yaml``) or its yaml dict,
-    randomly initialised, with ``len(classes)`` classes and three input channels."""
+    randomly initialised, with ``len(classes)`` classes and three input channels.
+
+    A yaml dict must pass :func:`~cellbench.methods.yolo.model_yaml.check_model_yaml` (only Ultralytics'
+    layers, plain values): Ultralytics would look up any name it holds and evaluate its ``activation``.
+    """
+    from cellbench.methods.yolo.model_yaml import check_model_yaml
+
+    if not isinstance(cfg, str):
+        cfg = check_model_yaml(cfg)
     load_ultralytics()
     from ultralytics.nn.tasks import SegmentationModel
 
