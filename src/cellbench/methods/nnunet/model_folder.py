@@ -129,7 +129,7 @@ def _check_architecture(arch: Any, path: Path | None) -> None:
     if not isinstance(kwargs, Mapping) or not isinstance(imported, list):
         raise DataError("plans: arch_kwargs must be a mapping and _kw_requires_import a list", path=path)
     for key in imported:
-        if key not in _LAYERS or key not in kwargs:
+        if not isinstance(key, str) or key not in _LAYERS or key not in kwargs:
             raise DataError(f"plans: _kw_requires_import names {key!r:.60}; only {', '.join(_LAYERS)} are imported",
                             path=path)
     accepted = set(inspect.signature(network).parameters) - set(_SET_HERE)
