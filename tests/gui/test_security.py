@@ -7,6 +7,7 @@ import http.client
 import io
 import os
 import socket
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -215,6 +216,105 @@ def test_annotation_files_and_folders_linked_outside_are_refused(tmp_path):
     (tmp_path / "ws" / "set" / "a.json").unlink()
     (tmp_path / "ws" / "set" / "a.json").write_text(json.dumps(coco))
     assert len(ws.read_dataset("set", "coco").samples) == 1  # the same data inside the workspace is read
+
+
+def _coco_naming(tmp_path, file_name: str, *, json_at: str = "a.json"):
+    """ws/<json_at>: a COCO json whose one 8 x 8 image is ``file_name``; tmp_path/outside.tif is 16 x 16 (outside
+    the workspace, and of another size than the json says: reading its header would tell its size)."""
+    import json
+
+    import tifffile
+
+    tifffile.imwrite(tmp_path / "outside.tif", np.zeros((16, 16), np.uint8))
+    coco = {"images": [{"id": 1, "file_name": file_name, "height": 8, "width": 8}], "annotations": [],
+            "categories": [{"id": 1, "name": "cell"}]}
+    (tmp_path / "ws" / json_at).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "ws" / json_at).write_text(json.dumps(coco))
+    return Workspace(tmp_path / "ws")
+
+
+def _record_image_opens(monkeypatch) -> list:
+    """Every image header or file the readers open, recorded (and then opened as before)."""
+    import tifffile
+
+    from cellbench.data import images
+    from cellbench.data.layouts import coco
+
+    opened = []
+    shape, tiff, pillow = images.image_shape, tifffile.TiffFile, images.Image.open
+
+    def recording(real):
+        def record(path, *args, **kwargs):
+            opened.append(str(path))
+            return real(path, *args, **kwargs)
+        return record
+
+    monkeypatch.setattr(coco, "image_shape", recording(shape))
+    monkeypatch.setattr(images.tifffile, "TiffFile", recording(tiff))
+    monkeypatch.setattr(images.Image, "open", recording(pillow))
+    return opened
+
+
+@pytest.mark.parametrize("naming", ["absolute", "dotdot"])
+def test_a_coco_json_naming_an_image_outside_is_refused_before_the_image_is_opened(tmp_path, monkeypatch, naming):
+    file_name = str(tmp_path / "outside.tif") if naming == "absolute" else "../outside.tif"
+    ws = _coco_naming(tmp_path, file_name)
+    opened = _record_image_opens(monkeypatch)
+    with pytest.raises(DataError, match="lies outside the allowed folder") as error:
+        ws.read_dataset("a.json", "coco")
+    assert "outside.tif" in str(error.value) and "a.json" in str(error.value)  # names the image and the json
+    assert "16 x 16" not in str(error.value)  # the outside file's size stays unknown
+    assert opened == []
+    (tmp_path / "outside.tif").unlink()  # nor does the error tell whether the file outside exists
+    with pytest.raises(DataError) as missing:
+        ws.read_dataset("a.json", "coco")
+    assert str(missing.value) == str(error.value)
+
+
+def test_images_folders_the_coco_reader_looks_in_outside_the_workspace_are_not_looked_in(tmp_path, monkeypatch):
+    ws = _coco_naming(tmp_path, "outside.tif")
+    (tmp_path / "images").mkdir()  # the images/ folder beside the json's folder, which is the workspace
+    (tmp_path / "outside.tif").rename(tmp_path / "images" / "outside.tif")
+    opened = _record_image_opens(monkeypatch)
+    with pytest.raises(DataError, match="not found beside the json"):
+        ws.read_dataset("a.json", "coco")
+    assert opened == []
+    (ws.root / "images").mkdir()  # an images/ folder inside, holding a link out: refused before it is opened
+    os.symlink(tmp_path / "images" / "outside.tif", ws.root / "images" / "outside.tif")
+    with pytest.raises(DataError, match="lies outside the allowed folder") as error:
+        ws.read_dataset("a.json", "coco")
+    assert "images/outside.tif" in str(error.value) and opened == []
+
+
+def test_a_folder_option_or_split_leading_out_of_the_workspace_is_refused_before_it_is_listed(tmp_path, monkeypatch):
+    ws = _dataset_with_outside_mask(tmp_path)
+    os.unlink(ws.root / "ds" / "masks" / "a.png")
+    Image.fromarray(np.ones((8, 8), np.uint8)).save(ws.root / "ds" / "masks" / "a.png")
+    (tmp_path / "outside-masks").mkdir()
+    listed = []
+    real_iterdir = Path.iterdir
+    monkeypatch.setattr(Path, "iterdir", lambda self: listed.append(str(self)) or real_iterdir(self))
+    for options in ({"masks": "../../outside-masks"}, {"masks": str(tmp_path / "outside-masks")},
+                    {"split": "../.."}):
+        listed.clear()
+        with pytest.raises(DataError, match="lies outside the allowed folder"):
+            ws.read_dataset("ds", "folder", **options)
+        assert not any("outside-masks" in p or p == str(tmp_path) for p in listed), options
+    assert len(ws.read_dataset("ds", "folder", masks="masks").samples) == 1
+
+
+def test_read_dataset_without_confine_to_reads_images_outside_as_before(tmp_path):
+    from cellbench.data import read_dataset
+
+    for file_name in (str(tmp_path / "outside.tif"), "../outside.tif"):
+        ws = _coco_naming(tmp_path, file_name)
+        with pytest.raises(DataError, match="image is 16 x 16"):  # the CLI reads what the json names
+            read_dataset(ws.root / "a.json", "coco")
+        import tifffile
+
+        tifffile.imwrite(tmp_path / "outside.tif", np.zeros((8, 8), np.uint8))
+        dataset = read_dataset(ws.root / "a.json", "coco")
+        assert dataset.samples[0].image_path.resolve() == (tmp_path / "outside.tif").resolve()
 
 
 # --- uploads: decoded size, decoding off the event loop -------------------------------------------------

@@ -23,6 +23,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
+from cellbench.data.confine import confine
 from cellbench.errors import DataError
 
 __all__ = [
@@ -69,10 +70,11 @@ def missing_path(path: str | Path, not_found: str = "no such file or folder") ->
     return DataError(not_found, path=path)
 
 
-def image_files(folder: str | Path) -> list[Path]:
+def image_files(folder: str | Path, *, confine_to: str | Path | None = None) -> list[Path]:
     """The image files in ``folder`` (not hidden), sorted; a link with an image suffix that leads nowhere is an
-    error, not a file to skip."""
-    folder = Path(folder)
+    error, not a file to skip. With ``confine_to``, the folder and each image's path are checked by
+    :func:`~cellbench.data.confine.confine` before they are listed or tested: one that leads out is an error."""
+    folder = confine(folder, confine_to, "folder")
     try:
         entries = sorted(folder.iterdir())
     except OSError as exc:
@@ -82,7 +84,7 @@ def image_files(folder: str | Path) -> list[Path]:
     for p in entries:
         if p.suffix.lower() not in IMAGE_SUFFIXES or p.name.startswith("."):
             continue
-        if p.is_file():
+        if confine(p, confine_to, "image file").is_file():
             found.append(p)
         elif p.is_symlink():
             raise missing_path(p, "image file not found")

@@ -116,7 +116,9 @@ class Workspace:
     def read_dataset(self, relative: str | os.PathLike, layout: str, **options):
         """:func:`cellbench.data.read_dataset` of a path inside the workspace, confined to the workspace.
 
-        Checked before reading (:meth:`check_tree` of the path and of an ``image_dir`` option) and after
+        Checked before reading (:meth:`check_tree` of the path and of an ``image_dir`` option), while reading
+        (the reader's ``confine_to``: each file a COCO json names, each folder an option names, is checked before
+        it is tested or opened, so no error or size check tells anything of a file outside) and after
         (:meth:`check_dataset`: the files the dataset names). A :class:`DataError` names the file that leads out.
         """
         from cellbench.data import read_dataset
@@ -124,6 +126,7 @@ class Workspace:
         path = self.check_tree(self.resolve(relative) if not Path(relative).is_absolute() else relative)
         if options.get("image_dir") is not None:
             options["image_dir"] = self.check_tree(options["image_dir"])
+        options["confine_to"] = self.root  # also when a run's options name another folder
         return self.check_dataset(read_dataset(path, layout, **options))
 
     def relative(self, path: Path) -> str:

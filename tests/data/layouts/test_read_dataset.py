@@ -120,3 +120,87 @@ def test_identical_annotations_both_count_as_overlapping(tmp_path):
 def test_option_the_layout_does_not_take_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="layout cellpose takes no option channels; its options: progress"):
         read_dataset(tmp_path, "cellpose", channels="dual")
+
+
+# --- confine_to: a reader reads nothing outside the folder -------------------------------------------------------
+
+def _one_image_dataset(root: Path, layout: str) -> tuple[Path, Path]:
+    """A one-image dataset of ``layout`` in ``root``: (the path to read, one file the reader opens)."""
+    lab = np.zeros((H, W), np.uint8)
+    lab[0:2, 0:2] = 1
+    if layout == "coco":
+        coco(root, {"a.tif": [rect(0, 0, 2, 2)]})
+        return root, root / "images" / "a.tif"
+    if layout == "glioma-c6":
+        folder = root / "spec" / "train"
+        coco(folder, {"a.tif": [rect(0, 0, 2, 2)]}, name="anno_train.json")
+        data = json.loads((folder / "anno_train.json").read_text())
+        data["categories"] = [{"id": 1, "name": "Cell type A", "supercategory": "cell"}]
+        (folder / "anno_train.json").write_text(json.dumps(data))
+        return root, folder / "images" / "a.tif"
+    if layout == "tissuenet":
+        root.mkdir(parents=True, exist_ok=True)
+        y = np.stack([lab, lab], axis=-1)[None].astype(np.int32)
+        np.savez(root / "tissuenet_train.npz", X=np.zeros((1, H, W, 2), np.float32), y=y)
+        return root, root / "tissuenet_train.npz"
+    image, labels = {"cellpose": ("a.tif", "a_masks.tif"), "neurips": ("images/a.tif", "labels/a_label.tiff")}.get(
+        layout, ("images/a.tif", "masks/a.tif"))
+    tif(root / image, lab)
+    return root, tif(root / labels, lab)
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+def test_confine_to_refuses_a_file_linked_outside_and_reads_the_same_inside(tmp_path, layout):
+    path, opened = _one_image_dataset(tmp_path / "ws" / "ds", layout)
+    before = read_dataset(path, layout).summary()
+    assert read_dataset(path, layout, confine_to=tmp_path / "ws").summary() == before
+    (tmp_path / "elsewhere").mkdir()
+    opened.rename(tmp_path / "elsewhere" / opened.name)
+    opened.symlink_to(tmp_path / "elsewhere" / opened.name)
+    assert read_dataset(path, layout).summary() == before  # without confine_to a link is followed, as before
+    with pytest.raises(DataError, match="lies outside the allowed folder") as error:
+        read_dataset(path, layout, confine_to=tmp_path / "ws")
+    assert error.value.path == str(opened)
+    assert read_dataset(path, layout, confine_to=tmp_path).summary() == before  # inside a wider folder
+
+
+@pytest.mark.parametrize("file_name", ["abs", "../../outside.tif", "../outside.tif"])
+def test_confine_to_refuses_a_coco_image_named_outside_before_testing_it(tmp_path, monkeypatch, file_name):
+    from cellbench.data.layouts import coco as coco_layout
+
+    tif(tmp_path / "outside.tif", np.zeros((H, W), np.uint8))
+    name = str(tmp_path / "outside.tif") if file_name == "abs" else file_name
+    (tmp_path / "ws" / "set").mkdir(parents=True)
+    json_path = coco(tmp_path / "ws" / "set", {name: []})  # also writes ws/set/images/<name>: inside, for "../"
+    assert read_dataset(json_path, "coco").samples[0].image_path is not None
+    tested = []
+    real_is_file = Path.is_file
+    monkeypatch.setattr(Path, "is_file", lambda self: tested.append(str(self)) or real_is_file(self))
+    monkeypatch.setattr(coco_layout, "image_shape", lambda path: tested.append(str(path)) or (H, W))
+    if file_name == "../outside.tif":  # ws/set/../outside.tif lies inside: read, not refused
+        tif(tmp_path / "ws" / "outside.tif", np.zeros((H, W), np.uint8))
+        read_dataset(json_path, "coco", confine_to=tmp_path / "ws")
+        assert tested[-1] == str(tmp_path / "ws" / "set" / "../outside.tif")
+        return
+    with pytest.raises(DataError, match=r"image '.*outside.tif' named in ann.json lies outside the allowed folder"):
+        read_dataset(json_path, "coco", confine_to=tmp_path / "ws")
+    assert not any(p.endswith("outside.tif") for p in tested)
+
+
+def test_confine_to_refuses_image_dir_and_annotation_folders_outside(tmp_path):
+    path, _ = _one_image_dataset(tmp_path / "ws" / "ds", "coco")
+    (tmp_path / "ws" / "ds" / "images").rename(tmp_path / "images")
+    with pytest.raises(DataError, match="image folder lies outside the allowed folder"):
+        read_dataset(path, "coco", image_dir=tmp_path / "images", confine_to=tmp_path / "ws")
+    assert len(read_dataset(path, "coco", image_dir=tmp_path / "images").samples) == 1
+    (tmp_path / "ws" / "ds" / "ann.json").rename(tmp_path / "ann.json")
+    (tmp_path / "ws" / "ds" / "annotations").symlink_to(tmp_path)  # listed for annotations/*.json
+    with pytest.raises(DataError, match="folder lies outside the allowed folder") as error:
+        read_dataset(path, "coco", image_dir=tmp_path / "ws", confine_to=tmp_path / "ws")
+    assert error.value.path == str(path / "annotations")
+
+
+def test_confine_to_needs_a_reader_that_takes_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(LAYOUTS, "plain", lambda path, *, split=None: None)
+    with pytest.raises(DataError, match="layout plain cannot confine its reading to a folder"):
+        read_dataset(tmp_path, "plain", confine_to=tmp_path)

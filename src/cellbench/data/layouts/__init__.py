@@ -35,7 +35,7 @@ LAYOUTS: dict[str, Callable[..., Dataset]] = {
     "folder": read_folder,
     "tissuenet": read_tissuenet,
 }
-"""Layout name -> reader. Every reader takes the path, ``split=`` and its own keyword options."""
+"""Layout name -> reader. Every reader takes the path, ``split=``, ``confine_to=`` and its own keyword options."""
 
 
 def read_dataset(
@@ -44,6 +44,7 @@ def read_dataset(
     *,
     split: str | None = None,
     task: str = "all",
+    confine_to: str | Path | None = None,
     **options,
 ) -> Dataset:
     """Read ``path`` in ``layout``, pick ``split`` and ``task``; ``options`` go to the layout's reader.
@@ -51,26 +52,36 @@ def read_dataset(
     With ``layout`` None, ``path`` is the name of a registered dataset
     (:mod:`cellbench.data.registry`) downloaded with ``cellbench data download``.
 
+    With ``confine_to`` (a folder), the reader reads nothing outside it: each file and folder it would
+    list, test or open (annotation files, the images a COCO json names, label images) is checked first, and one
+    that leads out by an absolute path, ``..`` or a symbolic link is a :class:`DataError` naming it
+    (:mod:`cellbench.data.confine`). The GUI confines every dataset to its workspace.
+
     >>> read_dataset(".", "zarr")
     Traceback (most recent call last):
     ...
     cellbench.errors.DataError: .: unknown layout 'zarr'; layouts: glioma-c6, coco, cellpose, neurips, dsb, folder, tissuenet
     """
+    confined = {} if confine_to is None else {"confine_to": confine_to}
     if layout is None:  # a dataset registered by name (cellbench.data.registry), downloaded
         from cellbench.data.registered import read_registered
 
-        return read_registered(str(path), split=split, task=task, **options)
+        return read_registered(str(path), split=split, task=task, **options, **confined)
     reader = LAYOUTS.get(layout)
     if reader is None:
         raise DataError(f"unknown layout {layout!r}; layouts: {', '.join(LAYOUTS)}", path=path)
-    accepted = set(inspect.signature(reader).parameters) - {"path", "split"}
+    parameters = set(inspect.signature(reader).parameters)
+    accepted = parameters - {"path", "split", "confine_to"}
     unknown = sorted(set(options) - accepted)
     if unknown:
         raise DataError(
             f"layout {layout} takes no option {', '.join(unknown)}; its options: {', '.join(sorted(accepted)) or 'none'}",
             path=path,
         )
-    return reader(Path(path), split=split, **options).with_task(task)
+    if confined and "confine_to" not in parameters:  # a reader that cannot keep to the folder reads nothing
+        raise DataError(f"layout {layout} cannot confine its reading to a folder (its reader takes no confine_to)",
+                        path=path)
+    return reader(Path(path), split=split, **options, **confined).with_task(task)
 
 
 def read_with_options(

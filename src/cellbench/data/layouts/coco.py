@@ -17,8 +17,9 @@ from typing import Literal
 
 import numpy as np
 
+from cellbench.data.confine import confine, is_inside
 from cellbench.data.dataset import Dataset, Sample
-from cellbench.data.images import image_shape, is_image_file
+from cellbench.data.images import IMAGE_SUFFIXES, image_shape, is_image_file
 from cellbench.data.layouts.split_files import pick_split_file
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, polygon_problem, rasterize_polygon, rle_to_instance
@@ -102,15 +103,23 @@ def check_annotations(annotations: list, path: Path) -> None:
             raise DataError(f"annotation entry {k}: score must be a finite number, got {score!r:.80}", path=path)
 
 
-def _image_finder(json_path: Path, image_dirs: Sequence[Path]) -> Callable[[str], Path | None]:
-    """Look for an image as written, then under ``images/`` beside the json, then anywhere below."""
+def _image_finder(json_path: Path, image_dirs: Sequence[Path],
+                  confine_to: Path | None = None) -> Callable[[str], Path | None]:
+    """Look for an image as written, then under ``images/`` beside the json, then anywhere below.
+
+    With ``confine_to``, the folders looked in that lie outside it are left out, and a name that leads out of it
+    from a folder looked in (absolute, ``..``, a symbolic link) is an error before anything outside is tested.
+    """
     roots = [*image_dirs, json_path.parent, json_path.parent / "images", json_path.parent.parent / "images"]
+    if confine_to is not None:
+        roots = [root for root in roots if is_inside(root, confine_to)]
     index: dict[str, Path] | None = None
 
     def find(file_name: str) -> Path | None:
         nonlocal index
+        what = f"image {file_name!r} named in {json_path.name}"
         for root in roots:
-            candidate = root / file_name
+            candidate = confine(root / file_name, confine_to, what)
             if candidate.is_file():
                 return candidate
         if index is None:  # nested layouts (LIVECell): index once, by file name
@@ -118,11 +127,19 @@ def _image_finder(json_path: Path, image_dirs: Sequence[Path]) -> Callable[[str]
             for root in roots:
                 if root.is_dir():
                     for p in sorted(root.rglob("*")):
-                        if is_image_file(p):
+                        if _listed(p, confine_to):
                             index.setdefault(p.name, p)
-        return index.get(Path(file_name).name)
+        found = index.get(Path(file_name).name)
+        return None if found is None else confine(found, confine_to, what)
 
     return find
+
+
+def _listed(path: Path, confine_to: Path | None) -> bool:
+    """An image file, or (a link) leading out of ``confine_to`` with an image suffix: refused if it is picked."""
+    if confine_to is not None and not is_inside(path, confine_to):  # not tested: its target lies outside
+        return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+    return is_image_file(path)
 
 
 def parse_coco(
@@ -135,14 +152,16 @@ def parse_coco(
     split: str | None = None,
     invalid: InvalidPolygons = "raise",
     check_images: bool = True,
+    confine_to: Path | None = None,
 ) -> tuple[list[Sample], dict]:
     """Samples of a parsed COCO json; ``category_class`` maps category id to class name.
 
     Annotations whose category is not in ``category_class`` are left out.
-    Returns the samples and counts of what was skipped.
+    Returns the samples and counts of what was skipped. With ``confine_to``, an image
+    that lies outside that folder is an error before its file is tested or opened.
     """
     class_index = {name: k for k, name in enumerate(classes)}
-    find = _image_finder(json_path, image_dirs)
+    find = _image_finder(json_path, image_dirs, confine_to)
     images = {}
     for img in data["images"]:
         try:
@@ -247,13 +266,19 @@ def read_coco(
     split: str | None = None,
     image_dir: str | Path | None = None,
     invalid: InvalidPolygons = "raise",
+    confine_to: str | Path | None = None,
 ) -> Dataset:
     """Read a COCO json (or a folder holding one; ``split`` picks among several).
 
-    Every category becomes a class, named as in the file.
+    Every category becomes a class, named as in the file. With ``confine_to``, every file read (the json,
+    the images it names, ``image_dir``) must lie inside that folder (:mod:`cellbench.data.confine`): the
+    json may then name no image outside it, by an absolute path, ``..`` or a symbolic link.
     """
     path = Path(path)
-    json_path = pick_split_file(path, ("*.json", "annotations/*.json"), split, "COCO json")
+    confine_to = None if confine_to is None else Path(confine_to)
+    json_path = pick_split_file(path, ("*.json", "annotations/*.json"), split, "COCO json", confine_to=confine_to)
+    if image_dir:
+        confine(image_dir, confine_to, "image folder")
     data = load_coco_json(json_path)
     cats = sorted(data["categories"], key=lambda c: c["id"])
     names = [str(c["name"]) for c in cats]
@@ -267,6 +292,7 @@ def read_coco(
         image_dirs=[Path(image_dir)] if image_dir else [],
         split=split,
         invalid=invalid,
+        confine_to=confine_to,
     )
     return Dataset(
         layout="coco", root=json_path, samples=tuple(samples), classes=tuple(names), split=split,

@@ -22,6 +22,7 @@ import logging
 import re
 from pathlib import Path
 
+from cellbench.data.confine import confine
 from cellbench.data.dataset import Dataset, Task
 from cellbench.data.layouts.coco import InvalidPolygons, load_coco_json, parse_coco
 from cellbench.errors import DataError
@@ -66,20 +67,20 @@ def classify_category(category: dict) -> str | None:
     return None
 
 
-def _root(path: Path) -> Path:
-    for candidate in (path, path / "dataset"):
-        if (candidate / "spec").is_dir() or (candidate / "gen").is_dir():
+def _root(path: Path, confine_to: Path | None) -> Path:
+    for candidate in (confine(path, confine_to, "dataset path"), path / "dataset"):
+        if any(confine(candidate / part, confine_to, "folder").is_dir() for part in ("spec", "gen")):
             return candidate
     raise DataError(
         "not a Glioma C6 folder: expected spec/ and gen/ (or dataset/spec, dataset/gen) inside", path=path
     )
 
 
-def _split_json(root: Path, split: str) -> Path:
-    folder = root / SPLITS[split]
+def _split_json(root: Path, split: str, confine_to: Path | None) -> Path:
+    folder = confine(root / SPLITS[split], confine_to, "split folder")
     if not folder.is_dir():
         raise DataError(f"split {split!r} folder {SPLITS[split]} is missing", path=root)
-    preferred = folder / f"anno_{split}.json"
+    preferred = confine(folder / f"anno_{split}.json", confine_to, "annotation file")
     if preferred.is_file():
         return preferred
     inside = sorted(folder.glob("*.json"))
@@ -97,18 +98,21 @@ def read_glioma_c6(
     *,
     split: str | None = None,
     invalid: InvalidPolygons = "raise",
+    confine_to: str | Path | None = None,
 ) -> Dataset:
     """Read Glioma C6; ``split`` is train, valid, test (the spec part) or gen; None reads all four.
 
-    Instances keep the json's annotation order and every overlap.
+    Instances keep the json's annotation order and every overlap. With ``confine_to``, every file read
+    (the jsons, the images they name) must lie inside that folder (:mod:`cellbench.data.confine`).
     """
-    root = _root(Path(path))
+    confine_to = None if confine_to is None else Path(confine_to)
+    root = _root(Path(path), confine_to)
     if split is not None and split not in SPLITS:
         raise DataError(f"unknown Glioma C6 split {split!r}; choose from {', '.join(SPLITS)}", path=root)
-    splits = [split] if split else [s for s in SPLITS if (root / SPLITS[s]).is_dir()]
+    splits = [split] if split else [s for s in SPLITS if confine(root / SPLITS[s], confine_to, "split folder").is_dir()]
     samples, skipped, matched = [], {}, set()
     for name in splits:
-        json_path = _split_json(root, name)
+        json_path = confine(_split_json(root, name, confine_to), confine_to, "annotation file")
         data = load_coco_json(json_path)
         category_class = _match_categories(data, json_path)
         matched.update(category_class.values())
@@ -120,6 +124,7 @@ def read_glioma_c6(
             image_dirs=[root / SPLITS[name] / "images"],
             split=name,
             invalid=invalid,
+            confine_to=confine_to,
         )
         samples.extend(found)
         skipped[name] = skip

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from cellbench.data.confine import confine
 from cellbench.errors import DataError
 
 __all__ = ["pick_split_file", "split_token"]
@@ -21,16 +22,21 @@ def split_token(stem: str, split: str) -> bool:
     return split.lower() in re.split(r"[_\-. ]+", stem.lower())
 
 
-def pick_split_file(path: Path, patterns: tuple[str, ...], split: str | None, what: str) -> Path:
+def pick_split_file(path: Path, patterns: tuple[str, ...], split: str | None, what: str, *,
+                    confine_to: Path | None = None) -> Path:
     """``path`` itself when it is a file, else the one file under it matching the first pattern that
-    finds any and naming ``split``; otherwise a :class:`DataError` listing what was found."""
-    if path.is_file():
+    finds any and naming ``split``; otherwise a :class:`DataError` listing what was found.
+
+    With ``confine_to``, ``path``, each folder a pattern lists and the file picked must lie inside it
+    (:func:`~cellbench.data.confine.confine`)."""
+    if confine(path, confine_to, "dataset path").is_file():
         return path
     if not path.is_dir():
         raise DataError("no such file or folder", path=path)
     found: list[Path] = []
     for pattern in patterns:
-        found = sorted(path.glob(pattern))
+        folder = confine((path / pattern).parent, confine_to, "folder")  # wildcards only in the last part
+        found = sorted(folder.glob(Path(pattern).name))
         if found:
             break
     if split is not None:
@@ -39,4 +45,4 @@ def pick_split_file(path: Path, patterns: tuple[str, ...], split: str | None, wh
         listing = ", ".join(p.name for p in found) or "none"
         hint = " (pass --split to choose)" if len(found) > 1 else ""
         raise DataError(f"expected one {what}{' for split ' + split if split else ''}, found: {listing}{hint}", path=path)
-    return found[0]
+    return confine(found[0], confine_to, what)

@@ -39,13 +39,18 @@ def read_tissuenet(
     channels: Channels = "dual",
     label_channels: tuple[str, str] = ("cell", "nucleus"),
     progress: bool = False,
+    confine_to: str | Path | None = None,
 ) -> Dataset:
-    """Read a TissueNet split; see the module docstring for ``channels`` and ``label_channels``."""
+    """Read a TissueNet split; see the module docstring for ``channels`` and ``label_channels``.
+
+    With ``confine_to``, the ``.npz`` file must lie inside that folder (:mod:`cellbench.data.confine`).
+    """
     if channels not in ("nuclear", "whole-cell", "dual"):
         raise ValueError(f"channels must be nuclear, whole-cell or dual, got {channels!r}")
     if sorted(label_channels) != ["cell", "nucleus"]:
         raise ValueError(f"label_channels must name 'cell' and 'nucleus' once each, got {label_channels}")
-    npz = pick_split_file(Path(path), ("*.npz",), split, "TissueNet .npz")
+    npz = pick_split_file(Path(path), ("*.npz",), split, "TissueNet .npz",
+                          confine_to=None if confine_to is None else Path(confine_to))
     try:
         with np.load(npz, allow_pickle=False) as data:
             if "X" not in data or "y" not in data:

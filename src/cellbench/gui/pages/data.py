@@ -2,10 +2,10 @@
 
 The dataset is read by :func:`cellbench.data.read_dataset`, as ``cellbench data info``
 reads it, confined to the workspace (:meth:`Workspace.read_dataset`: a mask or annotation
-file linked to a file outside is refused before it is read); the summary is
-:meth:`Dataset.summary`. The viewer draws the ground truth as one outline per instance
-(overlapping instances keep both outlines) in its class colour. Uploads decode in a worker
-thread, within a cap on their decoded size (:mod:`cellbench.gui.uploads`).
+file linked to a file outside, or an image a COCO json names outside, is refused before it
+is read); the summary is :meth:`Dataset.summary`. The viewer draws the ground truth as one
+outline per instance (overlapping instances keep both outlines) in its class colour. Uploads
+decode in a worker thread, within a cap on their decoded size (:mod:`cellbench.gui.uploads`).
 """
 
 from __future__ import annotations
