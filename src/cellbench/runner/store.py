@@ -55,6 +55,7 @@ from typing import Any
 
 from cellbench import __version__
 from cellbench.errors import DataError
+from cellbench.runner.isa import cpu_record
 from cellbench.runner.records import EntryRecord, EvaluationRecord, InvocationRecord, RunRecord, TrainingRecord
 
 __all__ = ["SCHEMA_VERSION", "ResultStore", "environment"]
@@ -115,7 +116,8 @@ def _now(ts: float | None = None) -> str:
 
 
 def environment() -> dict:
-    """Where a run ran: Python, platform, CPU count and the versions of the packages that matter."""
+    """Where a run ran: Python, platform, CPU (model, instruction sets and the switches that hold the libraries
+    below them: :mod:`cellbench.runner.isa`), CPU count and the versions of the packages that matter."""
     versions = {}
     for dist in ("cellbench", "numpy", "scipy", "scikit-image", "pycocotools", "torch", "cellpose",
                  "segment-anything", "stardist", "ray"):
@@ -128,6 +130,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "host": platform.node(),
+        "cpu": cpu_record(),
         "cpu_count": os.cpu_count(),
         "packages": versions,
     }
