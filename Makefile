@@ -67,4 +67,4 @@ test-isa: $(BIN)/cellbench
 		$(if $(filter tests,$(ISA_STEPS)),--pytest='$(ISA_TESTS)') $(if $(filter demo,$(ISA_STEPS)),--demo='$(ISA_DEMO_ARGS)')
 
 clean:
-	rm -rf cellbench-demo .pytest_cache
+	rm -rf cellbench-demo cellbench-demo-isa-* .pytest_cache

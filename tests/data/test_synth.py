@@ -199,3 +199,50 @@ def test_progress_called_per_image(tmp_path):
 
 def test_full_default_shape_is_the_real_image_size():
     assert inspect.signature(synth_glioma_c6).parameters["shape"].default == (1944, 2592)
+
+
+def test_images_per_split_and_scale(tmp_path):
+    """Split sizes given one by one; at scale 0.5 every cell is drawn at half its size (a quarter of the area)."""
+    sizes = {"train": 2, "test": 1, "gen": 2}
+    full = synth_glioma_c6(tmp_path / "full", images_per_split=sizes, seed=2, shape=(400, 520), cells_per_image=12)
+    half = synth_glioma_c6(tmp_path / "half", images_per_split=sizes, seed=2, shape=(400, 520), cells_per_image=12,
+                           scale=0.5)
+    assert {k: v["n_images"] for k, v in half.items()} == sizes  # valid: none asked, none written
+    assert not (tmp_path / "half" / "dataset" / "spec" / "valid").exists()
+
+    def median_cell_area(root):
+        coco = json.loads((root / "dataset/spec/train/anno_train.json").read_text())
+        return np.median([a["area"] for a in coco["annotations"] if a["category_id"] in (1, 2)])
+
+    ratio = median_cell_area(tmp_path / "half") / median_cell_area(tmp_path / "full")
+    assert 0.15 < ratio < 0.35, ratio
+    coco = json.loads((tmp_path / "half/dataset/spec/train/anno_train.json").read_text())
+    assert coco["info"]["scale"] == 0.5
+    assert min(a["area"] for a in coco["annotations"]) >= 89 * 0.25
+
+
+def test_gen_images_vary_in_their_conditions(tmp_path):
+    """The gen part is imaged under varying conditions: its images differ in brightness and contrast more than
+    the spec images, which share one setting."""
+    synth_glioma_c6(tmp_path / "s", images_per_split={"test": 4, "gen": 4}, seed=5, shape=(240, 320),
+                    cells_per_image=10)
+    stats = {}
+    for split, folder in (("test", "spec/test"), ("gen", "gen")):
+        images = [tifffile.imread(p).astype(float) for p in sorted((tmp_path / "s/dataset" / folder).rglob("*.tif"))]
+        stats[split] = np.std([np.median(im) for im in images])
+    assert stats["gen"] > 2 * stats["test"], stats
+
+
+@pytest.mark.parametrize("bad", [{}, {"train": -1}, {"tarin": 2}, {"train": 0, "test": 0}])
+def test_images_per_split_refuses_bad_counts(tmp_path, bad):
+    with pytest.raises(ValueError, match="images_per_split"):
+        synth_glioma_c6(tmp_path / "x", images_per_split=bad, **SMALL)
+
+
+def test_either_n_images_or_images_per_split(tmp_path):
+    with pytest.raises(ValueError, match="either n_images or images_per_split"):
+        synth_glioma_c6(tmp_path / "x", n_images=2, images_per_split={"train": 1}, **SMALL)
+    with pytest.raises(ValueError, match="either n_images or images_per_split"):
+        synth_glioma_c6(tmp_path / "x", **SMALL)
+    with pytest.raises(ValueError, match="scale"):
+        synth_glioma_c6(tmp_path / "x", n_images=1, scale=0, **SMALL)

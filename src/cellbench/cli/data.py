@@ -88,7 +88,7 @@ def _synth(args: argparse.Namespace) -> int:
     with tqdm(total=args.images, desc="synthesising", unit="image", disable=not sys.stderr.isatty()) as bar:
         summary = synth_glioma_c6(
             args.out, n_images=args.images, seed=args.seed, shape=args.shape,
-            cells_per_image=args.cells_per_image, overwrite=args.overwrite, progress=bar.update,
+            cells_per_image=args.cells_per_image, scale=args.scale, overwrite=args.overwrite, progress=bar.update,
         )
     print(f"wrote a synthetic Glioma C6 dataset to {args.out}/dataset: "
           + ", ".join(f"{k} {counts[k]} images / {v['n_annotations']} annotations" for k, v in summary.items()))
@@ -152,7 +152,11 @@ def add_data_commands(sub: argparse._SubParsersAction) -> None:
     synth.add_argument("--out", required=True)
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--shape", type=_shape, default=(1944, 2592), help="HEIGHTxWIDTH (default 1944x2592)")
-    synth.add_argument("--cells-per-image", type=int, default=180)
+    synth.add_argument("--cells-per-image", type=int, default=180,
+                       help="mean cells of a spec image (gen: 70 %%; default 180, the real density at scale 1)")
+    synth.add_argument("--scale", type=float, default=1.0,
+                       help="pixel size relative to the real images: 0.5 draws every cell at half size, as a camera "
+                            "binned 2 x 2 (default 1)")
     synth.add_argument("--overwrite", action="store_true")
     synth.set_defaults(func=_synth)
 

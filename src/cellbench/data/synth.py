@@ -1,30 +1,49 @@
 """A synthetic dataset in the exact Glioma C6 layout, of any size.
 
-Phase-contrast-like 8-bit images (2592 x 1944 by default) with overlapping
-cells of two shape types and a soma inside each spec cell:
+Phase-contrast-like 8-bit images (2592 x 1944 by default) of overlapping glioma
+cells, drawn after the paper's description of the real ones (section 3.2):
 
-- type A: small and convex, spheroid (bright halo) or spindle-shaped;
-- type B: large, flat, irregular, low contrast.
+- type A, early growth, loosely attached and convex: spheroid (small, round,
+  with the distinct bright phase-contrast halo) or spindle-shaped (elongated,
+  with thin protrusions at its ends);
+- type B, later growth, flat and spread: large irregular disks of low contrast
+  with a granular texture and a faint edge;
+- a soma in each cell: its darker centre, with a visible nucleus.
+
+Cells are semi-transparent: where two overlap their contrasts add, as in the
+real images. Cells gather in clusters, so many overlap. ``scale`` draws the
+same cells at another pixel size (0.5: a camera binned 2 x 2), so a small image
+can hold a real field of view. The gen split, as in the real dataset, is
+imaged under varying conditions: each of its images draws its own contrast,
+brightness, noise, magnification and share of type B cells.
 
 Annotations are COCO polygons as in the real dataset: spec splits have
 categories ``Cell type A`` / ``Cell type B`` (supercategory ``cell``) and
 ``Soma`` (supercategory ``cell_part``); the gen part has one untyped ``Cell``
 category. Cells cut by the image border, and a few cells with a detached
 protrusion, are multi-part polygons: still one annotation each. Images are
-split 30 / 4 / 11 / 30 (train / valid / test / gen) like the real dataset.
+split 30 / 4 / 11 / 30 (train / valid / test / gen) like the real dataset,
+unless ``images_per_split`` says otherwise.
+
+What the real images have and these do not: real optics (the halo here is an
+exponential ring, not the phase-contrast point-spread function), debris, dust
+and out-of-focus cells, mitotic figures, cells whose outline an expert could
+only guess, and the real shape statistics (these shapes are ellipses with
+harmonics).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import shapely
 import tifffile
 from scipy import ndimage
-from shapely.geometry import box
+from shapely.geometry import LineString, box
 
 from cellbench.files import staged_dir
 from cellbench.instances import polygon_problem, rasterize_polygon
@@ -39,7 +58,7 @@ _SPEC_CATEGORIES = [
     {"id": 3, "name": "Soma", "supercategory": "cell_part"},
 ]
 _GEN_CATEGORIES = [{"id": 1, "name": "Cell", "supercategory": "cell"}]
-_MIN_AREA = 89.0  # the real dataset has no polygon under 89 px
+_MIN_AREA = 89.0  # the real dataset has no polygon under 89 px (at scale 1)
 
 
 def split_counts(n_images: int) -> dict[str, int]:
@@ -65,6 +84,23 @@ def split_counts(n_images: int) -> dict[str, int]:
     return counts
 
 
+@dataclass(frozen=True)
+class _Conditions:
+    """How one image is taken: the spec split's are fixed, the gen split's vary per image."""
+
+    contrast: float = 1.0
+    brightness: float = 0.0
+    noise: float = 4.0
+    zoom: float = 1.0
+    share_b: float = 0.6
+
+    @classmethod
+    def varied(cls, rng: np.random.Generator) -> _Conditions:
+        return cls(contrast=float(rng.uniform(0.75, 1.25)), brightness=float(rng.uniform(-15, 15)),
+                   noise=float(rng.uniform(3, 6)), zoom=float(rng.uniform(0.9, 1.25)),
+                   share_b=float(rng.uniform(0.5, 0.8)))
+
+
 def _star(rng: np.random.Generator, a: float, b: float, wobble: float, n: int = 56):
     """A star-shaped outline around the origin: an ellipse (a, b) times 1 + harmonics <= wobble."""
     theta = np.linspace(0, 2 * np.pi, n, endpoint=False)
@@ -80,20 +116,41 @@ def _rotate(x, y, angle, cx, cy):
     return np.stack([cx + c * x - s * y, cy + s * x + c * y], axis=1)
 
 
-def _cell(rng: np.random.Generator, cx: float, cy: float):
-    """(kind, cell outline, soma outline) in image coordinates."""
-    kind = "A" if rng.random() < 0.4 else "B"
+def _protrusions(rng, outline: np.ndarray, a: float, angle: float, cx: float, cy: float, scale: float) -> np.ndarray:
+    """A spindle's outline with a thin process grown from one or both of its ends."""
+    cell = shapely.Polygon(outline)
+    for end in rng.permutation([0.0, np.pi])[: rng.integers(1, 3)]:
+        direction = angle + end + rng.normal(0, 0.25)
+        length = a * rng.uniform(0.4, 0.9)
+        start = 0.8 * a
+        bend = rng.normal(0, 0.3)
+        pts = [(cx + (start + t * length) * np.cos(direction + bend * t),
+                cy + (start + t * length) * np.sin(direction + bend * t)) for t in np.linspace(0, 1, 6)]
+        pts = [(cx + 0.5 * a * np.cos(direction), cy + 0.5 * a * np.sin(direction)), *pts]
+        cell = cell.union(LineString(pts).buffer(max(1.0, rng.uniform(1.5, 2.5) * scale), quad_segs=3))
+    if not isinstance(cell, shapely.Polygon):  # the union stays one piece; keep the plain outline if not
+        return outline
+    return np.asarray(cell.simplify(0.3 * scale).exterior.coords)[:-1]
+
+
+def _cell(rng: np.random.Generator, cx: float, cy: float, *, scale: float, share_b: float):
+    """(kind, cell outline, soma outline) in image coordinates; sizes are at the real pixel size times ``scale``."""
+    kind = "B" if rng.random() < share_b else "A"
+    spindle = False
     if kind == "A" and rng.random() < 0.5:  # spheroid
         r = rng.uniform(16, 22)
         a, b, wobble = r, r * rng.uniform(0.9, 1.0), 0.08
-    elif kind == "A":  # spindle
-        a, b, wobble = rng.uniform(35, 55), rng.uniform(11, 15), 0.1
+    elif kind == "A":
+        a, b, wobble, spindle = rng.uniform(35, 55), rng.uniform(11, 15), 0.1, True
     else:
         r = rng.uniform(35, 60)
         a, b, wobble = r * rng.uniform(1.0, 1.6), r, 0.3
+    a, b = a * scale, b * scale
     angle = rng.uniform(0, np.pi)
     theta, radius = _star(rng, a, b, wobble)
     cell = _rotate(radius * np.cos(theta), radius * np.sin(theta), angle, cx, cy)
+    if spindle:
+        cell = _protrusions(rng, cell, a, angle, cx, cy, scale)
     # An ellipse scaled by (1 - wobble) / 2 lies inside the cell in every direction.
     s = 0.5 * (1 - wobble)
     t = np.linspace(0, 2 * np.pi, 32, endpoint=False)
@@ -122,54 +179,82 @@ def _annotation(ann_id: int, image_id: int, category_id: int, parts: list[np.nda
     }
 
 
-def _render(shape, rng, cells: list[tuple[str, list[np.ndarray]]], somata: list[list[np.ndarray]]) -> np.ndarray:
-    """Phase-contrast-like image: dim flat B cells, haloed A cells, dark somata with nuclei."""
+#: Contrast of each kind of object (grey levels at contrast 1): the interior's darkening, the darker rim
+#: just inside the border, the bright halo just outside it, and the widths (px at scale 1) they fall off over.
+_LOOK = {
+    "A": {"inside": 12.0, "rim": 14.0, "halo": 48.0, "rim_px": 2.5, "halo_px": 2.5, "texture": 2.0},
+    "B": {"inside": 7.0, "rim": 5.0, "halo": 14.0, "rim_px": 2.0, "halo_px": 1.2, "texture": 5.0},
+}
+
+
+def _window(parts, shape, pad: int):
+    """A cell's mask in a window padded by ``pad`` px, and the window's slices."""
+    h, w = shape
+    inst = rasterize_polygon(parts, shape)
+    y0, x0, y1, x1 = inst.bbox
+    py0, px0, py1, px1 = max(y0 - pad, 0), max(x0 - pad, 0), min(y1 + pad, h), min(x1 + pad, w)
+    mask = np.zeros((py1 - py0, px1 - px0), bool)
+    mask[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0] = inst.mask
+    return mask, (slice(py0, py1), slice(px0, px1))
+
+
+def _render(shape, rng, cells, somata, *, scale: float, cond: _Conditions) -> np.ndarray:
+    """Phase-contrast-like image: haloed A cells, faint textured B cells, dark somata with nuclei."""
     h, w = shape
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     gy, gx = rng.uniform(-12, 12, 2)
-    img = 118 + gy * (yy / h - 0.5) + gx * (xx / w - 0.5) - 8 * ((yy / h - 0.5) ** 2 + (xx / w - 0.5) ** 2)
+    background = 118 + gy * (yy / h - 0.5) + gx * (xx / w - 0.5) - 8 * ((yy / h - 0.5) ** 2 + (xx / w - 0.5) ** 2)
+    mottle = ndimage.gaussian_filter(rng.normal(0, 1, shape).astype(np.float32), 20 * scale)
+    background += 3 * mottle / max(float(mottle.std()), 1e-6)
+    contrast = np.zeros(shape, np.float32)
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, shape).astype(np.float32), 1.5 * scale)
+    texture /= max(float(texture.std()), 1e-6)
     for kind, parts in cells:
-        inst = rasterize_polygon(parts, shape)
-        pad = 4
-        y0, x0, y1, x1 = inst.bbox
-        py0, px0, py1, px1 = max(y0 - pad, 0), max(x0 - pad, 0), min(y1 + pad, h), min(x1 + pad, w)
-        mask = np.zeros((py1 - py0, px1 - px0), bool)
-        mask[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0] = inst.mask
-        ring = ndimage.binary_dilation(mask, iterations=3 if kind == "A" else 1) & ~mask
-        region = img[py0:py1, px0:px1]
-        region[mask] -= 18 if kind == "A" else 7
-        region[ring] += 45 if kind == "A" else 14
+        look = _LOOK[kind]
+        halo_px, rim_px = look["halo_px"] * scale, look["rim_px"] * scale
+        mask, win = _window(parts, shape, pad=int(np.ceil(4 * halo_px)) + 1)
+        outside = ndimage.distance_transform_edt(~mask)
+        inside = ndimage.distance_transform_edt(mask)
+        region = contrast[win]
+        region += np.where(mask, -look["inside"] - look["rim"] * np.exp(-(inside - 1) / rim_px)
+                           + look["texture"] * texture[win], look["halo"] * np.exp(-(outside - 1) / halo_px))
     for parts in somata:
-        inst = rasterize_polygon(parts, shape)
-        region = img[inst.slices]
-        region[inst.mask] -= 22
-        core = ndimage.binary_erosion(inst.mask, iterations=max(2, min(inst.mask.shape) // 5))
-        region[core] -= 10
-    img = ndimage.gaussian_filter(img, 1.2)
-    img += rng.normal(0, 4, size=shape).astype(np.float32)
+        mask, win = _window(parts, shape, pad=0)
+        nucleus = ndimage.binary_erosion(mask, iterations=max(2, int(min(mask.shape) // 5)))
+        contrast[win][mask] -= 20
+        contrast[win][nucleus] += 8  # the nucleus shows as a paler oval inside the dark soma ...
+        edge = nucleus & ~ndimage.binary_erosion(nucleus, iterations=max(1, round(1.5 * scale)))
+        contrast[win][edge] -= 12  # ... with a dark envelope
+    img = background + cond.brightness + cond.contrast * contrast
+    img = ndimage.gaussian_filter(img, max(0.6, 1.2 * scale))
+    img += rng.normal(0, cond.noise, size=shape).astype(np.float32)
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
-def _image(rng: np.random.Generator, shape, n_cells: int, typed: bool, image_id: int, next_ann: int):
+def _image(rng: np.random.Generator, shape, n_cells: int, typed: bool, image_id: int, next_ann: int, *,
+           scale: float, cond: _Conditions):
     h, w = shape
+    scale = scale * cond.zoom
     frame = box(0, 0, w, h)
+    min_area = _MIN_AREA * scale**2
     n_clusters = max(1, n_cells // 25)
     centres = rng.uniform((0, 0), (w, h), (n_clusters, 2))
     cells, somata, cell_anns, soma_anns = [], [], [], []
     for _ in range(n_cells):
         if rng.random() < 0.6:
-            cx, cy = centres[rng.integers(n_clusters)] + rng.normal(0, min(h, w) / 18, 2)
+            cx, cy = centres[rng.integers(n_clusters)] + rng.normal(0, 108 * scale, 2)
         else:
             cx, cy = rng.uniform((0, 0), (w, h))
-        kind, cell, soma = _cell(rng, cx, cy)
+        kind, cell, soma = _cell(rng, cx, cy, scale=scale, share_b=cond.share_b)
         parts = _clip(cell, frame)
         if rng.random() < 0.04 and parts:  # a detached protrusion: one annotation, two parts
             angle = rng.uniform(0, 2 * np.pi)
-            reach = np.max(np.hypot(cell[:, 0] - cx, cell[:, 1] - cy)) + 12
+            reach = np.max(np.hypot(cell[:, 0] - cx, cell[:, 1] - cy)) + 12 * scale
             t = np.linspace(0, 2 * np.pi, 20, endpoint=False)
-            bud = np.stack([cx + reach * np.cos(angle) + 7 * np.cos(t), cy + reach * np.sin(angle) + 6 * np.sin(t)], 1)
+            bud = np.stack([cx + reach * np.cos(angle) + 7 * scale * np.cos(t),
+                            cy + reach * np.sin(angle) + 6 * scale * np.sin(t)], 1)
             parts += _clip(bud, frame)
-        if not parts or sum(shapely.Polygon(p).area for p in parts) < _MIN_AREA:
+        if not parts or sum(shapely.Polygon(p).area for p in parts) < min_area:
             continue
         if any(polygon_problem(p, shape) for p in parts):
             continue
@@ -177,33 +262,50 @@ def _image(rng: np.random.Generator, shape, n_cells: int, typed: bool, image_id:
         category = ({"A": 1, "B": 2}[kind]) if typed else 1
         cell_anns.append(_annotation(next_ann, image_id, category, parts))
         next_ann += 1
-        if typed and rng.random() < 0.95:
-            soma_parts = _clip(soma, frame)
-            if soma_parts and sum(shapely.Polygon(p).area for p in soma_parts) >= _MIN_AREA:
-                somata.append(soma_parts)
+        soma_parts = _clip(soma, frame)
+        if rng.random() < 0.95 and soma_parts and sum(shapely.Polygon(p).area for p in soma_parts) >= min_area:
+            somata.append(soma_parts)
+            if typed:
                 soma_anns.append(soma_parts)
     soma_json = []
     for parts in soma_anns:
         soma_json.append(_annotation(next_ann, image_id, 3, parts))
         next_ann += 1
-    return _render(shape, rng, cells, somata), cell_anns + soma_json, next_ann
+    return _render(shape, rng, cells, somata, scale=scale, cond=cond), cell_anns + soma_json, next_ann
 
 
 def synth_glioma_c6(
     out: str | Path,
     *,
-    n_images: int,
+    n_images: int | None = None,
+    images_per_split: Mapping[str, int] | None = None,
     seed: int = 0,
     shape: tuple[int, int] = (1944, 2592),
     cells_per_image: int = 180,
+    scale: float = 1.0,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Write a synthetic Glioma C6 dataset into ``out/dataset`` and return counts per split.
 
-    Deterministic for a given seed. ``progress`` is called with 1 after each image.
+    Give either ``n_images`` (split in the real proportions, :func:`split_counts`)
+    or ``images_per_split`` (``{"train": 4, "test": 5, ...}``; splits left out
+    get none). ``cells_per_image`` is the mean count of a spec image (gen: 70 %
+    of it, as in the real dataset); ``scale`` is the pixel size relative to the
+    real images (0.5 draws every cell at half its size). Deterministic for a
+    given seed. ``progress`` is called with 1 after each image.
     """
-    counts = split_counts(n_images)
+    if (n_images is None) == (images_per_split is None):
+        raise ValueError("give either n_images or images_per_split")
+    if images_per_split is not None:
+        unknown = set(images_per_split) - set(SPLIT_SHARES)
+        if unknown or any(int(v) < 0 for v in images_per_split.values()) or not any(images_per_split.values()):
+            raise ValueError(f"images_per_split needs counts >= 0 for {', '.join(SPLIT_SHARES)}, got {images_per_split}")
+        counts = {k: int(images_per_split.get(k, 0)) for k in SPLIT_SHARES}
+    else:
+        counts = split_counts(n_images)
+    if not scale > 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
     summary = {}
     with staged_dir(out, overwrite=overwrite) as tmp:
         for split_index, (split, count) in enumerate(counts.items()):
@@ -215,17 +317,18 @@ def synth_glioma_c6(
             images, annotations, next_ann = [], [], 1
             for k in range(count):
                 rng = np.random.default_rng([seed, split_index, k])
+                cond = _Conditions() if typed else _Conditions.varied(rng)
                 mean = cells_per_image if typed else int(cells_per_image * 0.7)
                 n_cells = int(rng.poisson(mean))
                 file_name = f"{'spec_' if typed else ''}{split}_{k:03d}.tif"
-                pixels, anns, next_ann = _image(rng, shape, n_cells, typed, k + 1, next_ann)
+                pixels, anns, next_ann = _image(rng, shape, n_cells, typed, k + 1, next_ann, scale=scale, cond=cond)
                 tifffile.imwrite(folder / "images" / file_name, pixels, compression="zlib")
                 images.append({"id": k + 1, "file_name": file_name, "height": shape[0], "width": shape[1]})
                 annotations.extend(anns)
                 if progress is not None:
                     progress(1)
             coco = {
-                "info": {"description": "cellbench synthetic Glioma C6", "seed": seed},
+                "info": {"description": "cellbench synthetic Glioma C6", "seed": seed, "scale": scale},
                 "images": images,
                 "annotations": annotations,
                 "categories": _SPEC_CATEGORIES if typed else _GEN_CATEGORIES,
