@@ -165,7 +165,7 @@ def test_the_readme_demo_command_from_a_fresh_folder(tmp_path):
 
     Every grid entry must run, the last line must name the report, the table must have README's rows, and
     each mean across seeds must lie within the spread measured across instruction sets of README's
-    (trained scores differ from one CPU to another: no test pins them). Slow: about 6 minutes on 2 cores;
+    (trained scores differ from one CPU to another: no test pins them). Slow: about 9 minutes on 2 cores;
     `make test-isa` runs it natively and under two emulated instruction sets.
     """
     cellbench = Path(sys.executable).with_name("cellbench")
