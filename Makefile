@@ -40,7 +40,7 @@ $(YOLO_VENV)/.installed: pyproject.toml constraints.txt constraints-yolo.txt
 	touch $@
 
 test-yolo: $(YOLO_VENV)/.installed
-	$(YOLO_VENV)/bin/python -m pytest -q tests/methods/test_yolo.py tests/methods/test_contract.py -k yolo
+	$(YOLO_VENV)/bin/python -m pytest -q tests/methods/test_yolo.py tests/methods/test_contract.py tests/methods/test_model_dir_security.py -k yolo
 
 # `make test-isa`: the tests that train something, and the demo, under other CPU instruction sets than this
 # machine's: each set holds torch's own kernels, oneDNN, MKL, NumPy and OpenBLAS at what such a CPU has (the
