@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage.draw import ellipse
 
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
+
+# crafted_model_dirs.py (the security tests' model directories) is imported by name from this folder.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 
 def blob_sample(seed: int, *, shape=(96, 96), n=9, name=None) -> Sample:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import copy
 import importlib.util
-import io
 import json
 import marshal
 from collections.abc import Callable
@@ -23,61 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from cellbench.errors import DataError
-from cellbench.files import file_digest
-from cellbench.methods import get_method
-from cellbench.methods.model_dir import FORMAT, FORMAT_VERSION, MODEL_FILE, WEIGHTS_DIR, load_model
+from cellbench.methods.model_dir import MODEL_FILE, WEIGHTS_DIR
 
 torch = pytest.importorskip("torch")
 
-
-def payload(marker: Path) -> str:
-    """Python source that leaves ``marker`` behind when it runs."""
-    return f"open({str(marker)!r}, 'w').write('code from a model directory ran')"
-
-
-class Exec:
-    """Unpickled, this calls ``exec(code)``: what a malicious pickle does."""
-
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-    def __reduce__(self):
-        return exec, (self.code,)
-
-
-def torch_bytes(value: object) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    return buffer.getvalue()
-
-
-def as_bytes(value: object) -> bytes:
-    return value if isinstance(value, bytes) else json.dumps(value).encode()
-
-
-def write_model_dir(folder: Path, method: str, files: dict[str, object], *, config: dict | None = None,
-                    version: str | None = None) -> Path:
-    """A model directory as an attacker writes it: model.json lists every file (bytes, or JSON values) with its
-    checksum."""
-    weights = folder / WEIGHTS_DIR
-    for name, value in files.items():
-        (weights / name).parent.mkdir(parents=True, exist_ok=True)
-        (weights / name).write_bytes(as_bytes(value))
-    record = {"format": FORMAT, "format_version": FORMAT_VERSION, "method": method,
-              "method_version": version or str(get_method(method).version), "config": config or {},
-              "weights": {name: file_digest(weights / name) for name in files}}
-    (folder / MODEL_FILE).write_text(json.dumps(record))
-    return folder
-
-
-def refused(folder: Path, marker: Path, file: Path) -> DataError:
-    """load_model refuses ``folder`` with a DataError naming ``file``, and no code ran."""
-    with pytest.raises(DataError) as info:
-        load_model(folder)
-    assert not marker.exists(), "code from the model directory ran"
-    assert info.value.path == str(file), str(info.value)
-    return info.value
+from crafted_model_dirs import Exec, payload, refused, torch_bytes, write_model_dir  # noqa: E402
 
 
 @pytest.fixture

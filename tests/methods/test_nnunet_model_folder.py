@@ -11,7 +11,6 @@ if its code ran; each must be refused with a DataError naming the file, and the 
 from __future__ import annotations
 
 import copy
-import io
 import json
 from pathlib import Path
 
@@ -19,11 +18,13 @@ import numpy as np
 import pytest
 
 from cellbench.errors import DataError
-from cellbench.files import file_digest
-from cellbench.methods.model_dir import FORMAT, FORMAT_VERSION, MODEL_FILE, WEIGHTS_DIR, load_model
+from cellbench.methods.model_dir import WEIGHTS_DIR, load_model
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("nnunetv2")
+
+import crafted_model_dirs as crafted  # noqa: E402
+from crafted_model_dirs import Exec, payload, torch_bytes  # noqa: E402
 
 FOLDER = "nnUNet_results/Dataset001_cellbench/nnUNetTrainer_1epoch__nnUNetPlans__2d"
 CHECKPOINT = f"{FOLDER}/fold_all/checkpoint_final.pth"
@@ -77,17 +78,6 @@ DATASET = {"channel_names": {"0": "microscopy"}, "labels": {"background": 0, "in
            "name": "cellbench"}
 
 
-def payload(marker: Path) -> str:
-    """Python source that leaves ``marker`` behind when it runs."""
-    return f"open({str(marker)!r}, 'w').write('code from a model directory ran')"
-
-
-def torch_bytes(value: object) -> bytes:
-    buffer = io.BytesIO()
-    torch.save(value, buffer)
-    return buffer.getvalue()
-
-
 def state_dict() -> dict:
     """Random weights of the PLANS network, built with dynamic_network_architectures directly."""
     from dynamic_network_architectures.architectures.unet import PlainConvUNet
@@ -106,28 +96,17 @@ def checkpoint(weights: object, *, trainer: str = "nnUNetTrainer_1epoch", **more
 
 def write_model_dir(folder: Path, *, plans: dict, ckpt: object, dataset: dict | None = None,
                     folder_name: str = FOLDER) -> Path:
-    """An nnU-Net model directory as an attacker writes it: model.json lists every file with its checksum
-    (a checksum is no signature: whoever writes the files writes the sums)."""
-    files = {f"{folder_name}/plans.json": json.dumps(plans).encode(),
-             f"{folder_name}/dataset.json": json.dumps(dataset or DATASET).encode(),
-             f"{folder_name}/fold_all/checkpoint_final.pth": torch_bytes(ckpt)}
-    weights = folder / WEIGHTS_DIR
-    for name, data in files.items():
-        (weights / name).parent.mkdir(parents=True, exist_ok=True)
-        (weights / name).write_bytes(data)
-    record = {"format": FORMAT, "format_version": FORMAT_VERSION, "method": "nnunet", "method_version": "1",
-              "config": {"use_mirroring": False}, "weights": {n: file_digest(weights / n) for n in files}}
-    (folder / MODEL_FILE).write_text(json.dumps(record))
-    return folder
+    """An nnU-Net model directory as an attacker writes it (plans, dataset.json and a checkpoint)."""
+    return crafted.write_model_dir(folder, "nnunet", {
+        f"{folder_name}/plans.json": json.dumps(plans).encode(),
+        f"{folder_name}/dataset.json": json.dumps(dataset or DATASET).encode(),
+        f"{folder_name}/fold_all/checkpoint_final.pth": torch_bytes(ckpt)}, config={"use_mirroring": False},
+        version="1")
 
 
 def refused(folder: Path, marker: Path, file: str) -> DataError:
     """load_model refuses ``folder`` with a DataError naming ``file`` (a path under weights/), and no code ran."""
-    with pytest.raises(DataError) as info:
-        load_model(folder)
-    assert not marker.exists(), "code from the model directory ran"
-    assert info.value.path == str(folder / WEIGHTS_DIR / file), str(info.value)
-    return info.value
+    return crafted.refused(folder, marker, folder / WEIGHTS_DIR / file)
 
 
 @pytest.fixture
@@ -171,16 +150,6 @@ def test_each_half_of_the_attack_is_refused_alone(tmp_path, marker):
     plans["configurations"]["2d"]["architecture"]["network_class_name"] = "unittest.mock.Mock"
     folder = write_model_dir(tmp_path / "b", plans=plans, ckpt=checkpoint(state_dict()))
     assert "unittest.mock.Mock" in str(refused(folder, marker, f"{FOLDER}/plans.json"))
-
-
-class Exec:
-    """Unpickled, this calls ``exec(code)``: what a malicious pickle does."""
-
-    def __init__(self, code: str) -> None:
-        self.code = code
-
-    def __reduce__(self):
-        return exec, (self.code,)
 
 
 def test_a_pickled_object_in_the_checkpoint_is_never_unpickled(tmp_path, marker):
