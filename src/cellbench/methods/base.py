@@ -104,6 +104,9 @@ class Method(ABC):
     #: True when ``train`` takes ``checkpoint_dir`` and continues an interrupted training from its last
     #: epoch (``cellbench train --resume``); the others start again from the beginning.
     resumable: ClassVar[bool] = False
+    #: False when training draws no random numbers (a grid search, a calibration): every seed gives the
+    #: same model, so a run trains it once, at its first seed, where the regime trains on all images.
+    seeded: ClassVar[bool] = True
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config

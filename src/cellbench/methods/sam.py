@@ -108,6 +108,8 @@ class SAMMethod(Method):
     Config = SAMConfig
     #: predict() tiles itself at ``tile`` pixels.
     default_tiling = TileConfig(tile=0)
+    #: "Training" measures the box size: no random numbers.
+    seeded = False
     #: ``cpu``: LiteMedSAM at 128 px input on 128 px tiles with a 16 x 16 grid (CellSeg1's cpu preset).
     presets = {"cpu": {"backbone": "litemedsam", "input_size": 128, "tile": 128,
                        "inference": {"points_per_side": 16}}}

@@ -165,6 +165,8 @@ class WatershedMethod(Method):
     #: Whole images: the Otsu threshold and the seed spacing are set from the whole image (per-tile
     #: thresholds find spurious objects in tiles without cells).
     default_tiling = TileConfig(tile=0)
+    #: The tuning is a grid search over the config's lists: no random numbers.
+    seeded = False
 
     def __init__(self, config: WatershedConfig | None = None) -> None:
         super().__init__(config)
