@@ -10,10 +10,10 @@ Both output folders are written all or nothing.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,14 +27,18 @@ from cellbench.instances import FLATTEN_NAMES, flatten, policy_from_name
 from cellbench.methods import METHODS, get_method, missing_requirements, unmet_requirements
 from cellbench.cli.estimate import CostEstimate, format_duration
 from cellbench.methods.base import config_from_dict, merge_config
-from cellbench.methods.checkpoint import check_leftover, training_checkpoint
+from cellbench.methods.checkpoint import check_leftover
 from cellbench.methods.config_file import read_config_file
-from cellbench.methods.model_dir import load_model, save_model, train_summary
+from cellbench.methods.model_dir import MODEL_FILE, load_model
 from cellbench.methods.tiling import TileConfig, method_tiling, override_tiling
+from cellbench.methods.training import needs_class_models, select_training, train_model
 
 __all__ = ["add_method_commands"]
 
 PREDICT_MANIFEST = "cellbench-predict.json"
+#: Index of the model directories ``cellbench train --per-class`` writes, one per class.
+CLASS_MODELS_FILE = "classes.json"
+CLASS_MODELS_FORMAT = "cellbench-class-models"
 
 
 def _progress():
@@ -100,10 +104,11 @@ def _cost_notice(cls, args: argparse.Namespace):
 
 def _train(args: argparse.Namespace) -> int:
     cls = _method_class(args.method)
-    check_output_dir(args.out, overwrite=args.overwrite)  # before hours of training, not after
-    if cls.resumable:
+    # before hours of training, not after; --per-class --resume goes on in its half-filled folder
+    check_output_dir(args.out, overwrite=args.overwrite or (args.per_class and args.resume))
+    if cls.resumable and not args.per_class:
         check_leftover(args.out, resume=args.resume, overwrite=args.overwrite)
-    elif args.resume:
+    elif args.resume and not cls.resumable:
         print(f"cellbench: {cls.name} keeps no per-epoch checkpoint; --resume trains it from the start",
               file=sys.stderr)
     values = _config_values(cls, args)
@@ -116,33 +121,62 @@ def _train(args: argparse.Namespace) -> int:
         raise DataError(f"bad {args.method} config: {exc}", path=args.config) from exc
     tiling = _tiling(args, cls, tiling_values)
     dataset = _read(args, args.split)
-    samples = list(dataset.samples)
-    if args.images is not None:
-        if args.images < 1:
-            raise DataError(f"--images must be at least 1, got {args.images}")
-        samples = samples[: args.images]
-    if not samples:
-        raise DataError("no training images found", path=args.data)
+    if args.images is not None and args.images < 1:
+        raise DataError(f"--images must be at least 1, got {args.images}")
+    samples = select_training(dataset.samples, args.images, where=args.data)
     valid = list(_read(args, args.valid_split).samples) if args.valid_split else None
-    method = cls(config)
     progress = _progress()
     if _on_cpu_only(cls):
         progress = CostEstimate(progress, _cost_notice(cls, args))
     source = {"path": str(Path(args.data).resolve()), "layout": args.layout, "split": args.split,
               "task": dataset.task, "classes": list(dataset.classes), "images_limit": args.images,
               "valid_split": args.valid_split, "n_valid_images": len(valid) if valid else 0}
-    with contextlib.ExitStack() as stack:  # resumable methods: <out>.checkpoint/ until the model directory is written
-        kwargs = {}
-        if cls.resumable:
-            kwargs["checkpoint_dir"] = stack.enter_context(
-                training_checkpoint(args.out, resume=args.resume, overwrite=args.overwrite))
-        history = method.train(samples, valid, seed=args.seed, progress=progress, **kwargs)
-        save_model(method, args.out, train_summary=train_summary(samples, source=source), seed=args.seed,
-                   history=history, tiling=tiling, overwrite=args.overwrite)
+    if args.per_class:
+        return _train_per_class(args, cls, config, tiling, dataset.classes, samples, valid, source, progress)
+    history, _ = train_model(cls(config), samples, valid, out=args.out, seed=args.seed, tiling=tiling, source=source,
+                             progress=progress, resume=args.resume, overwrite=args.overwrite)
     last = history.epochs[-1] if history.epochs else None
     score = f", validation {history.val_metric} {last.val_score:.3f}" if last and last.val_score is not None else ""
     print(f"trained {args.method} on {len(samples)} image(s) in {history.wall_s or 0:.1f} s"
           f"{f', final loss {last.loss:.4f}' if last else ''}{score}; model in {args.out}")
+    return 0
+
+
+def _train_per_class(args: argparse.Namespace, cls, config, tiling: TileConfig, classes: tuple[str, ...],
+                     samples: list, valid: list | None, source: dict, progress) -> int:
+    """``--per-class``: one model directory per class of the task in ``--out`` (as ``cellbench run`` trains them).
+
+    ``<out>/class<k>/`` is the model of class k, trained on that class's instances alone; ``<out>/classes.json``
+    (written last) names them in order. A class model already written is kept with ``--resume``; a resumable
+    method keeps the checkpoint of the class it is training in ``<out>/class<k>.checkpoint/``.
+    """
+    if not needs_class_models(cls, classes):
+        why = (f"{cls.name} learns every class in one model" if getattr(cls, "supports_classes", False)
+               else f"the task has one class ({', '.join(classes)})")
+        raise DataError(f"--per-class: {why}; train without --per-class")
+    out = Path(args.out)
+    index = out / CLASS_MODELS_FILE
+    if index.exists() and not args.overwrite:
+        raise DataError("holds finished per-class models; pass --overwrite to train them again", path=out)
+    if args.overwrite and not args.resume:
+        shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    index.unlink(missing_ok=True)
+    names = []
+    for k, name in enumerate(classes):
+        folder = out / f"class{k}"
+        names.append(folder.name)
+        if args.resume and (folder / MODEL_FILE).is_file():
+            print(f"cellbench: class {name!r} was trained before; kept {folder}", file=sys.stderr)
+            continue
+        history, _ = train_model(cls(config), samples, valid, out=folder, seed=args.seed, tiling=tiling,
+                                 source={**source, "class": name}, only=name, progress=progress, resume=args.resume,
+                                 overwrite=True)
+        print(f"trained {args.method} on the {name!r} instances of {len(samples)} image(s) in "
+              f"{history.wall_s or 0:.1f} s; model in {folder}")
+    record = {"format": CLASS_MODELS_FORMAT, "method": cls.name, "classes": list(classes), "models": names}
+    atomic_write_bytes(index, json.dumps(record, indent=2).encode())
+    print(f"one {args.method} model per class ({', '.join(classes)}) in {out}")
     return 0
 
 
@@ -166,6 +200,9 @@ def _predict(args: argparse.Namespace) -> int:
     from cellbench.data.export import to_coco, write_label_tiff
 
     args.model = resolve_model_argument(args.model, args.gallery)  # gallery:NAME -> the model pulled into the cache
+    if (Path(args.model) / CLASS_MODELS_FILE).is_file():
+        raise DataError(f"holds one model per class (cellbench train --per-class, listed in {CLASS_MODELS_FILE}); "
+                        f"predict with each class's model directory, class<k>/", path=args.model)
     model = load_model(args.model)
     given = {k: v for k, v in (("tile", args.tile), ("overlap", args.overlap)) if v is not None}
     if given:  # the same rule as a training config's tiling, over the tiling the model recorded
@@ -290,6 +327,9 @@ def add_method_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", action="store_true",
                        help="continue an interrupted training from its last finished epoch (methods that keep "
                             "<out>.checkpoint/; same command line otherwise)")
+    train.add_argument("--per-class", action="store_true",
+                       help="one model per class of the task, each on that class's instances (as `cellbench run` "
+                            "trains methods that cannot classify): <out>/class<k>/ per class, <out>/classes.json")
     train.set_defaults(func=_train)
 
     predict = sub.add_parser("predict", help="segment images with a trained model directory")

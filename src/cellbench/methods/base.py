@@ -10,12 +10,15 @@ The contract, checked by ``tests/methods/test_contract.py`` for every method:
 * ``Method(config)`` builds an untrained method; ``config`` is an instance of
   ``Method.Config`` (a frozen dataclass of plain JSON values) or ``None`` for
   the defaults.
-* ``train(train, valid, *, seed, progress)`` fits on samples and returns a
-  :class:`TrainHistory`. Same samples and seed give the same weights.
-  A method with ``resumable = True`` also takes ``checkpoint_dir`` (a folder or
-  None): it saves its whole training state there at the end of every epoch and,
-  when the folder already holds one, continues from it to the same weights
-  (:mod:`cellbench.methods.checkpoint`); with None it trains as before.
+* ``train(train, valid, *, seed, progress, checkpoint_dir)`` fits on samples and
+  returns a :class:`TrainHistory`. Same samples and seed give the same weights.
+  ``checkpoint_dir`` (a folder or None) is part of every method's signature: a
+  method with ``resumable = True`` saves its whole training state there at the
+  end of every epoch and, when the folder already holds one, continues from it
+  to the same weights (:mod:`cellbench.methods.checkpoint`); with None it trains
+  as before. The framework (:func:`cellbench.methods.training.train_model`)
+  passes a folder to resumable methods only; the others accept the keyword and
+  ignore it.
 * ``predict(image)`` returns an :class:`~cellbench.instances.InstanceSet` of
   the image's height and width (scores set when the method has them).
 * ``save_weights(folder)`` / ``load_weights(folder)`` write and read the
@@ -101,8 +104,9 @@ class Method(ABC):
     #: settings that finish on a CPU where the published defaults assume a GPU. ``cellbench train
     #: --preset NAME`` and ``preset:`` in an experiment start from one; the user's config goes over it.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
-    #: True when ``train`` takes ``checkpoint_dir`` and continues an interrupted training from its last
-    #: epoch (``cellbench train --resume``); the others start again from the beginning.
+    #: True when ``train`` saves its state in ``checkpoint_dir`` after every epoch and continues an interrupted
+    #: training from its last epoch (``cellbench train --resume``, a resumed ``cellbench run``); the others
+    #: ignore ``checkpoint_dir`` and start again from the beginning.
     resumable: ClassVar[bool] = False
     #: False when training draws no random numbers (a grid search, a calibration): every seed gives the
     #: same model, so a run trains it once, at its first seed, where the regime trains on all images.
@@ -121,10 +125,18 @@ class Method(ABC):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,
     ) -> TrainHistory:
         """Fit on ``train`` (select on ``valid`` when given).
 
-        A :attr:`resumable` method adds the keyword ``checkpoint_dir: Path | None = None``.
+        Args:
+            train: the training samples.
+            valid: validation samples (model selection, the validation score), or None.
+            seed: the seed of every random number the training draws.
+            progress: a tqdm-like factory wrapping the training's loop, or None.
+            checkpoint_dir: where a :attr:`resumable` method keeps its per-epoch training state and
+                continues from the last finished epoch (None: no checkpoint). Methods that are not
+                resumable accept it and ignore it; the framework only passes it to resumable ones.
         """
 
     @abstractmethod

@@ -299,6 +299,7 @@ class CellposeMethod(Method):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,  # not resumable: accepted and ignored
     ) -> TrainHistory:
         """Run ``cellpose.train.train_seg``; validation images give the test loss and the F1 at IoU 0.5."""
         from cellpose import train as cp_train

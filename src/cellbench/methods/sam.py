@@ -152,6 +152,7 @@ class SAMMethod(Method):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,  # not resumable: accepted and ignored
     ) -> TrainHistory:
         """Calibrate only (no weight changes): the box size for box prompts; see the module docstring."""
         if not train:

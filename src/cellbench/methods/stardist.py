@@ -456,6 +456,7 @@ class StarDistMethod(Method):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,  # not resumable: accepted and ignored
     ) -> TrainHistory:
         """``StarDist2D.train`` on patches, best validation loss kept; thresholds tuned on the validation images."""
         if not train:

@@ -179,6 +179,7 @@ class WatershedMethod(Method):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,  # not resumable: accepted and ignored
     ) -> TrainHistory:
         """Choose the parameters with the best pooled F1 (mean over ``tune_ious``) on ``train``; deterministic."""
         if not train:

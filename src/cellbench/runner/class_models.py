@@ -9,35 +9,20 @@ MediarFormer and CellSeg1: a type A model and a type B model), and merges the
 models' predictions into one classified prediction: model k's instances get
 class k. Both kinds of method are then scored the same way, per class and
 with a class confusion table (:mod:`cellbench.metrics.classes`), side by side.
+
+Which methods need one model per class, and the per-class training itself, live with the one
+training path (:mod:`cellbench.methods.training`), which ``cellbench train --per-class`` uses too;
+this module merges the per-class models' predictions and their training records.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
-from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
+from cellbench.methods.training import needs_class_models, only_class  # the rule and the filter training uses
 
 __all__ = ["merge_class_predictions", "needs_class_models", "only_class", "training_record"]
-
-
-def needs_class_models(method_class: type, classes: Sequence[str]) -> bool:
-    """True when ``method_class`` cannot learn several classes at once and the task has more than one.
-
-    >>> class Single: pass
-    >>> class Multi: supports_classes = True
-    >>> needs_class_models(Single, ("A", "B")), needs_class_models(Multi, ("A", "B"))
-    (True, False)
-    >>> needs_class_models(Single, ("cell",))
-    False
-    """
-    return len(classes) > 1 and not getattr(method_class, "supports_classes", False)
-
-
-def only_class(samples: Sequence[Sample], name: str) -> list[Sample]:
-    """The samples with the instances of class ``name`` only, as a one-class set called ``name``."""
-    return [dataclasses.replace(s, instances=s.instances.remap_classes({name: name}, (name,))) for s in samples]
 
 
 def merge_class_predictions(parts: Sequence[InstanceSet], classes: Sequence[str]) -> InstanceSet:

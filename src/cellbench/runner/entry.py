@@ -28,11 +28,12 @@ import numpy as np
 from cellbench.data import Dataset, read_dataset
 from cellbench.errors import DataError
 from cellbench.instances import flatten, policy_from_name
-from cellbench.methods import TrainHistory, config_from_dict, config_to_dict
-from cellbench.methods.model_dir import MODEL_FILE, LoadedModel, load_model, save_model, train_summary
+from cellbench.methods import config_from_dict, config_to_dict
+from cellbench.methods.model_dir import MODEL_FILE, LoadedModel, load_model
 from cellbench.methods.tiling import TileConfig, method_tiling, predict_image
+from cellbench.methods.training import needs_class_models, select_training, train_model
 from cellbench.runner.cache import PredictionCache
-from cellbench.runner.class_models import merge_class_predictions, needs_class_models, only_class, training_record
+from cellbench.runner.class_models import merge_class_predictions, training_record
 from cellbench.runner.experiment import resolve_method
 from cellbench.runner.grid import GridEntry
 from cellbench.runner.records import EvaluationRecord
@@ -65,45 +66,32 @@ def _read(entry: GridEntry, split: str | None) -> Dataset:
     return read_dataset(d.path, layout, split=split, task=entry.task, **dict(d.options))
 
 
-def _pick_training(samples, n: int | None, seed: int, where: str):
-    """``n`` training samples picked by ``seed`` (all when ``n`` is None), in name order."""
-    samples = sorted(samples, key=lambda s: s.name)
-    if n is None:
-        return samples
-    if n > len(samples):
-        raise DataError(f"regime asks for {n} training images, the training split has {len(samples)}", path=where)
-    picked = np.random.default_rng(seed).permutation(len(samples))[:n]
-    return [samples[i] for i in sorted(picked.tolist())]
-
-
 def _trained_model(entry: GridEntry, method_cls: type, config, tiling: TileConfig, cache: PredictionCache,
                    progress, only: str | None = None) -> tuple[LoadedModel, dict]:
     """The grid entry's model, trained now or by an earlier invocation, as read back from its model
     directory; and the training record the store keeps (taken from ``model.json`` either way).
-    ``only``: train on the instances of that class alone (one model per class, see ``class_models``)."""
+    ``only``: train on the instances of that class alone (one model per class, see ``class_models``).
+
+    Training is :func:`~cellbench.methods.training.train_model`, as ``cellbench train`` trains: a
+    resumable method keeps its per-epoch checkpoint in ``model.checkpoint/`` beside ``model/`` in the
+    entry's cache folder, so a run killed mid-training continues from the last finished epoch."""
     resumed = cache.has_model()
     if not resumed:
         d = entry.dataset
         if d.train is None:
             raise DataError(f"dataset {d.name!r} has no train split, needed by regime {entry.regime.name!r}",
                             path=d.path)
-        picked = _pick_training(_read(entry, d.train).samples, entry.regime.train_images, entry.seed, d.path)
+        picked = select_training(_read(entry, d.train).samples, entry.regime.train_images, seed=entry.seed,
+                                 where=d.path)
         valid = list(_read(entry, d.valid).samples) if d.valid is not None else None
-        if only is not None:
-            picked, valid = only_class(picked, only), (only_class(valid, only) if valid is not None else None)
-        method = method_cls(config)
-        started = time.perf_counter()
-        history = method.train(picked, valid, seed=entry.seed, progress=progress)
-        wall = time.perf_counter() - started
-        if not isinstance(history, TrainHistory):
-            raise TypeError(f"{type(method).__name__}.train returned {type(history).__name__}, not TrainHistory")
         source = {"path": d.path, "layout": d.layout, "split": d.train, "task": entry.task,
                   "train_images": entry.regime.train_images, "valid_split": d.valid,
                   "valid_images": [s.name for s in valid or ()], "class": only}
-        save_model(method, cache.model_dir, train_summary=train_summary(picked, source=source), seed=entry.seed,
-                   history=history, tiling=tiling, overwrite=True,
-                   extra={"runner": {"entry": entry.label, "entry_key": entry.key, "train_wall_s": wall}})
-        del method  # predictions come from the model as read back, as `cellbench predict` reads it
+        train_model(method_cls(config), picked, valid, out=cache.model_dir, seed=entry.seed, tiling=tiling,
+                    source=source, only=only, progress=progress, resume=True, overwrite=True,
+                    extra=lambda wall: {"runner": {"entry": entry.label, "entry_key": entry.key,
+                                                   "train_wall_s": wall}})
+        # predictions come from the model as read back, as `cellbench predict` reads it
     model = load_model(cache.model_dir, method_class=method_cls)
     record = model.record
     try:

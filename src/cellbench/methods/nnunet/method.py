@@ -141,6 +141,7 @@ class NnUNetMethod(Method):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,  # not resumable: accepted and ignored
     ) -> TrainHistory:
         """Raw dataset, plan and preprocess, nnU-Net's training loop; validation F1@0.5 of the final network."""
         from cellbench.methods.nnunet.run import nnunet_environment, plan_and_preprocess, train_network

@@ -189,6 +189,7 @@ class YOLOMethod(Method):
         *,
         seed: int = 0,
         progress: ProgressFactory | None = None,
+        checkpoint_dir: Path | None = None,  # not resumable: accepted and ignored
     ) -> TrainHistory:
         """Fit with Ultralytics' trainer on ``train`` (all classes in one model; overlaps kept)."""
         from cellbench.methods.yolo.runtime import build_network, checkpoint_state, load_ultralytics, train_network
