@@ -114,6 +114,10 @@ class Method(ABC):
 
     def __init__(self, config: Any = None) -> None:
         self.config = self.Config() if config is None else config
+        #: The tiling this model's images are predicted with (``model.json``'s ``tiling``), set by
+        #: :func:`~cellbench.methods.training.train_model` before training and by ``load_model``; None
+        #: when the method is used on its own. A method that validates on whole images tiles them with it.
+        self.tiling: TileConfig | None = None
         if not isinstance(self.config, self.Config):
             raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, not {type(self.config).__name__}")
 

@@ -48,11 +48,11 @@ import numpy as np
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
-from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.device import check_threads, torch_threads
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.validation import validation_f1
 from cellbench.methods.seeding import seed_torch
 from cellbench.methods.torch_file import read_state_dict
 
@@ -337,11 +337,7 @@ class CellposeMethod(Method):
         self._model.diam_labels = float(self._model.net.diam_labels.item())
         val = None
         if valid:
-            val = pooled(
-                match_labels(flatten(s.instances, policy_from_name(cfg.flatten)).labels,
-                             self._labels(s.load_image())[0], (0.5,))[0]
-                for s in valid
-            ).f1
+            val = validation_f1(valid, lambda image: self._labels(image)[0], flatten_policy=cfg.flatten)
         epochs = []
         for k, loss in enumerate(train_losses):
             extra = {"test_loss": float(test_losses[k])} if valid and (k == 5 or k % 10 == 0) else {}

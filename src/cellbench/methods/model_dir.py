@@ -257,6 +257,7 @@ def load_model(folder: str | Path, *, method_class: type[Method] | None = None) 
     except (ValueError, TypeError, KeyError) as exc:
         raise DataError(f"bad tiling, flatten or history record ({exc})", path=path) from exc
     method = method_class(config)
+    method.tiling = tiling
     try:
         method.load_weights(weights)
     except (OSError, ValueError, TypeError, KeyError, EOFError) as exc:

@@ -37,10 +37,10 @@ import numpy as np
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
-from cellbench.matching import match, overlaps_from_instances, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.device import check_threads, on_config_threads, torch_device
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.validation import validation_f1
 
 __all__ = ["SAMConfig", "SAMMethod"]
 
@@ -165,8 +165,8 @@ class SAMMethod(Method):
                 if areas.size == 0:
                     raise DataError("sam: the training images hold no annotated cell to measure")
                 self._measured_half_side = float(np.sqrt(np.median(areas) / np.pi)) * self.config.box_scale
-            loss = 1.0 - self._f1(train[:1])
-            val = self._f1(valid) if valid else None
+            loss = 1.0 - (validation_f1(train[:1], self.predict, ground_truth="overlap") or 0.0)
+            val = (validation_f1(valid, self.predict, ground_truth="overlap") or 0.0) if valid else None
         return TrainHistory(
             epochs=(EpochRecord(epoch=0, loss=loss, val_score=val),),
             val_metric="f1@0.5" if valid else None, best_epoch=0, wall_s=time.perf_counter() - start,
@@ -174,11 +174,6 @@ class SAMMethod(Method):
                   "box_half_side": self.box_half_side,
                   "loss": "1 - F1@0.5 on the first training image (nothing is trained)"},
         )
-
-    def _f1(self, samples: Sequence[Sample]) -> float:
-        counts = [match(overlaps_from_instances(s.instances, self.predict(s.load_image())), (0.5,))[0]
-                  for s in samples]
-        return pooled(counts).f1 or 0.0
 
     @on_config_threads
     def predict(self, image: np.ndarray, *, progress: ProgressFactory | None = None) -> InstanceSet:

@@ -72,9 +72,9 @@ import numpy as np
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
-from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.validation import pooled_f1
 
 __all__ = ["CONFIG_FILE", "StarDistConfig", "StarDistMethod", "THRESHOLDS_FILE", "WEIGHTS_FILE",
            "unpack_model_folder"]
@@ -491,7 +491,7 @@ class StarDistMethod(Method):
                                           predict_kwargs={"n_tiles": None}, optimize_kwargs={"verbose": 0})
         wall = time.perf_counter() - start
         self._model = model
-        val = pooled(match_labels(lab, self._labels(img)[0], (0.5,))[0] for img, lab in zip(x_val, y_val)).f1
+        val = pooled_f1((lab, self._labels(img)[0]) for img, lab in zip(x_val, y_val))
         losses, val_losses = fit.history.get("loss", []), fit.history.get("val_loss", [])
         best = int(np.argmin(val_losses)) if val_losses else len(losses) - 1
         epochs = tuple(

@@ -137,6 +137,7 @@ def train_model(
         raise DataError(f"{method.name}: no training images")
     if only is not None:
         train, valid = only_class(train, only), (only_class(valid, only) if valid is not None else None)
+    method.tiling = tiling  # validation on whole images predicts as the model will
     with contextlib.ExitStack() as stack:  # resumable methods: <out>.checkpoint/ until the model directory is written
         kwargs = {}
         if getattr(method, "resumable", False):

@@ -42,6 +42,7 @@ from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.preprocess import PreprocessConfig, preprocess, to_gray
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.validation import validation_f1
 
 __all__ = ["WatershedConfig", "WatershedMethod", "WatershedParams", "segment"]
 
@@ -219,10 +220,7 @@ class WatershedMethod(Method):
         self.params = best
         val = None
         if valid:
-            val = pooled(
-                match_labels(flatten(s.instances, policy).labels, self._labels(s.load_image()), (0.5,))[0]
-                for s in valid
-            ).f1
+            val = validation_f1(valid, self._labels, flatten_policy=self.config.flatten)
         record = EpochRecord(epoch=0, loss=1.0 - best_score, val_score=val,
                              extra={"train_f1": best_f1, "settings_tried": n_tried})
         return TrainHistory(

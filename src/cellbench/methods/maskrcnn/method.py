@@ -43,12 +43,12 @@ import numpy as np
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
-from cellbench.matching import match, overlaps_from_instances, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.checkpoint import EpochCheckpoint, train_fingerprint
 from cellbench.methods.device import check_threads, on_config_threads
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig, predict_tiled
+from cellbench.methods.validation import validation_f1
 from cellbench.methods.seeding import seed_torch
 
 __all__ = ["MaskRCNNConfig", "MaskRCNNMethod"]
@@ -307,12 +307,12 @@ class MaskRCNNMethod(Method):
         )
 
     def _f1(self, samples: Sequence[Sample]) -> float:
-        """Class-agnostic F1 at IoU 0.5 on ``samples``, pooled (the validation score)."""
-        counts = []
-        for s in samples:
-            pred = predict_tiled(self.predict, s.load_image(), TileConfig())
-            counts.append(match(overlaps_from_instances(s.instances, pred), (0.5,))[0])
-        return pooled(counts).f1 or 0.0
+        """Class-agnostic F1 at IoU 0.5 on ``samples``, pooled (the validation score), on the instances as
+        annotated; whole images are predicted with the model's tiling (:attr:`Method.tiling`; ``TileConfig()``
+        when the method is trained on its own)."""
+        tiling = self.tiling or TileConfig()
+        return validation_f1(samples, lambda image: predict_tiled(self.predict, image, tiling),
+                             ground_truth="overlap") or 0.0
 
     @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:

@@ -62,7 +62,6 @@ import numpy as np
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
-from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import Method, ProgressFactory, TrainHistory
 from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.device import check_threads, on_config_threads, torch_device
@@ -70,6 +69,7 @@ from cellbench.methods.mediar.augment import AugmentConfig
 from cellbench.methods.mediar.model import ENCODERS, build_mediarformer, load_mediar_state, read_state_dict
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.validation import validation_f1
 from cellbench.methods.seeding import seed_torch
 
 __all__ = ["MediarConfig", "MediarMethod", "WEIGHTS_FILE", "mediar_input"]
@@ -290,11 +290,9 @@ class MediarMethod(Method):
         """Pooled F1 at IoU 0.5 of the current network on ``samples`` (flattened ground truth)."""
         self._net.eval()
         try:
-            found = [self._labels(s.load_image())[0] for s in samples]
+            return validation_f1(samples, lambda image: self._labels(image)[0], flatten_policy=self.config.flatten)
         finally:
             self._net.train()
-        return pooled(match_labels(flatten(s.instances, policy).labels, f, (0.5,))[0]
-                      for s, f in zip(samples, found)).f1
 
     def _labels(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Label image and cell probability of one image."""

@@ -48,13 +48,13 @@ import numpy as np
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
-from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.device import check_threads, torch_threads
 from cellbench.methods.nnunet.instances import instances_from_semantic
 from cellbench.methods.nnunet.model_folder import CHECKPOINT, TRAINERS
 from cellbench.methods.nnunet.raw import DATASET_ID, DATASET_NAME, SPACING, nnunet_input, write_raw_dataset
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.validation import validation_f1
 from cellbench.methods.seeding import seed_torch
 
 __all__ = ["NnUNetConfig", "NnUNetMethod", "CHECKPOINT"]
@@ -167,9 +167,7 @@ class NnUNetMethod(Method):
         self._predictor = None
         val = None
         if valid:
-            policy = policy_from_name(cfg.flatten)
-            val = pooled(match_labels(flatten(s.instances, policy).labels, flatten(self.predict(s.load_image())).labels,
-                                      (0.5,))[0] for s in valid).f1
+            val = validation_f1(valid, lambda image: flatten(self.predict(image)).labels, flatten_policy=cfg.flatten)
         net = self._network
         n = len(net.losses)
         epochs = tuple(

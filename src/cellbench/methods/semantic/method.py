@@ -30,7 +30,6 @@ import numpy as np
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
-from cellbench.matching import match_labels, pooled
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.semantic.inference import InferenceSettings, SemanticPreprocess, network_input, predict_maps
@@ -38,6 +37,7 @@ from cellbench.methods.semantic.patches import AugmentSettings, random_patch, st
 from cellbench.methods.device import check_threads, torch_device, torch_threads
 from cellbench.methods.semantic.train_loop import TrainSettings, deterministic, fit
 from cellbench.methods.tiling import TileConfig
+from cellbench.methods.validation import validation_f1
 from cellbench.methods.torch_file import read_state_dict
 
 __all__ = ["SemanticConfig", "SemanticMethod"]
@@ -178,11 +178,7 @@ class SemanticMethod(Method):
         return type(self).__name__
 
     def _validation_f1(self, valid: Sequence[Sample]) -> float:
-        policy = policy_from_name(self.config.flatten)
-        return pooled(
-            match_labels(flatten(s.instances, policy).labels, self._labels(s.load_image())[0], (0.5,))[0]
-            for s in valid
-        ).f1
+        return validation_f1(valid, lambda image: self._labels(image)[0], flatten_policy=self.config.flatten)
 
     def _require_network(self) -> Any:
         if self._network is None:
