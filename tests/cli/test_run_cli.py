@@ -44,3 +44,22 @@ def test_run_help_says_grid_entries(capsys):
     assert "run every grid entry of a benchmark experiment" in texts[0]
     assert "grid entries as Ray tasks" in texts[1] and "run failed grid entries again" in texts[1]
     assert not re.search(r"\bcells?\b", texts[1])
+
+
+def test_seeds_on_the_command_line_replace_the_files(tmp_path, capsys):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(yaml.safe_dump(experiment_dict(write_tiny_dsb(tmp_path / "data")), sort_keys=False))  # seeds [0]
+    run = ["run", str(exp), "--out", str(tmp_path / "run"), "--quiet", "--seeds", "4,7"]
+    assert main(run) == 0
+    # 3 methods x (zero-shot once + two training regimes x 2 seeds)
+    assert "15 grid entries run, 0 already done, 0 failed of 15" in capsys.readouterr().out
+    with sqlite3.connect(tmp_path / "run" / "results.sqlite") as db:
+        seeds = sorted({r[0] for r in db.execute("SELECT seed FROM entries")})
+    db.close()
+    assert seeds == [4, 7]
+    assert main([*run, "--resume"]) == 0
+    assert "0 grid entries run, 15 already done" in capsys.readouterr().out
+    for bad in ("4,4", "x", ""):
+        with pytest.raises(SystemExit):
+            main(["run", str(exp), "--seeds", bad])
+        assert "seeds" in capsys.readouterr().err

@@ -82,6 +82,12 @@ class ThresholdMethod(Method):
         self.level, self.tag = d["level"], d["tag"]
 
 
+class UnseededThresholdMethod(ThresholdMethod):
+    """The same, declared free of random numbers (``Method.seeded``), as watershed is."""
+
+    seeded = False
+
+
 class NeedsAbsentPackage(ThresholdMethod):
     """A method whose requirement is not installed anywhere (for ``if_installed``)."""
 

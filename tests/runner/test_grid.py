@@ -11,10 +11,22 @@ def test_grid_is_datasets_tasks_methods_regimes_seeds(tiny_data):
     d = experiment_dict(tiny_data)
     d["seeds"] = [0, 1]
     entries = expand_grid(experiment_from_dict(d))
-    assert len(entries) == 3 * 3 * 2
-    assert entries[0].label == "tiny/all/low/zero-shot/seed0"
-    assert entries[1].label == "tiny/all/low/zero-shot/seed1"
+    # zero-shot trains nothing, so the seed cannot matter: one entry; "one" and "all" train with each seed
+    assert len(entries) == 3 * (1 + 2 + 2)
+    assert [e.label for e in entries[:5]] == ["tiny/all/low/zero-shot/seed0", "tiny/all/low/one/seed0",
+                                              "tiny/all/low/one/seed1", "tiny/all/low/all/seed0",
+                                              "tiny/all/low/all/seed1"]
     assert len({e.key for e in entries}) == len(entries)
+
+
+def test_a_method_without_random_numbers_trains_once_on_all_images(tiny_data):
+    d = experiment_dict(tiny_data)
+    d["seeds"] = [3, 1, 2]
+    d["methods"]["low"]["method"] = "fake_methods:UnseededThresholdMethod"
+    labels = [e.label for e in expand_grid(experiment_from_dict(d)) if e.method.name == "low"]
+    # the seed still draws the one training image of regime "one"
+    assert labels == ["tiny/all/low/zero-shot/seed3", "tiny/all/low/one/seed3", "tiny/all/low/one/seed1",
+                      "tiny/all/low/one/seed2", "tiny/all/low/all/seed3"]
 
 
 def test_method_regimes_and_test_tasks_restrict_the_grid(tiny_data):

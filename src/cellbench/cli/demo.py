@@ -349,22 +349,14 @@ def _main(args: argparse.Namespace) -> int:
                            report_html=result["report"])
 
 
-def _seed_list(text: str) -> tuple[int, ...]:
-    try:
-        seeds = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise argparse.ArgumentTypeError(f"need one or more different seeds, got {text!r}")
-    return seeds
-
-
 def add_demo_command(sub: argparse._SubParsersAction) -> None:
+    from cellbench.cli.run import seed_list
+
     demo = sub.add_parser("demo", help="run a small benchmark end to end on data that ships offline")
     demo.add_argument("--out", default="cellbench-demo", help="output folder (default ./cellbench-demo)")
     demo.add_argument("--images", type=int, help="synthetic Glioma C6 images, split in the real proportions "
                                                  "(default: 4 train, 1 valid, 5 test, 7 gen)")
-    demo.add_argument("--seeds", type=_seed_list, default=DEMO_SEEDS,
+    demo.add_argument("--seeds", type=seed_list, default=DEMO_SEEDS,
                       help=f"training seeds, comma-separated (default {','.join(map(str, DEMO_SEEDS))})")
     demo.add_argument("--methods", help=f"comma-separated, from {', '.join(DEMO_METHODS)} "
                                         f"(default {','.join(DEMO_DEFAULT)}; cellseg1 takes far longer than 10 min on a CPU)")

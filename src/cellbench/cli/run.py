@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from cellbench.errors import DataError
 
-__all__ = ["add_run_commands", "report_failures"]
+__all__ = ["add_run_commands", "report_failures", "seed_list"]
+
+
+def seed_list(text: str) -> tuple[int, ...]:
+    """``--seeds 0,1,2``: different integers, comma-separated."""
+    try:
+        seeds = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"need one or more different seeds, got {text!r}")
+    return seeds
 
 
 def _data_paths(items: list[str]) -> dict[str, str]:
@@ -59,6 +71,8 @@ def _run(args: argparse.Namespace) -> int:
     from cellbench.runner import load_experiment, run_experiment
 
     experiment = load_experiment(args.experiment, data_paths=_data_paths(args.data))
+    if args.seeds:
+        experiment = dataclasses.replace(experiment, seeds=args.seeds)
     for label, unmet in experiment.skipped.items():
         print(f"cellbench: skipping method {label!r} (if_installed): it {unmet}", file=sys.stderr)
     out = Path(args.out).expanduser() if args.out else Path("runs") / experiment.name
@@ -97,6 +111,9 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--retry-failed", action="store_true", help="with --resume: run failed grid entries again")
     run.add_argument("--data", action="append", default=[], metavar="NAME=PATH",
                      help="path of dataset NAME instead of the file's (repeatable)")
+    run.add_argument("--seeds", type=seed_list, metavar="S,S,...",
+                     help="training seeds instead of the file's (e.g. 0,1,2: each trained model three times, "
+                          "scores as mean ± sd); give the same with --resume")
     run.add_argument("--quiet", action="store_true", help="only the grid progress bar")
     run.set_defaults(func=_run)
 
