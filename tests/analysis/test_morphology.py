@@ -15,6 +15,7 @@ from cellbench.analysis import (
     boundary_covariance,
     measure_instances,
     measure_mask,
+    measure_masks,
     morphology_table,
     write_morphology_csv,
 )
@@ -163,3 +164,38 @@ def test_table_rows_and_csv(tmp_path):
     assert rows[0]["source"] == "prediction" and rows[0]["class"] == "cell"
     assert float(rows[0]["area"]) == 200 and float(rows[1]["solidity"]) == 1.0
     assert not list(tmp_path.glob("sub/.*"))  # no partial file left
+
+
+def _random_masks(rng: np.random.Generator) -> list[np.ndarray]:
+    """Tight and loose crops: one pixel, lines, blobs touching the crop's edge, masks with holes, repeats."""
+    masks = [np.ones((1, 1), bool), np.ones((1, 5), bool), np.ones((4, 1), bool), np.eye(3, dtype=bool)]
+    for _ in range(40):
+        h, w = rng.integers(1, 12, size=2)
+        m = rng.random((h, w)) < rng.uniform(0.3, 0.9)
+        if m.any():
+            masks.append(m)  # often touches every edge, often in several pieces
+    ring = np.ones((7, 7), bool)
+    ring[2:5, 2:5] = False  # a hole
+    masks += [ring, np.pad(ring, 2), _disc(6, 15)]
+    return masks + [m.copy() for m in masks[::3]]  # equal masks in other arrays
+
+
+def test_measure_masks_equals_measure_mask_exactly():
+    masks = _random_masks(np.random.default_rng(0))
+    memo: dict = {}
+    fast = measure_masks(masks, memo=memo)
+    assert fast == [measure_mask(m) for m in masks]  # dataclass equality: every float to the last bit
+    assert len(memo) < len(masks)
+    # A shared memo hands a mask seen before its first record, so later calls measure nothing new.
+    again = measure_masks([m.copy() for m in masks], memo=memo)
+    assert all(a is b for a, b in zip(again, fast))
+
+
+def test_measure_instances_with_a_memo_gives_the_same_records():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 6, size=(30, 30)).astype(np.uint8)
+    labels[10:20, 10:20] = 7  # one larger block among many small fragments
+    s = InstanceSet.from_label_image(labels)
+    memo: dict = {}
+    assert measure_instances(s, image="a", memo=memo) == measure_instances(s, image="a")
+    assert len(memo) <= len(s)
