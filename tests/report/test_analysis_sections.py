@@ -129,3 +129,39 @@ def test_coco_for_methods_without_scores_equals_stored_when_every_score_is_1(run
     assert {k: recomputed[k] for k in ("map", "ap50", "ap75", "ar50", "ar75")} == \
         {k: stored[k] for k in ("map", "ap50", "ap75", "ar50", "ar75")}
     assert coco.uniform == {"low (one)"} and coco.summary(ev) is stored
+
+
+def test_a_report_reads_each_cached_prediction_once(run_dir, tmp_path, monkeypatch):
+    from cellbench.runner import PredictionCache
+
+    calls = []
+    read = PredictionCache.load_prediction
+
+    def counted(self, split, image):
+        calls.append((self.folder.name, split, image))
+        return read(self, split, image)
+
+    monkeypatch.setattr(PredictionCache, "load_prediction", counted)
+    write_report(run_dir, tmp_path / "rep", qualitative_images=1)
+    assert calls and len(calls) == len(set(calls))  # error analysis, morphology, COCO and panels share them
+
+
+def test_ground_truth_is_read_once_per_setting_and_a_limit_takes_its_first_images(run_dir):
+    import numpy as np
+
+    from cellbench.report import load_results
+    from cellbench.report.run_data import ground_truth, predictions
+
+    results = load_results(run_dir)
+    ev = results.evaluations[0]
+    whole = ground_truth(results, ev)
+    assert ground_truth(results, ev) is whole
+    first, fresh = ground_truth(results, ev, limit=1), ground_truth(load_results(run_dir), ev, limit=1)
+    assert first.names == fresh.names == whole.names[:1]
+    for a, b in zip(first.gt, fresh.gt):
+        assert [i.bbox for i in a] == [i.bbox for i in b]
+        assert all(np.array_equal(i.mask, j.mask) for i, j in zip(a, b))
+    preds = predictions(results, ev, whole.names)
+    assert all(predictions(results, ev, whole.names)[n] is p for n, p in preds.items())
+    raw = predictions(results, ev, whole.names, boundary_rule=False)
+    assert all(len(raw[n]) >= len(p) for n, p in preds.items())

@@ -24,6 +24,7 @@ from cellbench.report.leaderboard import (
     seed_table,
 )
 from cellbench.report.results import EntryEvaluation, RunResults, load_results, threshold_key
+from cellbench.report.run_data import predictions
 from cellbench.report.tables import (
     Table,
     coco_table,
@@ -36,7 +37,7 @@ from cellbench.report.tables import (
     top_bottom_tables,
     training_table,
 )
-from cellbench.runner import RESULTS_DB, PredictionCache
+from cellbench.runner import RESULTS_DB
 
 __all__ = ["ReportSummary", "build_tables", "write_report"]
 
@@ -82,27 +83,31 @@ def _contexts(evs) -> dict[tuple, list[EntryEvaluation]]:
 
 
 def _qualitative_rows(results: RunResults, evs: list[EntryEvaluation], n_images: int):
-    """(name, image, gt, [(model, prediction, f1)]) for the first ``n_images`` of a context."""
+    """(name, image, gt, [(model, prediction, f1)]) for the first ``n_images`` of a context.
+
+    Ground truth and predictions as annotated and cached, before the boundary rule: the panels show the frame.
+    """
     entry, first = evs[0].entry, evs[0].evaluation
     d = entry.config["dataset"]
     dataset = read_dataset(d["path"], d["layout"], split=first.split, task=entry.task, **d.get("options", {}))
-    gts = [s.instances for s in dataset.samples]
+    samples = dataset.samples[:n_images]
+    gts = [s.instances for s in samples]
     if first.ground_truth == "flattened":
         policy = policy_from_name(first.flatten_policy)
         gts = [flatten(g, policy).to_instance_set() for g in gts]
+    names = [s.name for s in samples]
+    cached = [predictions(results, ev, names, boundary_rule=False) for ev in evs]
     rows = []
     tk = threshold_key(0.5)
-    for sample, gt in list(zip(dataset.samples, gts))[:n_images]:
+    for sample, gt in zip(samples, gts):
         preds = []
-        for ev in evs:
-            cache = PredictionCache(results.run_dir / "cache", ev.entry.key)
-            cached = cache.load_prediction(ev.evaluation.split, sample.name)
-            if cached is None:
+        for ev, pred in zip(evs, cached):
+            if sample.name not in pred:
                 continue
             images = ev.evaluation.result.get("per_image", ())
             f1 = next((img.get("by_iou", {}).get(tk, {}).get("f1") for img in images if img["image"] == sample.name),
                       None)
-            preds.append((ev.entry.model, cached[0], f1))
+            preds.append((ev.entry.model, pred[sample.name], f1))
         if preds:
             rows.append((sample.name, sample.load_image(), gt, preds))
     return rows

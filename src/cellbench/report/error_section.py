@@ -132,7 +132,7 @@ def error_analysis(
     for k, (context, evs) in enumerate(shown):
         setting = evs[0].setting()
         try:
-            data = ground_truth(evs[0])
+            data = ground_truth(results, evs[0])
         except Exception as exc:  # the data may be gone; the report still stands
             log.warning("no error analysis for %s: %s", setting, exc)
             continue

@@ -23,7 +23,7 @@ import numpy as np
 from cellbench.analysis import MorphologyRecord, measure_instances, morphology_figures
 from cellbench.report.paper_sections import preferred_evaluations
 from cellbench.report.results import EntryEvaluation, RunResults
-from cellbench.report.run_data import ground_truth, predictions
+from cellbench.report.run_data import ground_truth, predictions, shape_memo
 from cellbench.report.tables import Table, _slug
 
 __all__ = ["SUMMARY_MEASURES", "agreement_tables", "morphology_section"]
@@ -64,11 +64,12 @@ def morphology_section(
     for k, (context, evs) in enumerate(contexts.items()):
         setting = evs[0].setting()
         try:
-            data = ground_truth(evs[0], limit=max_images)
+            data = ground_truth(results, evs[0], limit=max_images)
         except Exception as exc:  # the data may be gone; the report still stands
             log.warning("no morphology for %s: %s", setting, exc)
             continue
-        records = [r for name, gt in zip(data.names, data.gt) for r in measure_instances(gt, image=name)]
+        memo = shape_memo(results)
+        records = [r for name, gt in zip(data.names, data.gt) for r in measure_instances(gt, image=name, memo=memo)]
         seen_models = set()
         for ev in evs:
             model = (ev.entry.method, ev.entry.regime)
@@ -76,7 +77,8 @@ def morphology_section(
                 continue
             seen_models.add(model)
             preds = predictions(results, ev, data.names)
-            records += [r for name, p in preds.items() for r in measure_instances(p, image=name, source=ev.entry.model)]
+            records += [r for name, p in preds.items()
+                        for r in measure_instances(p, image=name, source=ev.entry.model, memo=memo)]
         if not records:
             continue
         drawn = list(dict.fromkeys(r.source for r in records))[: 1 + MAX_FIGURE_MODELS]

@@ -31,7 +31,7 @@ from cellbench.analysis import (
     efficiency_figure,
     fit_regression,
     load_usability,
-    measure_mask,
+    measure_masks,
     rank_models,
     task_accuracy,
 )
@@ -39,7 +39,7 @@ from cellbench.errors import DataError
 from cellbench.figures import new_figure, save_figure
 from cellbench.metrics import evaluate, threshold_key
 from cellbench.report.results import EntryEvaluation, RunResults
-from cellbench.report.run_data import ground_truth, predictions, train_cells
+from cellbench.report.run_data import ground_truth, predictions, shape_memo, train_cells
 from cellbench.report.tables import Table, _slug, _training_info, standardised_time
 
 __all__ = [
@@ -79,29 +79,27 @@ class CocoSource:
     regression such an evaluation is scored here from its cached predictions
     against the ground truth as scored, every instance at score 1 (all
     detections at one confidence, kept in prediction order: AP then describes
-    a single operating point). ``uniform`` lists the models scored so.
+    a single operating point). ``uniform`` lists the models scored so. What is
+    computed here is kept in the results' memo, so the ranking and the
+    regression of one report compute it once.
     """
 
     def __init__(self, results: RunResults) -> None:
         self.results = results
         self.uniform: set[str] = set()
-        self._gt: dict = {}
-        self._done: dict = {}
 
     def summary(self, ev: EntryEvaluation) -> dict | None:
         stored = ev.evaluation.result.get("coco") or {}
         if stored.get("map") is not None:
             return stored
-        key = (ev.entry.key, ev.context)
-        if key not in self._done:
-            self._done[key] = self._uniform(ev)
-        return self._done[key]
+        summary = self.results.memoised(("coco, every score 1", ev.entry.key, ev.context), lambda: self._uniform(ev))
+        if summary is not None:
+            self.uniform.add(_model(ev))
+        return summary
 
     def _uniform(self, ev: EntryEvaluation) -> dict | None:
         try:
-            if ev.context not in self._gt:
-                self._gt[ev.context] = ground_truth(ev)
-            data = self._gt[ev.context]
+            data = ground_truth(self.results, ev)
             preds = predictions(self.results, ev, data.names)
             if len(preds) != len(data.names):
                 return None
@@ -112,10 +110,7 @@ class CocoSource:
         except Exception as exc:  # the data or cache may be gone
             log.warning("no COCO metrics for %s (%s): %s", ev.entry.label, ev.setting(), exc)
             return None
-        if summary and summary.get("map") is not None:
-            self.uniform.add(_model(ev))
-            return summary
-        return None
+        return summary if summary and summary.get("map") is not None else None
 
 
 def _task(ev: EntryEvaluation) -> str:
@@ -254,16 +249,16 @@ def ranking_figure(ranking: Ranking, path: Path) -> Path:
 # --- regression ----------------------------------------------------------------------------------------
 
 
-def _covariates(ev: EntryEvaluation, cache: dict) -> tuple[float, float] | None:
+def _covariates(results: RunResults, ev: EntryEvaluation, cache: dict) -> tuple[float, float] | None:
     """Mean area and mean elongation of the ground truth ``ev`` was scored against (cached per context)."""
     if ev.context not in cache:
         try:
-            data = ground_truth(ev)
+            data = ground_truth(results, ev)
         except Exception as exc:  # the data may be gone
             log.warning("no cell size / elongation for %s: %s", ev.setting(), exc)
             cache[ev.context] = None
         else:
-            shapes = [measure_mask(inst.mask) for gt in data.gt for inst in gt]
+            shapes = measure_masks((inst.mask for gt in data.gt for inst in gt), memo=shape_memo(results))
             elong = [s.elongation for s in shapes if s.elongation is not None]
             cache[ev.context] = (float(np.mean([s.area for s in shapes])), float(np.mean(elong))) if elong else None
     return cache[ev.context]
@@ -280,7 +275,7 @@ def regression_from_run(results: RunResults, *, level: float = 0.95) -> list[Reg
         if m is None:
             continue
         have_coco = True
-        cov = _covariates(ev, cache)
+        cov = _covariates(results, ev, cache)
         if cov is None:
             continue
         n_train = ev.entry.training.n_images if ev.entry.training and ev.entry.training.n_images else 0

@@ -6,14 +6,18 @@ only pairs each stored evaluation with the grid entry it belongs to.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from cellbench.errors import DataError
 from cellbench.metrics import threshold_key  # re-exported: tables and plots key thresholds as the metrics do
 from cellbench.runner import RESULTS_DB, EntryRecord, EvaluationRecord, InvocationRecord, ResultStore
 
 __all__ = ["EntryEvaluation", "RunResults", "load_results", "threshold_key"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,13 @@ class EntryEvaluation:
 
 @dataclass(frozen=True)
 class RunResults:
-    """Everything a report needs from a run folder."""
+    """Everything a report needs from a run folder.
+
+    ``memo`` keeps what the report's sections read back from the data and
+    the cache (ground truth, predictions, shape measures, COCO summaries) for
+    the life of this object, so that each is read or computed once
+    (:meth:`memoised`).
+    """
 
     run_dir: Path
     name: str
@@ -44,6 +54,16 @@ class RunResults:
     entries: tuple[EntryRecord, ...]
     evaluations: tuple[EntryEvaluation, ...]
     invocations: tuple[InvocationRecord, ...]
+    memo: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def memoised(self, key: Hashable, make: Callable[[], T]) -> T:
+        """``make()``, called once per ``key`` for the life of these results; later calls return its value.
+
+        An exception is not kept: the next call tries again.
+        """
+        if key not in self.memo:
+            self.memo[key] = make()
+        return self.memo[key]
 
     @property
     def failed(self) -> tuple[EntryRecord, ...]:

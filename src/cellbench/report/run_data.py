@@ -5,12 +5,16 @@ entry's config), split, ground-truth kind (overlapping, or flattened with a
 policy) and boundary rule. :func:`ground_truth` rebuilds exactly the ground
 truth it was scored against; :func:`predictions` reads the grid entry's
 cached predictions (``cache/<entry key>/pred/<split>/<image>.json``) with the
-same boundary rule applied, so an analysis sees what the scores saw.
+same boundary rule applied, so an analysis sees what the scores saw. Both
+are read once per report: they are kept in the results' memo
+(:meth:`~cellbench.report.results.RunResults.memoised`), which the sections
+share.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +24,7 @@ from cellbench.metrics import drop_boundary
 from cellbench.report.results import EntryEvaluation, RunResults
 from cellbench.runner import PredictionCache
 
-__all__ = ["ContextData", "ground_truth", "predictions", "train_cells"]
+__all__ = ["ContextData", "ground_truth", "predictions", "shape_memo", "train_cells"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +36,21 @@ class ContextData:
     gt: tuple[InstanceSet, ...]
 
 
-def ground_truth(ev: EntryEvaluation, *, limit: int | None = None) -> ContextData:
-    """The ground truth ``ev`` was scored against (kind, flatten policy and boundary rule applied)."""
+def ground_truth(results: RunResults, ev: EntryEvaluation, *, limit: int | None = None) -> ContextData:
+    """The ground truth ``ev`` was scored against (kind, flatten policy and boundary rule applied).
+
+    The first ``limit`` test images (all with None); read once per setting for the life of ``results``.
+    """
+    entry, evaluation = ev.entry, ev.evaluation
+    key = ("ground truth", json.dumps(entry.config["dataset"], sort_keys=True, default=str), entry.task,
+           evaluation.split, evaluation.ground_truth, evaluation.flatten_policy, evaluation.boundary_px)
+    whole = results.memo.get((*key, None))
+    if whole is not None:  # every image is read already: the first ``limit`` are the same
+        return whole if limit is None else ContextData(whole.names[:limit], whole.samples[:limit], whole.gt[:limit])
+    return results.memoised((*key, limit), lambda: _read_ground_truth(ev, limit))
+
+
+def _read_ground_truth(ev: EntryEvaluation, limit: int | None) -> ContextData:
     entry, evaluation = ev.entry, ev.evaluation
     d = entry.config["dataset"]
     dataset = read_dataset(d["path"], d["layout"], split=evaluation.split, task=entry.task, **d.get("options", {}))
@@ -46,15 +63,32 @@ def ground_truth(ev: EntryEvaluation, *, limit: int | None = None) -> ContextDat
     return ContextData(tuple(s.name for s in samples), tuple(samples), tuple(gts))
 
 
-def predictions(results: RunResults, ev: EntryEvaluation, names: tuple[str, ...]) -> dict[str, InstanceSet]:
-    """The cached predictions of ``ev``'s grid entry for ``names`` (boundary rule applied); missing ones left out."""
+def predictions(
+    results: RunResults, ev: EntryEvaluation, names: Sequence[str], *, boundary_rule: bool = True
+) -> dict[str, InstanceSet]:
+    """The cached predictions of ``ev``'s grid entry for ``names``; missing ones left out.
+
+    With the evaluation's boundary rule applied, as scored; as cached with ``boundary_rule=False``. Each file
+    is read once for the life of ``results``.
+    """
     cache = PredictionCache(results.run_dir / "cache", ev.entry.key)
+    split, px = ev.evaluation.split, ev.evaluation.boundary_px if boundary_rule else 0
     out = {}
     for name in names:
-        cached = cache.load_prediction(ev.evaluation.split, name)
+        cached = results.memoised(("prediction", ev.entry.key, split, name),
+                                  lambda: cache.load_prediction(split, name))
         if cached is not None:
-            out[name] = drop_boundary(cached[0], ev.evaluation.boundary_px)
+            out[name] = results.memoised(("prediction", ev.entry.key, split, name, px),
+                                         lambda: drop_boundary(cached[0], px))
     return out
+
+
+def shape_memo(results: RunResults) -> dict:
+    """The memo of shape measures (:func:`cellbench.analysis.measure_masks`) for the life of ``results``.
+
+    The morphology section and the regression's covariates measure the same ground truth; they share it.
+    """
+    return results.memoised("shape measures", dict)
 
 
 def train_cells(results: RunResults, ev: EntryEvaluation) -> int | None:
