@@ -237,10 +237,14 @@ def qualitative_panel(
         h, w = image.shape[:2]
         y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
         window = (slice(y0, y0 + crop), slice(x0, x0 + crop))
-        panels = [(f"{name}", outline_overlay(image, None, None, window=window)),
-                  ("ground truth (light blue)", outline_overlay(image, gt, None, window=window))]
-        panels += [(f"{model}\nF1 {'n/a' if f1 is None else f'{f1:.3f}'} (red)",
-                    outline_overlay(image, gt, pred, window=window)) for model, pred, f1 in preds]
+        plain = outline_overlay(image, None, None, window=window)
+        with_gt = plain.copy()  # what outline_overlay(image, gt, None, window=window) draws, painted once
+        _paint(with_gt, gt, GT_COLOR, (y0, x0))
+        panels = [(f"{name}", plain), ("ground truth (light blue)", with_gt)]
+        for model, pred, f1 in preds:
+            picture = with_gt.copy()
+            _paint(picture, pred, PRED_COLOR, (y0, x0))
+            panels.append((f"{model}\nF1 {'n/a' if f1 is None else f'{f1:.3f}'} (red)", picture))
         for c, ax in enumerate(axes[r]):
             ax.set_axis_off()
             if c < len(panels):
