@@ -80,31 +80,40 @@ def rle_to_instance(rle: dict, **fields) -> Instance:
     counts = rle["counts"]
     try:
         if isinstance(counts, list):
-            runs = np.array([int(c) for c in counts], dtype=np.int64)
+            runs = [int(c) for c in counts]
         elif isinstance(counts, (str, bytes)):
-            runs = np.array(_runs(counts.encode("ascii") if isinstance(counts, str) else counts), dtype=np.int64)
+            runs = _runs(counts.encode("ascii") if isinstance(counts, str) else counts)
         else:
             raise TypeError(f"got {type(counts).__name__}")
     except (TypeError, ValueError) as exc:  # ValueError covers a string that is not ASCII
         raise DataError(f"RLE counts must be run lengths or a compressed COCO string ({exc})") from None
-    if (runs < 0).any():
-        raise DataError(f"RLE has a negative run length ({int(runs.min())})")
-    if runs.sum() > h * w:
-        raise DataError(f"RLE runs add up to {int(runs.sum())} pixels, more than its size {h} x {w} holds")
-    ends = np.cumsum(runs)
-    starts = ends - np.asarray(runs)
-    fg_start, fg_end = starts[1::2], ends[1::2]
-    keep = fg_end > fg_start
-    fg_start, fg_end = fg_start[keep], fg_end[keep]
-    if fg_start.size == 0:
+    if runs and min(runs) < 0:
+        raise DataError(f"RLE has a negative run length ({min(runs)})")
+    if sum(runs) > h * w:
+        raise DataError(f"RLE runs add up to {sum(runs)} pixels, more than its size {h} x {w} holds")
+    # Foreground runs as (start, end) flat indices in column-major order; the bbox and the crop come from them,
+    # so only the object's rows of its columns are ever allocated.
+    fg: list[tuple[int, int]] = []
+    start = 0
+    for k, run in enumerate(runs):
+        if k % 2 and run:
+            fg.append((start, start + run))
+        start += run
+    if not fg:
         raise ValueError("RLE covers no pixel")
-    x0, x1 = int(fg_start[0] // h), int((fg_end[-1] - 1) // h) + 1
-    strip = np.zeros((x1 - x0) * h, dtype=bool)
-    offset = x0 * h
-    for a, b in zip((fg_start - offset).tolist(), (fg_end - offset).tolist()):
-        strip[a:b] = True
-    columns = strip.reshape(x1 - x0, h).T
-    return Instance.from_mask(columns, offset=(0, x0), **fields)
+    x0, x1 = fg[0][0] // h, (fg[-1][1] - 1) // h + 1
+    y0, y1 = h, 0
+    for a, b in fg:
+        if a // h != (b - 1) // h:  # the run goes on into the next column: it touches the top and bottom rows
+            y0, y1 = 0, h
+            break
+        y0, y1 = min(y0, a % h), max(y1, (b - 1) % h + 1)
+    columns = np.zeros((x1 - x0, y1 - y0), dtype=bool)  # one row per image column
+    for a, b in fg:
+        for col in range(a // h, (b - 1) // h + 1):
+            top, bottom = max(a, col * h) - col * h, min(b, (col + 1) * h) - col * h
+            columns[col - x0, top - y0:bottom - y0] = True
+    return Instance(mask=columns.T, bbox=(y0, x0, y1, x1), **fields)
 
 
 def rle_area(rle: dict) -> int:
