@@ -23,7 +23,7 @@ from cellbench.analysis import (
     error_summary,
     image_errors,
 )
-from cellbench.figures import new_figure, save_figure
+from cellbench.figures import hide_axes, new_figure, save_figure
 from cellbench.report.overlay import normalize_for_display
 from cellbench.report.results import RunResults
 from cellbench.report.run_data import ground_truth, predictions
@@ -97,7 +97,7 @@ def _error_figure(name: str, image, gt, panels, path: Path, title: str) -> Path:
     for ax, (model, pred, errors) in zip(axes, panels):
         picture = error_map(rgb, gt, pred, errors)[window]
         ax.imshow(picture, interpolation="nearest")
-        ax.set_axis_off()
+        hide_axes(ax)
         n_fp = int((~errors.pred_matched).sum())
         n_fn = int((~errors.gt_matched).sum())
         ax.set_title(f"{model}\nTP {int(errors.pred_matched.sum())}  FP {n_fp}  FN {n_fn}", fontsize=7)

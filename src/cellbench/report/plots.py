@@ -14,7 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from cellbench.analysis import SeedAggregate
-from cellbench.figures import new_figure, save_figure
+from cellbench.figures import hide_axes, new_figure, save_figure
 from cellbench.instances import InstanceSet
 from cellbench.report.overlay import normalize_for_display
 from cellbench.report.results import EntryEvaluation, threshold_key
@@ -246,7 +246,7 @@ def qualitative_panel(
             _paint(picture, pred, PRED_COLOR, (y0, x0))
             panels.append((f"{model}\nF1 {'n/a' if f1 is None else f'{f1:.3f}'} (red)", picture))
         for c, ax in enumerate(axes[r]):
-            ax.set_axis_off()
+            hide_axes(ax)
             if c < len(panels):
                 ax.imshow(panels[c][1], interpolation="nearest")
                 ax.set_title(panels[c][0], fontsize=7)
