@@ -252,10 +252,13 @@ def error_rows(summary: ErrorSummary) -> list[dict]:
             for b in summary.bins]
 
 
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)  # scipy's default element, built once
+
+
 def _border(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 
-    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+    return mask & ~ndimage.binary_erosion(mask, _CROSS, border_value=0)
 
 
 def error_map(grey_rgb: np.ndarray, gt: InstanceSet, pred: InstanceSet, errors: ImageErrors, *,

@@ -9,10 +9,14 @@ from scipy import ndimage
 
 from cellbench.instances import InstanceSet
 
-__all__ = ["CLASS_COLORS", "draw_outlines", "normalize_for_display"]
+__all__ = ["CLASS_COLORS", "CROSS", "draw_outlines", "normalize_for_display"]
 
 CLASS_COLORS = ((80, 200, 255), (255, 200, 0), (255, 60, 60), (120, 255, 120), (255, 120, 255))
 """Outline colour per class id: light blue first (the NeurIPS report draws GT borders light blue)."""
+
+CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+"""The 4-connected element (scipy's default for ``binary_erosion``), given explicitly: scipy would build it
+again on every call, which costs more than eroding a small instance."""
 
 
 def normalize_for_display(image: np.ndarray, *, low: float = 0.1, high: float = 99.9) -> np.ndarray:
@@ -38,6 +42,6 @@ def draw_outlines(
     shown = normalize_for_display(image)
     rgb = np.repeat(shown[..., None], 3, axis=-1) if shown.ndim == 2 else shown[..., :3].copy()
     for inst in instances:
-        border = inst.mask & ~ndimage.binary_erosion(inst.mask, border_value=0)
+        border = inst.mask & ~ndimage.binary_erosion(inst.mask, CROSS, border_value=0)
         rgb[inst.slices][border] = colors[inst.class_id % len(colors)]
     return rgb

@@ -16,7 +16,7 @@ from scipy import ndimage
 from cellbench.analysis import SeedAggregate
 from cellbench.figures import hide_axes, new_figure, save_figure
 from cellbench.instances import InstanceSet
-from cellbench.report.overlay import normalize_for_display
+from cellbench.report.overlay import CROSS, normalize_for_display
 from cellbench.report.results import EntryEvaluation, threshold_key
 from cellbench.report.tables import COUNT_BINS
 from cellbench.runner import EntryRecord
@@ -190,7 +190,7 @@ def _paint(rgb: np.ndarray, instances: InstanceSet, color: tuple[int, int, int],
         y0, x0, y1, x1 = inst.bbox
         if y1 <= oy or x1 <= ox or y0 >= oy + h or x0 >= ox + w:
             continue
-        border = inst.mask & ~ndimage.binary_erosion(inst.mask, border_value=0)
+        border = inst.mask & ~ndimage.binary_erosion(inst.mask, CROSS, border_value=0)
         ys, xs = np.nonzero(border)
         ys, xs = ys + y0 - oy, xs + x0 - ox
         keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
