@@ -54,7 +54,7 @@ class RunResults:
     entries: tuple[EntryRecord, ...]
     evaluations: tuple[EntryEvaluation, ...]
     invocations: tuple[InvocationRecord, ...]
-    memo: dict = field(default_factory=dict, repr=False, compare=False)
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def memoised(self, key: Hashable, make: Callable[[], T]) -> T:
         """``make()``, called once per ``key`` for the life of these results; later calls return its value.
