@@ -1,5 +1,5 @@
-"""The report's analysis sections on a tiny run (3 methods x 3 regimes x 2 seeds, zero-shot once), and `cellbench analyze rank /
-regress` on it."""
+"""The report's analysis sections on a tiny run (3 methods x 3 regimes x 2 seeds, zero-shot once), and
+`cellbench analyze rank / regress` on it."""
 
 from __future__ import annotations
 
