@@ -142,9 +142,9 @@ def _detail_rows(table: str) -> dict[tuple, tuple[float, float | None]]:
 
 
 #: How far a run's mean F1@0.5 across 3 seeds (in points) may lie from README's. Measured on README's machine,
-#: the means moved by at most 1.7 points between native AVX-512 and AVX2 kernels while single seeds moved by up
-#: to 10; two means of 3 seeds each differ by about 2.5 sds at most (a 95 % bound for their difference, with
-#: the sample sd). So: 5 points, or 2.5 of README's sds of that row where those are wider.
+#: the means moved by at most 2.3 points between native AVX-512, AVX2 and SSE4.1 kernels while single seeds
+#: spanned up to 7 (DSB 90.5-97.7); two means of 3 seeds each differ by about 2.5 sds at most (a 95 % bound for
+#: their difference, with the sample sd). So: 5 points, or 2.5 of README's sds of that row where those are wider.
 BAND_POINTS = 5.0
 SD_FACTOR = 2.5
 
