@@ -12,19 +12,20 @@ from cellbench.data.dataset import Sample  # noqa: E402
 from cellbench.errors import DataError  # noqa: E402
 from cellbench.instances import Instance, InstanceSet  # noqa: E402
 from cellbench.methods import config_from_dict, get_method  # noqa: E402
-from cellbench.methods.maskrcnn.network import (  # noqa: E402
-    NetworkSettings,
-    _paste,
-    build_network,
-    load_pretrained,
-)
-from cellbench.methods.maskrcnn.targets import random_crop  # noqa: E402
+from cellbench.methods.detection.inference import paste_mask  # noqa: E402
+from cellbench.methods.detection.maskrcnn import CLASS_HEADS, NetworkSettings, build_network  # noqa: E402
+from cellbench.methods.detection.targets import random_crop  # noqa: E402
+from cellbench.methods.detection.weights import load_pretrained as load_weights_file  # noqa: E402
 from cellbench.methods.model_dir import load_model, save_model, train_summary  # noqa: E402
 from cellbench.methods.tiling import TileConfig  # noqa: E402
 
 TINY = {"backbone": "resnet18", "head_width": 16, "patch_size": 64, "batch_size": 2, "epochs": 1,
         "crops_per_epoch": 2, "anchor_sizes": [8, 16, 32, 64, 128], "roi_batch_size": 16, "rpn_post_nms": 50,
         "detections_per_image": 20, "score_threshold": 0.0, "mask_threshold": 0.0}
+
+
+def load_pretrained(model, path):
+    return load_weights_file(model, path, class_heads=CLASS_HEADS)
 
 
 def settings(backbone="resnet18", num_classes=3, width=16):
@@ -80,9 +81,9 @@ def test_unknown_pretrained_name_says_what_it_tried(blobs):
 
 
 def test_paste_fills_exactly_the_box():
-    inst = _paste(torch.ones(28, 28), np.array([2.0, 3.0, 10.0, 8.0]), (20, 20), 0.5)
+    inst = paste_mask(torch.ones(28, 28), np.array([2.0, 3.0, 10.0, 8.0]), (20, 20), 0.5)
     assert inst.bbox == (3, 2, 8, 10) and inst.area == 40
-    assert _paste(torch.zeros(28, 28), np.array([2.0, 3.0, 10.0, 8.0]), (20, 20), 0.5) is None
+    assert paste_mask(torch.zeros(28, 28), np.array([2.0, 3.0, 10.0, 8.0]), (20, 20), 0.5) is None
 
 
 def test_training_crops_keep_overlapping_instances_and_classes():

@@ -35,7 +35,7 @@ METHODS: dict[str, str] = {
     "mediar": "cellbench.methods.mediar.method:MediarMethod",
     "stardist": "cellbench.methods.stardist:StarDistMethod",
     "nnunet": "cellbench.methods.nnunet.method:NnUNetMethod",
-    "maskrcnn": "cellbench.methods.maskrcnn.method:MaskRCNNMethod",
+    "maskrcnn": "cellbench.methods.detection.maskrcnn:MaskRCNNMethod",
     "sam": "cellbench.methods.sam:SAMMethod",
     "yolo": "cellbench.methods.yolo.method:YOLOMethod",
 }

@@ -1,22 +1,26 @@
-"""Training crops for Mask R-CNN: random windows of an image with their instances, overlaps kept.
+"""Training crops for the detectors: random windows of an image with their instances, overlaps kept.
 
 Each crop is a square window of the (preprocessed, 3-channel) image, padded
 with zeros where the image is smaller, flipped and rotated by a random
 multiple of 90 degrees; every instance that shows in the window becomes one
 target mask with its box and class, whether or not it overlaps another
-(nothing is flattened, which is the point of this method on Glioma C6).
+(nothing is flattened, which is the point of these methods on Glioma C6).
+:func:`batch_tensors` turns crops into the inputs and targets torchvision's
+detectors train on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from cellbench.instances import InstanceSet
 from cellbench.methods.preprocess import crop_instances
 
-__all__ = ["Crop", "random_crop", "to_rgb"]
+__all__ = ["Crop", "batch_tensors", "random_crop", "to_rgb"]
 
 
 def to_rgb(image: np.ndarray) -> np.ndarray:
@@ -86,3 +90,14 @@ def random_crop(image: np.ndarray, instances: InstanceSet, size: int, rng: np.ra
             out, masks = out[:, ::-1], masks[:, :, ::-1]
         out, masks = np.ascontiguousarray(out), np.ascontiguousarray(masks)
     return Crop(out, masks, _boxes(masks), labels)
+
+
+def batch_tensors(crops: Sequence[Crop]) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The images (3 x S x S float tensors) and targets (``boxes``, ``labels``, ``masks``) of ``crops``, as a
+    torchvision detector takes them in training."""
+    import torch
+
+    inputs = [torch.from_numpy(c.image.transpose(2, 0, 1).copy()) for c in crops]
+    targets = [{"boxes": torch.from_numpy(c.boxes), "labels": torch.from_numpy(c.labels),
+                "masks": torch.from_numpy(c.masks.astype(np.uint8))} for c in crops]
+    return inputs, targets

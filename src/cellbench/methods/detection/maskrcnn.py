@@ -7,19 +7,20 @@ cells overlap) and predicts overlapping instances; and it classifies each
 box, so ONE model learns every class of a task (``supports_classes``: Glioma
 C6 cell type A and B) where single-class methods need one model per class.
 
-* Network: :func:`~cellbench.methods.maskrcnn.network.build_network`,
-  ``maskrcnn_resnet50_fpn_v2``'s architecture on ``backbone`` (``resnet50`` as
-  published; ``resnet18`` / ``resnet34`` for CPUs).
+* Network: :func:`build_network`, ``maskrcnn_resnet50_fpn_v2``'s heads on
+  ``backbone`` with an FPN (:mod:`~cellbench.methods.detection.backbones`):
+  ``resnet50`` as published, ``resnet18`` / ``resnet34`` for CPUs.
 * Weights: from scratch, or ``pretrained``: a file path, or a name of the
   pretrained-model registry (:mod:`cellbench.pretrained`, checksum-verified
   downloads; torchvision's own unverified download is never used). COCO
   weights fit backbone ``resnet50``; their class-specific last layers are
   re-initialised for the task's classes.
-* Training: random square crops (``patch_size``) with flips and 90-degree
-  rotations, every instance in the crop a target (overlaps kept); SGD or
-  AdamW with linear warm-up and cosine decay. ``scale`` resizes images by a
-  fixed factor for the network (torchvision's default resizes every image to
-  800 px, which makes small nuclei large and a CPU slow).
+* Training: :func:`~cellbench.methods.detection.training.train_detector`:
+  random square crops (``patch_size``) with flips and 90-degree rotations,
+  every instance in the crop a target (overlaps kept); SGD or AdamW with
+  linear warm-up and cosine decay. ``scale`` resizes images by a fixed factor
+  for the network (torchvision's default resizes every image to 800 px, which
+  makes small nuclei large and a CPU slow).
 * Prediction: detections with score >= ``score_threshold`` (the scores are the
   detection scores, which COCO metrics rank by), up to
   ``detections_per_image``; masks pasted at ``mask_threshold``. Large images
@@ -28,35 +29,36 @@ C6 cell type A and B) where single-class methods need one model per class.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
-import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
-from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
-from cellbench.methods.checkpoint import EpochCheckpoint, train_fingerprint
+from cellbench.methods.base import Method, ProgressFactory, TrainHistory
+from cellbench.methods.checkpoint import train_fingerprint
+from cellbench.methods.detection.backbones import BACKBONES, REGISTRY
 from cellbench.methods.device import check_threads, on_config_threads
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
+from cellbench.methods.seeding import seed_torch
 from cellbench.methods.tiling import TileConfig, predict_tiled
 from cellbench.methods.validation import validation_f1
-from cellbench.methods.seeding import seed_torch
 
-__all__ = ["MaskRCNNConfig", "MaskRCNNMethod"]
+if TYPE_CHECKING:
+    from torch import nn
 
-log = logging.getLogger(__name__)
+__all__ = ["MaskRCNNConfig", "MaskRCNNMethod", "NetworkSettings", "build_network"]
 
 WEIGHTS_FILE = "maskrcnn.pt"
 INFO_FILE = "maskrcnn.json"
+#: Parameters that depend on the number of classes: not taken from a checkpoint trained on other classes.
+CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
 
 
 @dataclass(frozen=True)
@@ -126,10 +128,11 @@ class MaskRCNNConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        from cellbench.methods.maskrcnn import BACKBONES
-
         if self.backbone not in BACKBONES:
             raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {self.backbone!r}")
+        if self.batch_size < REGISTRY[self.backbone].min_batch:
+            raise ValueError(f"backbone {self.backbone} trains on batch_size >= {REGISTRY[self.backbone].min_batch}, "
+                             f"got {self.batch_size}")
         if self.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.patch_size < 32 or self.scale <= 0:
@@ -144,17 +147,65 @@ class MaskRCNNConfig:
             raise ValueError("detections_per_image, rpn_post_nms, roi_batch_size and head_width must be >= 1")
 
 
-def resolve_weights(name_or_path: str) -> Path:
-    """A pretrained weights file: an existing path, else a name of :mod:`cellbench.pretrained`."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    try:
-        from cellbench.pretrained import resolve_pretrained
-    except ImportError as exc:
-        raise DataError(f"pretrained {name_or_path!r} is not a file, and the pretrained-model registry "
-                        f"(cellbench.pretrained) is not available to look it up") from exc
-    return Path(resolve_pretrained(name_or_path, method="maskrcnn"))
+@dataclass(frozen=True)
+class NetworkSettings:
+    """What :func:`build_network` needs; a subset of the method's config."""
+
+    backbone: str
+    num_classes: int  # including background
+    trainable_layers: int
+    anchor_sizes: tuple[int, ...]
+    detections_per_image: int
+    rpn_post_nms: int
+    roi_batch_size: int
+    score_threshold: float
+    nms_threshold: float
+    head_width: int = 256
+
+
+def build_network(s: NetworkSettings) -> nn.Module:
+    """A randomly initialised Mask R-CNN with v2 heads on ``s.backbone`` (torchvision's initialisation).
+
+    It follows ``torchvision.models.detection.maskrcnn_resnet50_fpn_v2`` (Li et
+    al. 2021, "Benchmarking detection transfer learning with vision
+    transformers"): a two-convolution RPN head, a box head of four 3 x 3
+    convolutions and one fully connected layer, and a four-convolution mask
+    head, all with batch norm. With ``resnet50`` it is exactly torchvision's
+    network, so the COCO checkpoint loads into it. On a CPU the heads, not the
+    backbone, cost most with a ResNet: each sampled region goes through four
+    3 x 3 convolutions in the box head (and each positive one through four more
+    at 14 x 14 in the mask head), so ``head_width`` (256 as published) can be
+    lowered there.
+    """
+    from torch import nn
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, RPNHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+
+    from cellbench.methods.detection.backbones import build_backbone
+
+    if len(s.anchor_sizes) != 5:
+        raise DataError(f"anchor_sizes needs one size per FPN level (5), got {list(s.anchor_sizes)}")
+    backbone = build_backbone(s.backbone, trainable_layers=s.trainable_layers)
+    anchors = AnchorGenerator(tuple((int(a),) for a in s.anchor_sizes), ((0.5, 1.0, 2.0),) * 5)
+    rpn_head = RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], conv_depth=2)
+    width = s.head_width
+    box_head = FastRCNNConvFCHead((backbone.out_channels, 7, 7), [width] * 4, [1024], norm_layer=nn.BatchNorm2d)
+    mask_head = MaskRCNNHeads(backbone.out_channels, [width] * 4, 1, norm_layer=nn.BatchNorm2d)
+    # given here, not by MaskRCNN, which assumes 256 channels (torchvision's own layer sizes otherwise)
+    box_predictor = FastRCNNPredictor(1024, s.num_classes)
+    mask_predictor = MaskRCNNPredictor(width, width, s.num_classes)
+    return MaskRCNN(
+        backbone, num_classes=None, box_predictor=box_predictor, rpn_anchor_generator=anchors, rpn_head=rpn_head,
+        box_head=box_head, mask_head=mask_head, mask_predictor=mask_predictor,
+        rpn_pre_nms_top_n_train=2 * s.rpn_post_nms, rpn_post_nms_top_n_train=s.rpn_post_nms,
+        rpn_pre_nms_top_n_test=2 * s.rpn_post_nms, rpn_post_nms_top_n_test=s.rpn_post_nms,
+        box_detections_per_img=s.detections_per_image, box_score_thresh=s.score_threshold,
+        box_nms_thresh=s.nms_threshold, box_batch_size_per_image=s.roi_batch_size,
+        # cellbench normalises images itself (percentile); the network sees them as they are
+        image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0],
+    )
 
 
 class MaskRCNNMethod(Method):
@@ -182,8 +233,6 @@ class MaskRCNNMethod(Method):
 
     # -- building ---------------------------------------------------------------
     def _new_model(self, n_classes: int) -> Any:
-        from cellbench.methods.maskrcnn.network import NetworkSettings, build_network
-
         cfg = self.config
         trainable = cfg.trainable_layers if cfg.trainable_layers is not None else (3 if cfg.pretrained else 5)
         return build_network(NetworkSettings(
@@ -194,7 +243,7 @@ class MaskRCNNMethod(Method):
         ))
 
     def _input(self, image: np.ndarray) -> np.ndarray:
-        from cellbench.methods.maskrcnn.targets import to_rgb
+        from cellbench.methods.detection.targets import to_rgb
 
         return to_rgb(preprocess(image, self.config.preprocess))
 
@@ -216,10 +265,8 @@ class MaskRCNNMethod(Method):
     ) -> TrainHistory:
         """Fit on random crops of ``train`` (all classes in one model); keep the best validated epoch.
         With ``checkpoint_dir``, every epoch is saved there and a saved one continued."""
-        import torch
-
-        from cellbench.methods.maskrcnn.network import load_pretrained, set_input_size
-        from cellbench.methods.maskrcnn.targets import random_crop
+        from cellbench.methods.detection.training import train_detector
+        from cellbench.methods.detection.weights import load_pretrained, resolve_weights
 
         if not train:
             raise DataError("maskrcnn: no training images")
@@ -235,76 +282,19 @@ class MaskRCNNMethod(Method):
         self._classes = tuple(classes)
         self._weights_from = {"from": "scratch"}
         if cfg.pretrained:
-            self._weights_from = load_pretrained(model, resolve_weights(cfg.pretrained)) | {"name": cfg.pretrained}
+            loaded = load_pretrained(model, resolve_weights(cfg.pretrained, method="maskrcnn"),
+                                     class_heads=CLASS_HEADS, hint="; COCO weights need backbone resnet50")
+            self._weights_from = loaded | {"name": cfg.pretrained}
         self._model = model
         images = [self._input(s.load_image()) for s in train]
-        per_epoch = cfg.crops_per_epoch or max(cfg.batch_size, sum(
-            math.ceil(im.shape[0] / cfg.patch_size) * math.ceil(im.shape[1] / cfg.patch_size) for im in images))
-        steps = max(1, math.ceil(per_epoch / cfg.batch_size))
-        total = steps * cfg.epochs
-        params = [p for p in model.parameters() if p.requires_grad]
-        if cfg.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-        else:
-            opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warm = max(1, min(cfg.warmup_iters, total // 2))
-
-        def factor(step: int) -> float:
-            if step < warm:
-                return 0.001 + 0.999 * step / warm
-            return 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
-        fingerprint = train_fingerprint(self, train, valid, seed) if checkpoint_dir is not None else {}
-        checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint=fingerprint, generators={"rng": rng},
-                                     objects={"model": model, "optimizer": opt, "scheduler": sched})
-        resumed = checkpoint.resume()
-        epochs = [EpochRecord(**row) for row in resumed.history]
-        best, best_state = (resumed.best[:2], resumed.best[2]) if resumed.best else ((-1.0, -1), None)
-        for epoch in checkpoint.epochs(cfg.epochs, progress, desc="maskrcnn training", unit="epoch"):
-            model.train()
-            set_input_size(model, cfg.patch_size, cfg.patch_size, cfg.scale)
-            sums: dict[str, float] = {}
-            for _ in range(steps):
-                crops = [random_crop(images[k], train[k].instances, cfg.patch_size, rng, augment=cfg.augment,
-                                     min_area=cfg.min_area)
-                         for k in rng.integers(len(images), size=cfg.batch_size)]
-                inputs = [torch.from_numpy(c.image.transpose(2, 0, 1).copy()) for c in crops]
-                targets = [{"boxes": torch.from_numpy(c.boxes), "labels": torch.from_numpy(c.labels),
-                            "masks": torch.from_numpy(c.masks.astype(np.uint8))} for c in crops]
-                losses = model(inputs, targets)
-                loss = sum(losses.values())  # the five Mask R-CNN losses, equally weighted
-                if not torch.isfinite(loss):
-                    raise DataError(f"maskrcnn: training loss is {float(loss)} at epoch {epoch}; lower lr")
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + float(value.detach())
-                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-            last = epoch == cfg.epochs - 1
-            val = None
-            if valid and (last or (cfg.val_every and (epoch + 1) % cfg.val_every == 0)):
-                val = self._f1(valid)
-                if val > best[0]:
-                    best, best_state = (val, epoch), copy.deepcopy(model.state_dict())
-            means = {k: v / steps for k, v in sums.items()}
-            epochs.append(EpochRecord(epoch=epoch, loss=means.pop("loss"), val_score=val,
-                                      extra={"lr": float(sched.get_last_lr()[0]), **means}))
-            log.info("epoch %d loss %.4f", epoch, epochs[-1].loss)
-            checkpoint.save(epoch + 1, history=[dataclasses.asdict(e) for e in epochs],
-                            best=None if best_state is None else (*best, best_state))
-        if best_state is not None and cfg.keep_best:
-            model.load_state_dict(best_state)
-        wall = checkpoint.wall_s
-        return TrainHistory(
-            epochs=tuple(epochs), val_metric="f1@0.5" if valid else None,
-            best_epoch=best[1] if valid and cfg.keep_best else len(epochs) - 1, wall_s=wall,
-            info={**self._weights_from, "classes": list(self._classes), "steps_per_epoch": steps,
-                  "crops_per_epoch": steps * cfg.batch_size,
-                  "loss": "RPN objectness + box, RoI classifier + box, mask BCE (torchvision Mask R-CNN)"},
-        )
+        history = train_detector(
+            model, images, [s.instances for s in train], cfg, rng=rng, name="maskrcnn",
+            validate=(lambda: self._f1(valid)) if valid else None, checkpoint_dir=checkpoint_dir,
+            fingerprint=train_fingerprint(self, train, valid, seed) if checkpoint_dir is not None else None,
+            progress=progress)
+        return dataclasses.replace(history, info={
+            **self._weights_from, "classes": list(self._classes), **history.info,
+            "loss": "RPN objectness + box, RoI classifier + box, mask BCE (torchvision Mask R-CNN)"})
 
     def _f1(self, samples: Sequence[Sample]) -> float:
         """Class-agnostic F1 at IoU 0.5 on ``samples``, pooled (the validation score), on the instances as
@@ -317,7 +307,7 @@ class MaskRCNNMethod(Method):
     @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:
         """Detected instances of one image (a tile), scored by the detector, overlaps and classes kept."""
-        from cellbench.methods.maskrcnn.network import detect
+        from cellbench.methods.detection.inference import detect
 
         image = np.asarray(image)
         if image.ndim not in (2, 3):
@@ -338,7 +328,7 @@ class MaskRCNNMethod(Method):
         (Path(folder) / INFO_FILE).write_text(json.dumps(info, indent=2))
 
     def load_weights(self, folder: Path) -> None:
-        from cellbench.methods.maskrcnn.network import read_state_dict
+        from cellbench.methods.detection.weights import read_state_dict
 
         info_path = Path(folder) / INFO_FILE
         try:
@@ -350,7 +340,7 @@ class MaskRCNNMethod(Method):
             raise DataError(f"weights are for backbone {info.get('backbone')!r}, the config says "
                             f"{self.config.backbone!r}", path=info_path)
         path = Path(folder) / WEIGHTS_FILE
-        state = read_state_dict(path)
+        state = read_state_dict(path, what="Mask R-CNN weights file")
         model = self._new_model(len(classes))
         try:
             model.load_state_dict(state, strict=True)
