@@ -49,7 +49,7 @@ from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
-from cellbench.methods.device import check_threads, torch_threads
+from cellbench.methods.device import check_threads, on_config_threads
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.validation import validation_f1
@@ -292,6 +292,7 @@ class CellposeMethod(Method):
         return images, labels
 
     # -- the interface -------------------------------------------------------------
+    @on_config_threads
     def train(
         self,
         train: Sequence[Sample],
@@ -323,7 +324,7 @@ class CellposeMethod(Method):
         channel_axis = -1 if images[0].ndim == 3 else None
         start = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="cellbench-cellpose-") as scratch, \
-                _epoch_progress(progress, cfg.n_epochs), torch_threads(cfg.threads):
+                _epoch_progress(progress, cfg.n_epochs):
             _, train_losses, test_losses = cp_train.train_seg(
                 self._model.net, train_data=images, train_labels=labels,
                 test_data=test_images, test_labels=test_labels, load_files=False,
@@ -381,17 +382,17 @@ class CellposeMethod(Method):
         cfg = self.config
         model = self._require_model()
         x = preprocess(image, cfg.preprocess)
-        with torch_threads(cfg.threads):
-            diameter = cfg.diameter if cfg.diameter is not None else self._estimated_diameter(x)
-            masks, flows, _ = model.eval(
-                x, channels=list(cfg.channels), channel_axis=-1 if x.ndim == 3 else None,
-                diameter=diameter, flow_threshold=cfg.flow_threshold,
-                cellprob_threshold=cfg.cellprob_threshold, min_size=cfg.min_size, augment=cfg.augment,
-                batch_size=cfg.eval_batch_size, normalize=True,
-            )
+        diameter = cfg.diameter if cfg.diameter is not None else self._estimated_diameter(x)
+        masks, flows, _ = model.eval(
+            x, channels=list(cfg.channels), channel_axis=-1 if x.ndim == 3 else None,
+            diameter=diameter, flow_threshold=cfg.flow_threshold,
+            cellprob_threshold=cfg.cellprob_threshold, min_size=cfg.min_size, augment=cfg.augment,
+            batch_size=cfg.eval_batch_size, normalize=True,
+        )
         prob = 1.0 / (1.0 + np.exp(-np.asarray(flows[2], dtype=np.float64)))
         return np.asarray(masks).astype(np.int32), prob
 
+    @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:
         """Cellpose masks; each instance's score is its mean cell probability."""
         masks, prob = self._labels(image)

@@ -1,4 +1,12 @@
-"""Where a torch method runs: one rule for the device and one for the CPU threads, for every torch method."""
+"""Where a torch method runs: one rule for the device and one for the CPU threads, for every torch method.
+
+The thread rule: a torch method's ``train`` and ``predict`` (and any other public
+call that runs its network) carry :func:`on_config_threads`, so they run on the
+config's ``threads``, whoever calls them: ``cellbench train`` / ``predict``, the
+runner, the GUI's jobs, a script. Methods do not call :func:`torch_threads`
+themselves, nor set thread variables of the environment; the whole call runs on
+the count, its data preparation and validation included.
+"""
 
 from __future__ import annotations
 
@@ -58,11 +66,16 @@ def check_threads(threads: int) -> None:
 
 
 def on_config_threads(call: F) -> F:
-    """Run a method's ``train`` or ``predict`` on ``self.config.threads`` torch threads (:func:`torch_threads`)."""
+    """Run a method's ``train`` or ``predict`` on ``self.config.threads`` torch threads (:func:`torch_threads`).
+
+    The wrapped call says so in ``runs_on_config_threads``, which the tests check for every
+    method with a ``threads`` field.
+    """
 
     @functools.wraps(call)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
         with torch_threads(self.config.threads):
             return call(self, *args, **kwargs)
 
+    wrapper.runs_on_config_threads = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

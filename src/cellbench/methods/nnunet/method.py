@@ -49,7 +49,7 @@ from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
-from cellbench.methods.device import check_threads, torch_threads
+from cellbench.methods.device import check_threads, on_config_threads
 from cellbench.methods.nnunet.instances import instances_from_semantic
 from cellbench.methods.nnunet.model_folder import CHECKPOINT, TRAINERS
 from cellbench.methods.nnunet.raw import DATASET_ID, DATASET_NAME, SPACING, nnunet_input, write_raw_dataset
@@ -134,6 +134,7 @@ class NnUNetMethod(Method):
         self._predictor: Any = None
         self._fold: int | str = "all"
 
+    @on_config_threads
     def train(
         self,
         train: Sequence[Sample],
@@ -150,8 +151,7 @@ class NnUNetMethod(Method):
         if not train:
             raise DataError("nnunet: no training images")
         start = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="cellbench-nnunet-") as work, nnunet_environment(Path(work)) as env, \
-                torch_threads(cfg.threads):
+        with tempfile.TemporaryDirectory(prefix="cellbench-nnunet-") as work, nnunet_environment(Path(work)) as env:
             train_cases, val_cases = write_raw_dataset(env["nnUNet_raw"], train, valid or (), target=cfg.target,
                                                        boundary_px=cfg.boundary_px, flatten_policy=cfg.flatten)
             plan_and_preprocess(DATASET_ID, gpu_memory_target_gb=cfg.gpu_memory_target_gb, batch_size=cfg.batch_size)
@@ -196,6 +196,7 @@ class NnUNetMethod(Method):
                                               use_mirroring=self.config.use_mirroring)
         return self._predictor
 
+    @on_config_threads
     def probabilities(self, image: np.ndarray) -> np.ndarray:
         """nnU-Net's class probabilities (classes x H x W) for one image."""
         import contextlib
@@ -204,10 +205,11 @@ class NnUNetMethod(Method):
         predictor = self._require_predictor()
         n_channels = len(self._network.dataset_json["channel_names"])
         x = nnunet_input(image, n_channels)
-        with contextlib.redirect_stdout(io.StringIO()), torch_threads(self.config.threads):
+        with contextlib.redirect_stdout(io.StringIO()):
             _, probs = predictor.predict_single_npy_array(x, {"spacing": list(SPACING)}, None, None, True)
         return np.asarray(probs)[:, 0]
 
+    @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:
         """Instances from the interior / boundary (or cell) probabilities; scores are mean cell probabilities."""
         return instances_from_semantic(self.probabilities(image), self.config.target, min_size=self.config.min_size)

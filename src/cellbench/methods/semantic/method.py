@@ -34,7 +34,7 @@ from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHi
 from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.semantic.inference import InferenceSettings, SemanticPreprocess, network_input, predict_maps
 from cellbench.methods.semantic.patches import AugmentSettings, random_patch, stack
-from cellbench.methods.device import check_threads, torch_device, torch_threads
+from cellbench.methods.device import check_threads, on_config_threads, torch_device
 from cellbench.methods.semantic.train_loop import TrainSettings, deterministic, fit
 from cellbench.methods.tiling import TileConfig
 from cellbench.methods.validation import validation_f1
@@ -123,6 +123,7 @@ class SemanticMethod(Method):
             targets.append(self.targets(labels.astype(np.int32)))
         return images, targets
 
+    @on_config_threads
     def train(
         self,
         train: Sequence[Sample],
@@ -155,7 +156,7 @@ class SemanticMethod(Method):
             return batch
 
         start = time.perf_counter()
-        with torch_threads(cfg.threads), deterministic(seed) as rng:
+        with deterministic(seed) as rng:
             self._network = self.build_network(pretrained=True).to(torch_device())
             fingerprint = train_fingerprint(self, train, valid, seed) if checkpoint_dir is not None else None
             losses = fit(self._network, self.loss, draw_batch, cfg.train, n_images=len(images), rng=rng,
@@ -188,10 +189,10 @@ class SemanticMethod(Method):
     def _labels(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         network = self._require_network()
         x = network_input(image, self.config.preprocess)
-        with torch_threads(self.config.threads):
-            maps = predict_maps(network, x, roi=self.config.train.patch_size, settings=self.config.inference)
+        maps = predict_maps(network, x, roi=self.config.train.patch_size, settings=self.config.inference)
         return self.instances(maps)
 
+    @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:
         """Instances of the whole image; each scored with its mean interior probability."""
         from cellbench.methods.semantic.postprocess import scored_instances
