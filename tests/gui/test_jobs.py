@@ -93,3 +93,23 @@ def test_resumed_training_job_continues_from_its_last_epoch(tmp_path, three_disk
     assert [r["epoch"] for r in job.losses] == list(range(1, 13))  # the loss curve continued
     assert not checkpoint.parent.exists()
     assert len(load_model(tmp_path / "models" / "u").record["history"]["epochs"]) == 12
+
+
+def test_a_training_job_gets_its_threads_in_the_config_as_a_user_would_give_them(tmp_path):
+    """The slot's share of the cores goes into a torch method's config (recorded in model.json), unless the
+    settings or the preset name a count; a method without a threads field gets none."""
+    pytest.importorskip("nicegui")
+    import yaml
+
+    from cellbench.gui.pages.train import job_config
+
+    queue = JobQueue(Workspace(tmp_path), slots=2)
+    n = queue.threads_per_job
+    assert n >= 1
+    assert yaml.safe_load(job_config("cellseg1", "", preset="cpu", threads=n)) == {"threads": n}
+    assert yaml.safe_load(job_config("unet", "train: {epochs: 4}\n", preset=None, threads=n)) == \
+        {"train": {"epochs": 4}, "threads": n}
+    assert job_config("unet", "threads: 0 # torch's default\n", preset=None, threads=n) == "threads: 0 # torch's default"
+    assert job_config("watershed", "", preset=None, threads=n) is None
+    assert job_config("watershed", "sigmas: [1.0]", preset=None, threads=n) == "sigmas: [1.0]"
+    assert job_config("unet", "[1, 2]", preset=None, threads=n) == "[1, 2]"  # for `cellbench train` to refuse

@@ -12,14 +12,26 @@ the browser closes (and when the GUI server stops). Its folder
 * ``log.txt``: everything the command printed.
 
 :class:`JobQueue` starts queued jobs in creation order while fewer than ``slots``
-run: one job per CPU slot (``os.cpu_count() / slots`` cores each, set through the
-usual thread-count variables). ``stop`` ends a job's whole process group;
+run: one job per CPU slot, :attr:`JobQueue.threads_per_job` (``os.cpu_count() / slots``)
+cores each. ``stop`` ends a job's whole process group;
 ``resume`` queues a stopped or failed job again. A training job is resumed
 with ``cellbench train ... --resume``: the methods whose training loop
 cellbench owns (``resumable`` in ``cellbench methods``) saved their whole state
 after every epoch in ``<out>.checkpoint/`` and continue from the last finished
 epoch (same weights as an uninterrupted training); the progress bar and the loss
 curve continue from there. The others train again from the start.
+
+Thread counts, one rule: a torch method's train and predict run on its config's
+``threads`` (:func:`cellbench.methods.device.on_config_threads`), whatever starts
+them. The GUI gives a training job its slot's share the way a user does, as
+``threads`` in the job's config file (:func:`cellbench.gui.pages.train.job_config`,
+unless the user's settings or the preset name a count), so the model directory
+records the count its weights were computed with and ``cellbench train`` with
+that config gives the same weights; a prediction job runs on the count its model
+recorded. The thread variables of the job's environment (:data:`THREAD_VARIABLES`,
+the same share) are for what has no ``threads`` field: numpy's and scipy's BLAS,
+TensorFlow (StarDist), Ultralytics (YOLO), and torch's own default, which a config
+with ``threads: 0`` asks for. They never change a count a config names.
 """
 
 from __future__ import annotations
@@ -40,6 +52,8 @@ from cellbench.gui.workspace import Workspace, safe_name
 __all__ = ["Job", "JobQueue", "STATES", "read_json", "worker_command", "write_json"]
 
 STATES = ("queued", "running", "done", "failed", "stopped")
+#: Set to :attr:`JobQueue.threads_per_job` in every job's environment: the libraries without a ``threads``
+#: config field, and torch's default for ``threads: 0`` (see the module docstring).
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 
@@ -171,11 +185,13 @@ class JobQueue:
         self.tick()
         return job
 
-    def _threads(self) -> int:
+    @property
+    def threads_per_job(self) -> int:
+        """CPU threads of one job: the cores shared among the slots, at least one."""
         return max(1, (os.cpu_count() or 1) // self.slots)
 
     def _start(self, job: Job) -> None:
-        env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(self._threads())), "PYTHONUNBUFFERED": "1",
+        env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(self.threads_per_job)), "PYTHONUNBUFFERED": "1",
                "PYTHONSAFEPATH": "1"}  # also for any Python the command starts (Python 3.11+)
         with open(job.folder / "log.txt", "ab") as log:
             log.write(f"--- attempt {job.status.get('attempt', 1)}, {_now()}: cellbench "

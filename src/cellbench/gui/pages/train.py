@@ -2,10 +2,15 @@
 
 The job runs ``cellbench train`` (see :mod:`cellbench.gui.worker`) and writes a normal
 model directory under ``models/``, which ``cellbench predict`` and the Predict page load.
+A torch method trains on the job's share of the cores, given as ``threads`` in its config
+(:func:`job_config`), as a user would give it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import yaml
 from nicegui import ui
 
 from cellbench.data import LAYOUTS
@@ -15,7 +20,7 @@ from cellbench.gui.pages.job_view import JobView
 from cellbench.gui.workspace import safe_name
 from cellbench.methods import METHODS, get_method
 
-__all__ = ["MODELS", "register", "train_argv"]
+__all__ = ["MODELS", "job_config", "register", "train_argv"]
 
 MODELS = "models"
 
@@ -37,6 +42,38 @@ def train_argv(ctx, *, method: str, data: str, layout: str, out: str, split: str
     if with_config:
         argv += ["--config", "{job}/config.yaml"]
     return argv
+
+
+def job_config(method: str, text: str, *, preset: str | None, threads: int) -> str | None:
+    """The config file of a training job (None: none to write): the settings typed on the page and, for a
+    method with a ``threads`` field, ``threads`` (the job's share of the cores) unless they or the preset
+    name a count.
+
+    The count is part of what a CPU training computes (:mod:`cellbench.methods.device`): given in the
+    config, it is recorded in the model directory, and the same config trains the same weights from the
+    command line. Text that is not a mapping of settings goes unchanged, for ``cellbench train`` to refuse.
+
+    >>> print(job_config("unet", "train: {epochs: 4}", preset=None, threads=2), end="")
+    train:
+      epochs: 4
+    threads: 2
+    >>> print(job_config("unet", "threads: 1", preset=None, threads=2))
+    threads: 1
+    >>> job_config("watershed", "", preset=None, threads=2) is None
+    True
+    """
+    text = text.strip()
+    try:
+        values = yaml.safe_load(text) if text else {}
+        cls = get_method(method)
+    except (yaml.YAMLError, DataError):
+        return text or None
+    values = {} if values is None else values
+    if not isinstance(values, dict) or "threads" not in {f.name for f in dataclasses.fields(cls.Config)}:
+        return text or None
+    if "threads" in values or "threads" in cls.presets.get(preset or "", {}):
+        return text or None
+    return yaml.safe_dump({**values, "threads": int(threads)}, sort_keys=False)
 
 
 def _presets(method: str) -> list[str]:
@@ -92,12 +129,13 @@ def register(ctx) -> None:
             if not data.value:
                 ui.notify("choose training data", type="warning")
                 return
-            text = (config.value or "").strip()
+            text = job_config(method.value, config.value or "", preset=preset.value,
+                              threads=ctx.jobs.threads_per_job)
             argv = train_argv(ctx, method=method.value, data=data.value, layout=layout.value, out=name.value,
                               split=split.value or None, images=images.value, preset=preset.value,
-                              with_config=bool(text))
+                              with_config=text is not None)
             ctx.jobs.submit("train", argv, title=f"train {method.value} on {data.value} -> {MODELS}/{name.value}",
-                            out=f"{MODELS}/{name.value}", files={"config.yaml": text + "\n"} if text else None)
+                            out=f"{MODELS}/{name.value}", files={"config.yaml": text.rstrip("\n") + "\n"} if text else None)
             show_jobs()
 
         start.on_click(on_start)
