@@ -72,20 +72,28 @@ NEEDS["yolo"] = ("torch", "ultralytics")  # the AGPL extra, tested by `make test
 FAST["yolo"] = {"model_size": "n", "imgsz": 96, "epochs": 2, "batch": 2, "device": "cpu", "conf": 0.0,
                 "max_det": 50}
 ALL = sorted(METHODS)
+#: More cases run through the whole contract: case -> (method, fast config, import names beyond NEEDS[method]).
+VARIANTS: dict[str, tuple[str, dict, tuple[str, ...]]] = {
+    # Mask R-CNN on Swin-T (the 18-methods paper's Swin-T), for the timm backbones' path: channels-last
+    # features, windows padded to any crop and tile size.
+    "maskrcnn-swin_t": ("maskrcnn", {**FAST["maskrcnn"], "backbone": "swin_t"}, ("timm",)),
+}
+CASES = ALL + sorted(VARIANTS)
 #: Methods whose train / save / load round trip takes minutes (nnU-Net plans, preprocesses and starts worker
 #: processes, ~1 min idle): their trained-model tests carry the slow marker.
 SLOW = {"nnunet"}
 
 
-def fast_config(name: str):
-    for module in NEEDS.get(name, ()):
+def fast_config(case: str):
+    name, values, extra = VARIANTS.get(case, (case, FAST.get(case), ()))
+    for module in NEEDS.get(name, ()) + extra:
         pytest.importorskip(module)
     cls = get_method(name)
-    return config_from_dict(cls.Config, FAST[name])
+    return config_from_dict(cls.Config, values)
 
 
-def make(name: str):
-    return get_method(name)(fast_config(name))
+def make(case: str):
+    return get_method(VARIANTS.get(case, (case,))[0])(fast_config(case))
 
 
 def other_threads() -> int:
@@ -115,10 +123,10 @@ def same(a: InstanceSet, b: InstanceSet) -> bool:
 
 def test_every_method_has_a_fast_config_here():
     assert sorted(FAST) == ALL, "add a fast config to FAST for every METHODS entry (and none for others)"
-    assert set(NEEDS) <= set(METHODS)
+    assert set(NEEDS) <= set(METHODS) and {method for method, _, _ in VARIANTS.values()} <= set(METHODS)
 
 
-@pytest.fixture(scope="module", params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ALL])
+@pytest.fixture(scope="module", params=[pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in CASES])
 def trained(request, blobs):
     """Each method trained once on the tiny set (with validation and a progress bar); a method with a
     ``threads`` field trains on :func:`other_threads`, and ``seen`` holds the thread counts its networks ran on."""

@@ -1,8 +1,9 @@
 """The detection family on torchvision: one home for the backbones, the loop and one module per head.
 
-* :mod:`.backbones`: backbone name -> feature extractor with its FPN
-  (torchvision ResNets); a new backbone is one line there.
-* :mod:`.weights`: pretrained files.
+* :mod:`.backbones`: backbone name -> feature extractor (torchvision ResNets,
+  timm's Swin, ResNeSt, Res2Net, HRNet); a new backbone is one line there.
+* :mod:`.fpn`: a timm feature extractor as a backbone, and the FPN on top.
+* :mod:`.weights`: pretrained files, a whole detector's or a backbone's alone.
 * :mod:`.targets`: training crops and their targets (overlaps kept).
 * :mod:`.training`: the one training loop.
 * :mod:`.inference`: detection and mask pasting at prediction.

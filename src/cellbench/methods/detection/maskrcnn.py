@@ -9,12 +9,22 @@ C6 cell type A and B) where single-class methods need one model per class.
 
 * Network: :func:`build_network`, ``maskrcnn_resnet50_fpn_v2``'s heads on
   ``backbone`` with an FPN (:mod:`~cellbench.methods.detection.backbones`):
-  ``resnet50`` as published, ``resnet18`` / ``resnet34`` for CPUs.
+  ``resnet50`` as published, ``resnet18`` / ``resnet34`` for CPUs, and the
+  18-methods benchmark's Mask R-CNN backbones ``swin_t`` / ``swin_s``
+  (Swin-T / Swin-S, its two best methods), ``resnest50`` (ResNeSt),
+  ``res2net50`` / ``res2net101`` (Res2Net) and ``hrnet_w32`` (HRNet).
+  The v2 heads (a box head of four convolutions and one fully connected
+  layer, batch norm in it, the mask head and the FPN) are those of the
+  ResNeSt detection configs (detectron2-ResNeSt, MMDetection); MMDetection's
+  Swin, Res2Net and HRNet Mask R-CNN configs have a box head of two fully
+  connected layers and no norm in the FPN, and HRNet an HRFPN instead.
 * Weights: from scratch, or ``pretrained``: a file path, or a name of the
   pretrained-model registry (:mod:`cellbench.pretrained`, checksum-verified
-  downloads; torchvision's own unverified download is never used). COCO
-  weights fit backbone ``resnet50``; their class-specific last layers are
-  re-initialised for the task's classes.
+  downloads; torchvision's own unverified download is never used). A whole
+  detector's file (COCO weights fit backbone ``resnet50``) loads with its
+  class-specific last layers re-initialised for the task's classes; an
+  ImageNet classifier's file (timm's or torchvision's) loads into the
+  backbone alone (:mod:`~cellbench.methods.detection.weights`).
 * Training: :func:`~cellbench.methods.detection.training.train_detector`:
   random square crops (``patch_size``) with flips and 90-degree rotations,
   every instance in the crop a target (overlaps kept); SGD or AdamW with
@@ -66,10 +76,14 @@ class MaskRCNNConfig:
     """Mask R-CNN settings (torchvision's names where it has one).
 
     Attributes:
-        backbone: ``resnet50`` (published), ``resnet34`` or ``resnet18``, each with an FPN.
+        backbone: a name of :data:`~cellbench.methods.detection.backbones.BACKBONES`, with an FPN:
+            ``resnet50`` (published), ``resnet34``, ``resnet18``, ``swin_t``, ``swin_s``, ``resnest50``,
+            ``res2net50``, ``res2net101``, ``hrnet_w32``.
         pretrained: weights to start from: a file, or a name in the pretrained-model
-            registry (``cellbench pretrained list``); None trains from scratch.
-        trainable_layers: ResNet stages trained (0-5); None: 5 from scratch, 3 when pretrained (torchvision).
+            registry (``cellbench pretrained list``): a whole Mask R-CNN, or an ImageNet classifier of the
+            backbone (its trunk only); None trains from scratch.
+        trainable_layers: backbone parts trained, counted from the top of stem + 4 stages (0-5); None: 5
+            from scratch, 3 when pretrained (torchvision: the stem and the first stage frozen).
         anchor_sizes: anchor side (px, at network scale) per FPN level P2-P6.
         scale: factor images are resized by before the network (2 for ~20 px nuclei).
         epochs: training epochs; an epoch is ``crops_per_epoch`` crops.
@@ -213,7 +227,8 @@ class MaskRCNNMethod(Method):
 
     name = "maskrcnn"
     version = "1"
-    description = "Mask R-CNN (torchvision v2 heads, ResNet-FPN): overlapping instances, several classes in one model"
+    description = (f"Mask R-CNN (torchvision v2 heads) on an FPN backbone ({', '.join(BACKBONES)}; swin_t / swin_s "
+                   "are the 18-methods paper's Swin-T / Swin-S): overlapping instances, several classes in one model")
     requires = ("torch", "torchvision")
     extra = "maskrcnn"
     Config = MaskRCNNConfig
