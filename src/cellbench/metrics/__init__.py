@@ -21,6 +21,7 @@ from cellbench.matching import (
 from cellbench.metrics.boundary import drop_boundary, touches_frame
 from cellbench.metrics.coco import COCO_IOU_THRESHOLDS, CocoResult, coco_image, coco_summary
 from cellbench.metrics.evaluate import (
+    COUNT_BINS,
     DEFAULT_THRESHOLDS,
     GLIOMA_THRESHOLDS,
     NEURIPS_THRESHOLDS,
@@ -35,6 +36,7 @@ from cellbench.metrics.evaluate import (
 
 __all__ = [
     "COCO_IOU_THRESHOLDS",
+    "COUNT_BINS",
     "DEFAULT_THRESHOLDS",
     "GLIOMA_THRESHOLDS",
     "NEURIPS_THRESHOLDS",

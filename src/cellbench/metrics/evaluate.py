@@ -41,6 +41,7 @@ from cellbench.metrics.boundary import drop_boundary
 from cellbench.metrics.coco import CocoImage, CocoResult, coco_image, coco_summary
 
 __all__ = [
+    "COUNT_BINS",
     "DEFAULT_THRESHOLDS",
     "GLIOMA_THRESHOLDS",
     "NEURIPS_THRESHOLDS",
@@ -57,6 +58,11 @@ __all__ = [
 GLIOMA_THRESHOLDS = (0.5, 0.75, 0.9)
 #: IoU thresholds of the NeurIPS-2022 report's "Performance Across Thresholds".
 NEURIPS_THRESHOLDS = (0.5, 0.7, 0.9)
+#: GT cell-count bins of the NeurIPS-2022 report's "Performance by Cell Count" (inclusive bounds; 100+ is more than
+#: 100); an image's count is of its ground-truth instances after the boundary rule (``n_gt`` of its per-image record).
+COUNT_BINS: tuple[tuple[str, int, float], ...] = (
+    ("6-10", 6, 10), ("11-20", 11, 20), ("21-50", 21, 50), ("51-100", 51, 100), ("100+", 101, math.inf),
+)
 #: Every threshold a cellbench report table shows; what an experiment evaluates unless told otherwise.
 REPORT_THRESHOLDS = tuple(sorted({*GLIOMA_THRESHOLDS, *NEURIPS_THRESHOLDS}))
 #: The thresholds of :func:`evaluate` and ``cellbench evaluate`` unless told otherwise: the Glioma paper's.

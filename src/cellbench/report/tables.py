@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from cellbench.metrics import GLIOMA_THRESHOLDS, NEURIPS_THRESHOLDS
+from cellbench.metrics import COUNT_BINS, GLIOMA_THRESHOLDS, NEURIPS_THRESHOLDS  # COUNT_BINS re-exported
 from cellbench.report.results import EntryEvaluation, threshold_key
 from cellbench.runner import EntryRecord
 
@@ -43,10 +43,6 @@ __all__ = [
     "training_table",
 ]
 
-#: GT cell-count bins of the NeurIPS-2022 report (inclusive bounds; 100+ is more than 100).
-COUNT_BINS: tuple[tuple[str, int, float], ...] = (
-    ("6-10", 6, 10), ("11-20", 11, 20), ("21-50", 21, 50), ("51-100", 51, 100), ("100+", 101, math.inf),
-)
 
 _POOLED = "pooled over images (TP, FP, FN summed, then precision / recall / F1 / AP)"
 _IMAGE_MEAN = "per image, then mean / median / sample std (ddof 1, divided by n - 1) over images"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from cellbench.errors import DataError
 
 __all__ = [
     "LAYOUTS",
+    "first_images",
     "read_cellpose",
     "read_coco",
     "read_dataset",
@@ -57,11 +59,19 @@ def read_dataset(
     that leads out by an absolute path, ``..`` or a symbolic link is a :class:`DataError` naming it
     (:mod:`cellbench.data.confine`). The GUI confines every dataset to its workspace.
 
+    ``first_images=N`` (an option of every layout) keeps the first ``N`` images of the split in name order,
+    after the reader's and the registered dataset's own selection: a subset that is the same on every
+    machine (``cellbench reproduce --budget cpu`` shrinks splits with it).
+
     >>> read_dataset(".", "zarr")
     Traceback (most recent call last):
     ...
     cellbench.errors.DataError: .: unknown layout 'zarr'; layouts: glioma-c6, coco, cellpose, neurips, dsb, folder, tissuenet
     """
+    first = options.pop("first_images", None)
+    if first is not None:
+        return first_images(read_dataset(path, layout, split=split, task=task, confine_to=confine_to, **options),
+                            first)
     confined = {} if confine_to is None else {"confine_to": confine_to}
     if layout is None:  # a dataset registered by name (cellbench.data.registry), downloaded
         from cellbench.data.registered import read_registered
@@ -82,6 +92,21 @@ def read_dataset(
         raise DataError(f"layout {layout} cannot confine its reading to a folder (its reader takes no confine_to)",
                         path=path)
     return reader(Path(path), split=split, **options, **confined).with_task(task)
+
+
+def first_images(dataset: Dataset, n: int) -> Dataset:
+    """The dataset with its first ``n`` samples in name order (all of them when it has fewer).
+
+    >>> from cellbench.data import Sample
+    >>> from cellbench.instances import InstanceSet
+    >>> ds = Dataset("folder", Path("."), tuple(Sample(k, InstanceSet((4, 4))) for k in "cab"), ())
+    >>> [s.name for s in first_images(ds, 2).samples]
+    ['a', 'b']
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise DataError(f"first_images must be an integer >= 1, got {n!r}", path=dataset.root)
+    samples = sorted(dataset.samples, key=lambda s: s.name)[:n]
+    return dataclasses.replace(dataset, samples=tuple(samples))
 
 
 def read_with_options(
