@@ -10,6 +10,7 @@ from cellbench.methods import METHODS, get_method, missing_requirements
 from cellbench.runner import expand_grid, load_experiment
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
+GLIOMA_PROTOCOL = EXAMPLES / "protocols" / "glioma_c6.yaml"
 
 
 def _methods_installed(*names):
@@ -27,11 +28,11 @@ def test_example_loads(name):
 
 def test_glioma_protocol_grid():
     _methods_installed("watershed", "cellpose", "cellseg1")
-    exp = load_experiment(EXAMPLES / "glioma_c6_protocol.yaml")
+    exp = load_experiment(GLIOMA_PROTOCOL)
     entries = expand_grid(exp)
-    # 4 tasks x (watershed zero-shot + fine-tuned, cellpose fine-tuned, cyto3 and nuclei zero-shot,
-    # cellseg1 fine-tuned)
-    assert len(entries) == 4 * 6
+    # 4 tasks x (watershed zero-shot + fine-tuned, cellpose fine-tuned, cyto3 zero-shot, nuclei zero-shot +
+    # fine-tuned, cellseg1 fine-tuned, mediar zero-shot + fine-tuned; yolo fine-tuned where cellbench[yolo] is in)
+    assert len(entries) == 4 * (9 + ("yolo" not in exp.skipped))
     assert {d.registered for d in exp.datasets} == {"glioma-c6"}
     tests = {e.task: [t.split for t in e.tests] for e in entries}
     assert tests == {"cells": ["test", "gen"], "soma": ["test"], "type-a": ["test"], "type-b": ["test"]}
@@ -47,7 +48,7 @@ def test_glioma_protocol_runs_on_a_synthetic_set(tmp_path):
     from cellbench.data.synth import synth_glioma_c6
 
     synth_glioma_c6(tmp_path / "g", n_images=4, shape=(200, 260), cells_per_image=6)
-    exp = load_experiment(EXAMPLES / "glioma_c6_protocol.yaml", data_paths={"glioma-c6": str(tmp_path / "g")})
+    exp = load_experiment(GLIOMA_PROTOCOL, data_paths={"glioma-c6": str(tmp_path / "g")})
     for entry in expand_grid(exp):
         d = entry.dataset
         for split in (d.train, d.valid, *(t.split for t in entry.tests)):
