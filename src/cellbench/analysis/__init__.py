@@ -53,6 +53,16 @@ from cellbench.analysis.morphology import (
     write_morphology_csv,
 )
 from cellbench.analysis.morphology_plots import morphology_figures
+from cellbench.analysis.published import (
+    COCO_METRICS,
+    RATIO_METRICS,
+    SEED_STATISTICS,
+    MetricSpec,
+    PublishedComparison,
+    compare_published,
+    metric_value,
+    parse_metric,
+)
 from cellbench.analysis.ranking import (
     ACCURACY_METRICS,
     DEFAULT_USABILITY,
@@ -172,4 +182,12 @@ __all__ = [
     "efficiency_bands",
     "efficiency_figure",
     "efficiency_rows",
+    "COCO_METRICS",
+    "RATIO_METRICS",
+    "SEED_STATISTICS",
+    "MetricSpec",
+    "PublishedComparison",
+    "compare_published",
+    "metric_value",
+    "parse_metric",
 ]
