@@ -16,6 +16,7 @@ from cellbench.cli.gallery import add_gallery_commands
 from cellbench.cli.gui import add_gui_command
 from cellbench.cli.methods import add_method_commands
 from cellbench.cli.models import add_models_commands
+from cellbench.cli.reproduce import add_reproduce_command
 from cellbench.cli.run import add_run_commands
 from cellbench.errors import DataError
 
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_commands(sub)
     add_evaluate_command(sub)
     add_run_commands(sub)
+    add_reproduce_command(sub)
     add_method_commands(sub)
     add_models_commands(sub)
     add_analyze_commands(sub)

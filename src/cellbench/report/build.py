@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellbench.data import read_dataset
 from cellbench.files import staged_dir
 from cellbench.instances import flatten, policy_from_name
 from cellbench.report import plots
@@ -16,6 +15,7 @@ from cellbench.report.analysis_sections import analysis_sections
 from cellbench.report.certainty_tables import interval_table, pairwise_tables
 from cellbench.report.class_tables import class_tables
 from cellbench.report.html import Section, render_html
+from cellbench.report.published_section import published_section
 from cellbench.report.leaderboard import (
     LEADERBOARD_SECTION,
     SEEDS_SECTION,
@@ -24,7 +24,7 @@ from cellbench.report.leaderboard import (
     seed_table,
 )
 from cellbench.report.results import EntryEvaluation, RunResults, load_results, threshold_key
-from cellbench.report.run_data import predictions
+from cellbench.report.run_data import entry_dataset, predictions
 from cellbench.report.tables import (
     Table,
     coco_table,
@@ -87,9 +87,8 @@ def _qualitative_rows(results: RunResults, evs: list[EntryEvaluation], n_images:
 
     Ground truth and predictions as annotated and cached, before the boundary rule: the panels show the frame.
     """
-    entry, first = evs[0].entry, evs[0].evaluation
-    d = entry.config["dataset"]
-    dataset = read_dataset(d["path"], d["layout"], split=first.split, task=entry.task, **d.get("options", {}))
+    first = evs[0].evaluation
+    dataset = entry_dataset(evs[0])
     samples = dataset.samples[:n_images]
     gts = [s.instances for s in samples]
     if first.ground_truth == "flattened":
@@ -132,13 +131,16 @@ def write_report(
         written = []
         (tmp / "tables").mkdir()
         extra = analysis_sections(results, tmp / "figures", error_images=qualitative_images, progress=progress)
-        for tables in [*sections_tables.values(), *(s.tables for s in extra)]:
+        published = published_section(results, tmp / "figures")
+        extra_first = [published] if published is not None else []  # shown after the seed tables
+        for tables in [*sections_tables.values(), *(s.tables for s in extra_first + extra)]:
             for t in tables:
                 (tmp / "tables" / f"{t.key}.csv").write_text(t.to_csv())
                 written.append(t.key)
         (tmp / "tables.json").write_text(json.dumps(
             {name: [t.to_dict() for t in tables] for name, tables in
-             [*sections_tables.items(), *((s.title, s.tables) for s in extra)]}, indent=1, default=str))
+             [*sections_tables.items(), *((s.title, s.tables) for s in extra_first + extra)]}, indent=1,
+            default=str))
         figures: list[tuple[str, Path]] = []
         contexts = list(_contexts(results.evaluations).items())
         shown = progress(contexts, desc="report figures") if progress else contexts
@@ -170,6 +172,10 @@ def write_report(
                 figs = (("F1@0.5 against the overlapping ground truth: each seed (dots), mean ± sd across seeds "
                          "(bar, error bar)", leaders),)
             sections.append(Section(name, tables=tuple(tables), figures=figs))
+            if name == SEEDS_SECTION:
+                sections += extra_first
+        if SEEDS_SECTION not in sections_tables:
+            sections = extra_first + sections
         sections += extra
         sections.append(Section("Figures", figures=tuple(figures)))
         if qualitative:
@@ -186,6 +192,6 @@ def write_report(
         (tmp / "report.html").write_text(render_html(f"cellbench report: {results.name}", intro, sections))
         figure_names = [p.name for _, p in figures + qualitative] + (["training_curves.png"] if curves else [])
         figure_names += ["leaderboard.png"] if leaders else []
-        figure_names += [str(p.relative_to(tmp / "figures")) for s in extra for _, p in s.figures]
+        figure_names += [str(p.relative_to(tmp / "figures")) for s in extra_first + extra for _, p in s.figures]
     return ReportSummary(out=str(out), html=str(out / "report.html"), tables=tuple(written),
                          figures=tuple(figure_names))

@@ -26,6 +26,7 @@ __all__ = [
     "PRED_COLOR",
     "context_figure",
     "outline_overlay",
+    "published_figure",
     "qualitative_panel",
     "seed_figure",
     "training_curves",
@@ -251,4 +252,43 @@ def qualitative_panel(
                 ax.imshow(panels[c][1], interpolation="nearest")
                 ax.set_title(panels[c][0], fontsize=7)
     fig.suptitle(_wrap(title, 120), fontsize=8)
+    return save_figure(fig, path)
+
+
+def published_figure(points: Sequence[dict], path: Path, *, title: str = "") -> Path | None:
+    """Published numbers (x) against this run's (y), fractions, with this run's interval as an error bar.
+
+    ``points``: dicts with ``published``, ``measured``, ``low``, ``high`` (None: no interval), ``group`` (one
+    colour each: the paper's table), ``certain`` (False: hollow marker) and ``relation`` (``>``: a lower bound,
+    drawn as a right-pointing triangle). ``None`` when no point has both numbers.
+    """
+    shown = [p for p in points if p.get("published") is not None and p.get("measured") is not None]
+    if not shown:
+        return None
+    fig = new_figure(7.5, 6.6)
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="#888888", lw=0.8, ls="--", label="this run = published")
+    groups = list(dict.fromkeys(p["group"] for p in shown))
+    colors = [f"C{k % 10}" for k in range(len(groups))]
+    for group, color in zip(groups, colors):
+        mine = [p for p in shown if p["group"] == group]
+        for p in mine:
+            if p.get("low") is not None:
+                ax.plot([p["published"]] * 2, [p["low"], p["high"]], color=color, lw=0.8, alpha=0.7)
+        for certain in (True, False):
+            for relation, marker in (("=", "o"), (">", ">")):
+                sel = [p for p in mine if bool(p.get("certain", True)) == certain and p.get("relation", "=") == relation]
+                if not sel:
+                    continue
+                ax.scatter([p["published"] for p in sel], [p["measured"] for p in sel], s=22, marker=marker,
+                           facecolors=color if certain else "none", edgecolors=color, zorder=3,
+                           label=_wrap(group, 50) if certain and relation == "=" else None)
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel("published (fraction)")
+    ax.set_ylabel("this run (fraction); bar: its interval")
+    ax.legend(fontsize=6, loc="upper left")
+    ax.set_title(_wrap(title or "Published against this run: hollow = uncertain reading, triangle = lower bound",
+                       80), fontsize=8)
     return save_figure(fig, path)

@@ -54,6 +54,8 @@ class RunResults:
     entries: tuple[EntryRecord, ...]
     evaluations: tuple[EntryEvaluation, ...]
     invocations: tuple[InvocationRecord, ...]
+    #: The experiment file the run was started from (as recorded; it may have moved since).
+    experiment_path: str | None = None
     memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def memoised(self, key: Hashable, make: Callable[[], T]) -> T:
@@ -88,4 +90,4 @@ def load_results(run_dir: str | Path) -> RunResults:
         )
         invocations = tuple(store.invocations(run.run_id))
     return RunResults(run_dir=db_path.parent, name=run.name, experiment=run.experiment, entries=tuple(entries),
-                      evaluations=evaluations, invocations=invocations)
+                      evaluations=evaluations, invocations=invocations, experiment_path=run.experiment_path)

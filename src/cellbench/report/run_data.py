@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cellbench.data import read_dataset
+from cellbench.data import Dataset, read_dataset
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.metrics import drop_boundary
 from cellbench.report.results import EntryEvaluation, RunResults
 from cellbench.runner import PredictionCache
 
-__all__ = ["ContextData", "ground_truth", "predictions", "shape_memo", "train_cells"]
+__all__ = ["ContextData", "entry_dataset", "ground_truth", "predictions", "shape_memo", "train_cells"]
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,19 @@ def ground_truth(results: RunResults, ev: EntryEvaluation, *, limit: int | None 
     return results.memoised((*key, limit), lambda: _read_ground_truth(ev, limit))
 
 
-def _read_ground_truth(ev: EntryEvaluation, limit: int | None) -> ContextData:
-    entry, evaluation = ev.entry, ev.evaluation
+def entry_dataset(ev: EntryEvaluation, split: str | None = None) -> Dataset:
+    """The test split of ``ev`` (or ``split``) as the grid entry read it: a registered dataset by its name, with
+    its own layouts; any other by path and layout; the entry's data options either way."""
+    entry = ev.entry
     d = entry.config["dataset"]
-    dataset = read_dataset(d["path"], d["layout"], split=evaluation.split, task=entry.task, **d.get("options", {}))
+    layout = None if d.get("registered") else d["layout"]
+    split = ev.evaluation.split if split is None else split
+    return read_dataset(d["path"], layout, split=split, task=entry.task, **d.get("options", {}))
+
+
+def _read_ground_truth(ev: EntryEvaluation, limit: int | None) -> ContextData:
+    evaluation = ev.evaluation
+    dataset = entry_dataset(ev)
     samples = dataset.samples[:limit] if limit is not None else dataset.samples
     gts = [s.instances for s in samples]
     if evaluation.ground_truth == "flattened":

@@ -19,7 +19,7 @@ from cellbench.runner.experiment import (
     load_experiment,
     resolve_method,
 )
-from cellbench.runner.grid import GridEntry, expand_grid
+from cellbench.runner.grid import GridEntry, expand_grid, seed_matters
 from cellbench.runner.records import EntryRecord, EvaluationRecord, InvocationRecord, RunRecord, TrainingRecord
 from cellbench.runner.run import RESULTS_DB, RunSummary, run_experiment
 from cellbench.runner.store import SCHEMA_VERSION, ResultStore, environment
@@ -55,4 +55,5 @@ __all__ = [
     "resolve_method",
     "run_entry",
     "run_experiment",
+    "seed_matters",
 ]
