@@ -109,7 +109,8 @@ def test_a_training_job_gets_its_threads_in_the_config_as_a_user_would_give_them
     assert yaml.safe_load(job_config("cellseg1", "", preset="cpu", threads=n)) == {"threads": n}
     assert yaml.safe_load(job_config("unet", "train: {epochs: 4}\n", preset=None, threads=n)) == \
         {"train": {"epochs": 4}, "threads": n}
-    assert job_config("unet", "threads: 0 # torch's default\n", preset=None, threads=n) == "threads: 0 # torch's default"
+    named = "threads: 0 # torch's default"
+    assert job_config("unet", named + "\n", preset=None, threads=n) == named
     assert job_config("watershed", "", preset=None, threads=n) is None
     assert job_config("watershed", "sigmas: [1.0]", preset=None, threads=n) == "sigmas: [1.0]"
     assert job_config("unet", "[1, 2]", preset=None, threads=n) == "[1, 2]"  # for `cellbench train` to refuse

@@ -134,8 +134,9 @@ def register(ctx) -> None:
             argv = train_argv(ctx, method=method.value, data=data.value, layout=layout.value, out=name.value,
                               split=split.value or None, images=images.value, preset=preset.value,
                               with_config=text is not None)
+            files = {"config.yaml": text.rstrip("\n") + "\n"} if text else None
             ctx.jobs.submit("train", argv, title=f"train {method.value} on {data.value} -> {MODELS}/{name.value}",
-                            out=f"{MODELS}/{name.value}", files={"config.yaml": text.rstrip("\n") + "\n"} if text else None)
+                            out=f"{MODELS}/{name.value}", files=files)
             show_jobs()
 
         start.on_click(on_start)
