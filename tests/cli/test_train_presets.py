@@ -4,6 +4,7 @@ reproduce README's DSB rows through the CLI."""
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from cellbench.cli.demo import prepare_demo_data
 from cellbench.cli.main import main
 from cellbench.cli.methods import _cost_notice
 from cellbench.methods import config_from_dict, get_method
+from cellbench.methods.tiling import OLD_TILING_KEYS, method_tiling
 
 ROOT = Path(__file__).parents[2]
 CONFIGS = ROOT / "examples" / "configs" / "dsb"
@@ -71,7 +73,27 @@ def test_the_cellseg1_config_is_its_cpu_preset_on_the_rows_threads():
 def test_every_dsb_config_loads_into_its_method():
     for path in CONFIGS.glob("*.yaml"):
         cls = get_method(path.stem)
-        config_from_dict(cls.Config, yaml.safe_load(path.read_text()) or {}, source=path)
+        values = yaml.safe_load(path.read_text()) or {}
+        assert not set(OLD_TILING_KEYS) & set(values), f"{path.name}: the tiling goes in tiling: {{tile, overlap}}"
+        tiling = values.pop("tiling", None)
+        method_tiling(cls, tiling, config=config_from_dict(cls.Config, values, source=path), source=path)
+
+
+def test_sams_old_tile_keys_and_its_preset_give_the_models_tiling(three_disks, tmp_path, caplog):
+    """An old SAM config's tile / tile_overlap become model.json's tiling (with a warning), as the cpu
+    preset's tiling does; SAM's own tiles are the model's, nothing is tiled around them."""
+    pytest.importorskip("segment_anything")
+    grid = "inference: {points_per_side: 2, points_batch: 4}\n"
+    (tmp_path / "old.yaml").write_text("backbone: tiny\ntile: 40\ntile_overlap: 8\n" + grid)
+    (tmp_path / "cpu.yaml").write_text("backbone: tiny\ninput_size: 64\n" + grid)
+    for name, extra, tiling in (("old", [], {"tile": 40, "overlap": 8}),
+                                ("cpu", ["--preset", "cpu"], {"tile": 128, "overlap": 64})):
+        assert main(["train", "sam", "--data", str(three_disks), "--layout", "dsb", "--config",
+                     str(tmp_path / f"{name}.yaml"), *extra, "--out", str(tmp_path / name)]) == 0
+        record = json.loads((tmp_path / name / "model.json").read_text())
+        assert record["tiling"] == tiling and "tile" not in record["config"]
+    assert "old.yaml: sam settings tile and tile_overlap are the model's tiling now: read as tiling: " \
+           "{'tile': 40, 'overlap': 8}" in caplog.text  # a warning: the CLI shows it on stderr
 
 
 def test_preset_with_a_config_file_over_it(tmp_path, dsb, capsys):

@@ -18,7 +18,7 @@ from cellbench.methods.checkpoint import CHECKPOINT_FILE, EpochCheckpoint, has_c
 
 # Two epochs each, validation every epoch where the method keeps its best epoch.
 TINY: dict[str, dict] = {
-    "cellseg1": {"backbone": "tiny", "tile_overlap": 16, "lora_dropout": 0.1,
+    "cellseg1": {"backbone": "tiny", "lora_dropout": 0.1,
                  "train": {"epochs": 2, "patch_size": 64, "min_patches": 2, "max_positive": 4, "max_negative": 2,
                            "batch_size": 2, "grad_accum": 1, "min_cell_area": 20, "val_every": 1},
                  "inference": {"points_per_side": 2, "points_batch": 4}},

@@ -25,7 +25,7 @@ FAST: dict[str, dict] = {
     "cellpose": {"n_epochs": 1, "bsize": 64, "batch_size": 2, "min_train_masks": 1, "diam_mean": 12.0,
                  "cellprob_threshold": -6.0, "flow_threshold": 0.0},
     # The `tiny` backbone is a random small SAM meant for tests; thresholds off so it keeps what it finds.
-    "cellseg1": {"backbone": "tiny", "tile_overlap": 16,
+    "cellseg1": {"backbone": "tiny",
                  "train": {"epochs": 1, "patch_size": 64, "min_patches": 2, "max_positive": 4, "max_negative": 2,
                            "batch_size": 2, "grad_accum": 1, "min_cell_area": 20},
                  "inference": {"points_per_side": 4, "points_batch": 16, "pred_iou_thresh": -1e9,
@@ -34,8 +34,8 @@ FAST: dict[str, dict] = {
     "maskrcnn": {"backbone": "resnet18", "head_width": 16, "patch_size": 64, "batch_size": 2, "epochs": 1,
                  "crops_per_epoch": 2, "anchor_sizes": [8, 16, 32, 64, 128], "roi_batch_size": 16,
                  "rpn_post_nms": 50, "detections_per_image": 20, "score_threshold": 0.0, "mask_threshold": 0.0},
-    # The random `tiny` SAM zero-shot on 64 px tiles; thresholds off so it keeps what it finds.
-    "sam": {"backbone": "tiny", "tile": 64, "tile_overlap": 16,
+    # The random `tiny` SAM zero-shot (on 64 px tiles: TILING); thresholds off so it keeps what it finds.
+    "sam": {"backbone": "tiny",
             "inference": {"points_per_side": 4, "points_batch": 16, "pred_iou_thresh": -1e9, "stability_thresh": 0.0,
                           "max_area_fraction": 1.0}},
     # A small StarDist network (8 rays, depth 2) for 20 steps of 64 px patches; few thresholds to tune.
@@ -58,6 +58,9 @@ FAST["mediar"] = {"encoder": "mit_b0", "decoder_channels": [32, 16, 16, 16, 16],
 # nnunet: the 1-epoch trainer for 3 batches of 2 on a plan for 1 GB; every predicted object kept.
 FAST["nnunet"] = {"trainer": "nnUNetTrainer_1epoch", "iterations_per_epoch": 3, "val_iterations_per_epoch": 1,
                   "batch_size": 2, "gpu_memory_target_gb": 1.0, "min_size": 0}
+#: The model's tiling of the methods that tile themselves, as train_model / load_model set it: 2 x 2 tiles of the
+#: 96 px test images (CellSeg1's default, tiles of the 64 px training patch, needs an overlap under 64).
+TILING = {"sam": TileConfig(tile=64, overlap=16), "cellseg1": TileConfig(tile=64, overlap=16)}
 #: Import names a method's fast config needs beyond the core (its extra); missing ones skip, with the name.
 NEEDS: dict[str, tuple[str, ...]] = {"cellpose": ("torch", "cellpose"), "cellseg1": ("torch", "segment_anything")}
 NEEDS["stardist"] = ("tensorflow", "stardist")
@@ -142,6 +145,7 @@ def trained(request, blobs):
     if hasattr(method.config, "threads"):
         method = type(method)(dataclasses.replace(method.config, threads=other_threads()))
         watch = threads_at_forward(seen)
+    method.tiling = TILING.get(method.name)  # as train_model sets it (None: the others' validation tiles by default)
     with watch:
         history = method.train(blobs["train"], blobs["valid"], seed=0, progress=progress)
     return method, history, calls, seen
@@ -165,13 +169,14 @@ def test_save_load_predict_gives_the_same_result(trained, blobs, tmp_path):
     assert isinstance(found, InstanceSet) and found.shape == image.shape[:2]
     assert len(found) > 0  # so that "the same after reload" compares something
 
+    tiling = method.tiling or TileConfig(tile=64, overlap=32)  # a method that tiles itself: the one it predicted with
     record = save_model(method, tmp_path / "model", train_summary=train_summary(blobs["train"]), seed=0,
-                        history=history, tiling=TileConfig(tile=64, overlap=32))
+                        history=history, tiling=tiling)
     assert json.loads((tmp_path / "model" / "model.json").read_text())["method"] == method.name
     assert record["train"]["n_images"] == 2 and record["history"]["epochs"]
     loaded = load_model(tmp_path / "model")
     assert loaded.name == method.name and loaded.seed == 0
-    assert loaded.tiling == TileConfig(tile=64, overlap=32) and loaded.history == history
+    assert loaded.tiling == tiling and loaded.history == history
     assert loaded.method.config == method.config
     assert same(loaded.method.predict(image), found)
     tiled = loaded.predict(image)
@@ -181,6 +186,7 @@ def test_save_load_predict_gives_the_same_result(trained, blobs, tmp_path):
 def test_same_seed_same_result(trained, blobs):
     method = trained[0]
     again = type(method)(method.config)  # the fixture's config: the same thread count too
+    again.tiling = method.tiling
     again.train(blobs["train"], blobs["valid"], seed=0)
     image = blobs["test"][0].load_image()
     assert same(again.predict(image), method.predict(image))

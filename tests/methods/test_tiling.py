@@ -131,6 +131,30 @@ def test_predict_image_is_the_tiled_prediction_of_the_method():
     assert [i.score for i in got] == [i.score for i in predict_tiled(components, img, tiling)]
 
 
+class _TilesItself:
+    """A method that cuts its own tiles with the tiling it is given (as SAM and CellSeg1 do)."""
+
+    name, tiles_itself = "grid", True
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def predict(self, image, *, tiling, progress=None):
+        self.calls.append((image.shape, tiling))
+        return predict_tiled(components, image, tiling)
+
+
+def test_predict_image_hands_a_method_that_tiles_itself_the_whole_image_and_the_tiling():
+    img = disks((120, 130), [(20, 20), (60, 63), (100, 110), (30, 100)], 9)
+    tiling = TileConfig(tile=48, overlap=24)
+    method = _TilesItself()
+    got = predict_image(method, img, tiling)
+    assert method.calls == [((120, 130), tiling)]  # once: not tiled a second time around it
+    assert masks(got) == masks(predict_tiled(components, img, tiling))
+    with pytest.raises(DataError, match="grid predicts tile by tile: tiling.tile must be at least 1 px"):
+        method_tiling(_TilesItself, {"tile": 0}, source="exp.yaml")
+
+
 def test_method_tiling_merges_the_given_values_over_the_method_default():
     assert method_tiling(_Components) == TileConfig()
     tiled = type("Tiled", (), {"default_tiling": TileConfig(tile=256, overlap=32)})

@@ -3,6 +3,7 @@ every change listed; the paper budget changes nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import pytest
@@ -82,3 +83,19 @@ def test_cpu_lists_every_change():
 def test_unknown_budget():
     with pytest.raises(DataError, match="budget must be one of paper, cpu"):
         apply_budget(_experiment(), "gpu")
+
+
+def test_a_presets_tiling_becomes_the_methods_tiling_not_a_config_field(monkeypatch):
+    """SAM's cpu preset holds its tiles as tiling (the model's tiling): the budget sets the method's tiling
+    from it, unless the protocol names one."""
+    class Tiled(FakeMethod):
+        presets = {"cpu": {"n_epochs": 5, "tiling": {"tile": 128, "overlap": 64}}}
+
+    monkeypatch.setattr(experiment_module, "resolve_method", lambda name: Tiled)
+    exp = dataclasses.replace(_experiment(), methods=(MethodSpec("sam", "fake"),
+                                                      MethodSpec("own", "fake", tiling={"tile": 96, "overlap": 8})))
+    budgeted, changes = apply_budget(exp, "cpu")
+    sam, own = budgeted.methods
+    assert sam.config == own.config == {"n_epochs": 5}
+    assert sam.tiling == {"tile": 128, "overlap": 64} and own.tiling == {"tile": 96, "overlap": 8}
+    assert "method sam: tiling unset -> {'tile': 128, 'overlap': 64} (fake's cpu preset)" in [c.text() for c in changes]

@@ -132,3 +132,29 @@ def test_a_method_that_cannot_run_here_fails_on_load_unless_if_installed(tmp_pat
     d["methods"] = {"absent": d["methods"]["absent"]}
     with pytest.raises(DataError, match="none of the methods can run here"):
         load_experiment(_write(tmp_path, d))
+
+
+def test_sam_and_cellseg1_tiles_are_the_tiling_old_keys_and_presets_included(tmp_path, tiny_data):
+    """A preset's tiling is the base of the experiment's; SAM's and CellSeg1's old config keys tile /
+    tile_overlap (config, config file, per dataset) are read as the tiling; CellSeg1's default tile is the
+    training patch of the config it runs with."""
+    pytest.importorskip("segment_anything")
+    d = _two_datasets(tiny_data)
+    (tmp_path / "old.yaml").write_text("backbone: tiny\ntile: 96\n")
+    d["methods"] = {
+        "sam-cpu": {"method": "sam", "preset": "cpu", "regimes": ["zero-shot"], "tiling": {"tile": 200}},
+        "sam-old": {"method": "sam", "config_file": "old.yaml", "regimes": ["zero-shot"],
+                    "per_dataset": {"other": {"tile_overlap": 16}}},
+        "cs1": {"method": "cellseg1", "regimes": ["zero-shot"], "config": {"train": {"patch_size": 128}},
+                "tiling": {"overlap": 32}},
+    }
+    exp = load_experiment(_write(tmp_path, d))
+    sam_cpu, sam_old, cs1 = exp.methods
+    assert sam_cpu.tiling == {"tile": 200, "overlap": 64} and "tiling" not in sam_cpu.config
+    assert sam_old.tiling == {"tile": 96, "overlap": 64} and sam_old.config == {"backbone": "tiny"}
+    assert sam_old.per_dataset == {"other": {"tiling": {"tile": 256, "overlap": 16}}}
+    assert cs1.tiling == {"tile": 128, "overlap": 32}
+    d["methods"]["sam-old"]["config"] = {"tiling": {"tile": 64}}
+    (tmp_path / "old.yaml").write_text("backbone: tiny\ntile: 96\ntiling: {tile: 64}\n")
+    with pytest.raises(DataError, match=r"methods\.sam-old\.config_file: tile and tiling both given"):
+        load_experiment(_write(tmp_path, d))

@@ -30,7 +30,7 @@ from cellbench.methods.base import config_from_dict, merge_config
 from cellbench.methods.checkpoint import check_leftover
 from cellbench.methods.config_file import read_config_file
 from cellbench.methods.model_dir import MODEL_FILE, load_model
-from cellbench.methods.tiling import TileConfig, method_tiling, override_tiling
+from cellbench.methods.tiling import TileConfig, method_tiling, move_old_tiling_keys, override_tiling
 from cellbench.methods.training import needs_class_models, select_training, train_model
 
 __all__ = ["add_method_commands"]
@@ -61,17 +61,18 @@ def _read(args: argparse.Namespace, split: str | None):
                              channels=args.channels, image_dir=args.image_dir)
 
 
-def _tiling(args: argparse.Namespace, cls, from_file: dict | None) -> TileConfig:
-    """The config file's ``tiling`` over the method's default, then ``--tile`` / ``--overlap``."""
+def _tiling(args: argparse.Namespace, cls, from_file: dict | None, config) -> TileConfig:
+    """The config file's ``tiling`` over the method's default for ``config``, then ``--tile`` / ``--overlap``."""
     given = {k: v for k, v in (("tile", args.tile), ("overlap", args.overlap)) if v is not None}
     if from_file is None or isinstance(from_file, dict):  # anything else: method_tiling says what is wrong
         from_file = {**(from_file or {}), **given}
-    return method_tiling(cls, from_file, source=args.config)
+    return method_tiling(cls, from_file, config=config, source=args.config)
 
 
 def _config_values(cls, args: argparse.Namespace) -> dict:
-    """The preset (``--preset``) with the config file (``--config``) merged over it."""
-    values = read_config_file(args.config) if args.config else {}
+    """The preset (``--preset``) with the config file (``--config``) merged over it (a file's old
+    ``tile`` / ``tile_overlap`` read as its ``tiling``)."""
+    values = move_old_tiling_keys(cls, read_config_file(args.config), source=args.config) if args.config else {}
     if args.preset is None:
         return values
     if args.preset not in cls.presets:
@@ -119,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
         if isinstance(exc, DataError):
             raise
         raise DataError(f"bad {args.method} config: {exc}", path=args.config) from exc
-    tiling = _tiling(args, cls, tiling_values)
+    tiling = _tiling(args, cls, tiling_values, config)
     dataset = _read(args, args.split)
     if args.images is not None and args.images < 1:
         raise DataError(f"--images must be at least 1, got {args.images}")

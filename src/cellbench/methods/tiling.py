@@ -25,10 +25,17 @@ The stitching rule, per instance found in a tile:
 A cell smaller than the overlap (in both directions) is always seen clean by
 some tile, so it comes out exactly as the predictor found it in that tile,
 once, whatever tile border it crosses.
+
+A model's :class:`TileConfig` is the one tiling it has (``model.json``'s
+``tiling``, chosen by ``--tile`` / ``tiling:``). A method that tiles inside its
+own ``predict`` (:attr:`~cellbench.methods.base.Method.tiles_itself`: SAM and
+CellSeg1, whose point grid keeps overlapping instances) is given that tiling
+and the whole image, instead of being run tile by tile here.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +49,10 @@ from cellbench.instances import Instance, InstanceSet
 if TYPE_CHECKING:
     from cellbench.methods.base import Method
 
-__all__ = ["TileConfig", "Window", "method_tiling", "override_tiling", "predict_image", "predict_tiled", "tile_windows"]
+__all__ = ["OLD_TILING_KEYS", "TileConfig", "Window", "method_tiling", "move_old_tiling_keys", "override_tiling",
+           "predict_image", "predict_tiled", "tile_windows"]
+
+log = logging.getLogger(__name__)
 
 Window = tuple[int, int, int, int]
 """(y0, x0, y1, x1) of one tile in image pixels, half open."""
@@ -89,25 +99,34 @@ class TileConfig:
         return cls(**d)
 
 
-def method_tiling(method_class: type, values: Mapping[str, Any] | None = None, *,
+def method_tiling(method_class: type, values: Mapping[str, Any] | None = None, *, config: Any = None,
                   source: str | Path | None = None) -> TileConfig:
-    """The tiling a model of ``method_class`` predicts with, hence records in its model directory.
+    """The tiling a model of ``method_class`` (and ``config``) predicts with, hence records in its model directory.
 
     ``values`` (the ``tiling`` entry of a ``cellbench train --config`` file or of
-    an experiment's method) override the method's ``default_tiling``, else
-    :class:`TileConfig` (512 px tiles, 128 px overlap), field by field. A
+    an experiment's method) override the method's defaults for ``config``
+    (:meth:`~cellbench.methods.base.Method.tiling_defaults`: its ``default_tiling``,
+    else :class:`TileConfig`, 512 px tiles, 128 px overlap), field by field. A
     ``tile`` given without ``overlap`` gets a quarter of it as overlap (the
-    ratio of the default), whatever the method's default overlap.
+    ratio of the default), whatever the method's default overlap. A method that
+    tiles itself refuses tile 0.
 
     >>> from cellbench.methods.watershed import WatershedMethod
     >>> method_tiling(WatershedMethod, {"tile": 96})
     TileConfig(tile=96, overlap=24)
     """
-    default = getattr(method_class, "default_tiling", None) or TileConfig()
-    return override_tiling(default, values, source=source)
+    if hasattr(method_class, "tiling_defaults"):
+        default: TileConfig | dict = method_class.tiling_defaults(config)
+    else:  # a method class that does not derive from Method
+        default = getattr(method_class, "default_tiling", None) or TileConfig()
+    tiling = override_tiling(default, values, source=source)
+    if getattr(method_class, "tiles_itself", False) and tiling.tile == 0:
+        raise DataError(f"{getattr(method_class, 'name', method_class.__name__)} predicts tile by tile: "
+                        f"tiling.tile must be at least 1 px, got 0", path=source)
+    return tiling
 
 
-def override_tiling(base: TileConfig, values: Mapping[str, Any] | None, *,
+def override_tiling(base: TileConfig | Mapping[str, int], values: Mapping[str, Any] | None, *,
                     source: str | Path | None = None) -> TileConfig:
     """``values`` over ``base``, field by field; a ``tile`` without ``overlap`` gets a quarter of it.
 
@@ -119,8 +138,11 @@ def override_tiling(base: TileConfig, values: Mapping[str, Any] | None, *,
     TileConfig(tile=200, overlap=50)
     >>> override_tiling(TileConfig(tile=512, overlap=64), {"overlap": 32})
     TileConfig(tile=512, overlap=32)
+
+    ``base`` may be a mapping of tile and overlap, checked only once merged (a
+    default overlap that only the given values make fit).
     """
-    merged = base.to_dict()
+    merged = dict(base) if isinstance(base, Mapping) else base.to_dict()
     if values is not None:
         if not isinstance(values, Mapping):
             raise DataError(f"tiling must be a mapping of tile and overlap, got {values!r}", path=source)
@@ -147,9 +169,53 @@ def predict_image(
     The one way cellbench predicts an image with a method: ``cellbench predict``
     (through :meth:`~cellbench.methods.model_dir.LoadedModel.predict`) and the
     benchmark runner both call it, so a model scores the same by either path.
-    ``TileConfig(tile=0)`` runs ``method.predict`` on the whole image.
+    ``TileConfig(tile=0)`` runs ``method.predict`` on the whole image; a method
+    that :attr:`~cellbench.methods.base.Method.tiles_itself` gets the whole
+    image and ``tiling`` (so nothing is tiled twice).
     """
+    if getattr(method, "tiles_itself", False):
+        image = np.asarray(image)
+        return _checked(method.predict(image, tiling=tiling, progress=progress), image.shape[:2])
     return predict_tiled(method.predict, image, tiling, progress=progress)
+
+
+#: Keys of a config that held a tiling before the model's tiling was the only one (SAM and CellSeg1,
+#: the methods that tile themselves): old key -> :class:`TileConfig` field.
+OLD_TILING_KEYS = {"tile": "tile", "tile_overlap": "overlap"}
+_OLD_OVERLAP = 64  # tile_overlap's default in those configs; tile None (CellSeg1) was the training patch
+
+
+def move_old_tiling_keys(method_class: type, values: Mapping[str, Any], *, source: str | Path | None = None,
+                         level: int = logging.WARNING) -> dict:
+    """``values`` (method settings, as in a config file) with the old ``tile`` / ``tile_overlap`` keys of a
+    method that tiles itself moved into ``tiling``, so the model predicts with the tiles it did before.
+
+    The mapping: ``tile: T`` (not None) is ``tiling.tile``; ``tile_overlap: V``
+    is ``tiling.overlap``, 64 px (the old default) when only ``tile`` is given
+    (not a quarter of it, as for a new ``tiling``). Settings that give both the
+    old keys and ``tiling`` are refused. Each move is logged at ``level``,
+    naming ``source``. Other methods' settings come back unchanged.
+
+    >>> class Grid:
+    ...     name, tiles_itself = "grid", True
+    >>> move_old_tiling_keys(Grid, {"tile": 128, "prompt": "box"})
+    {'prompt': 'box', 'tiling': {'tile': 128, 'overlap': 64}}
+    """
+    old = [key for key in OLD_TILING_KEYS if key in values]
+    if not old or not getattr(method_class, "tiles_itself", False):
+        return dict(values)
+    if "tiling" in values:
+        raise DataError(f"{', '.join(old)} and tiling both given: {' / '.join(old)} are the old names of "
+                        f"tiling: {{tile, overlap}}; give tiling only", path=source)
+    moved = {k: v for k, v in values.items() if k not in OLD_TILING_KEYS}
+    tiling = {"overlap": values.get("tile_overlap", _OLD_OVERLAP)}
+    if values.get("tile") is not None:
+        tiling = {"tile": values["tile"], **tiling}
+    moved["tiling"] = tiling
+    where = f"{source}: " if source is not None else ""
+    log.log(level, "%s%s settings %s are the model's tiling now: read as tiling: %s",
+            where, getattr(method_class, "name", method_class.__name__), " and ".join(old), tiling)
+    return moved
 
 
 def _starts(length: int, tile: int, step: int) -> list[int]:

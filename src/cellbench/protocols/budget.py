@@ -104,16 +104,24 @@ def _method_changes(spec, trains: bool, changes: list[BudgetChange]):
         return spec
     weights = next((k for k in WEIGHT_KEYS if spec.config.get(k)), None)
     overlay = _schedule_only(preset) if weights else dict(preset)
-    if not overlay:
+    tiling = overlay.pop("tiling", None)  # a preset's tiling is the model's (the spec's tiling), not a config field
+    if not overlay and tiling is None:
         return spec
     config = merge_config(spec.config, overlay)
+    resolved = config_from_dict(cls.Config, config)
     before = _leaves(config_to_dict(config_from_dict(cls.Config, spec.config)))
-    after = _leaves(config_to_dict(config_from_dict(cls.Config, config)))
+    after = _leaves(config_to_dict(resolved))
     why = (f"{spec.method}'s cpu preset, schedule settings only: the protocol starts from {weights} "
            f"{spec.config[weights]}" if weights else f"{spec.method}'s cpu preset")
     for key in sorted(after):
         if before.get(key) != after[key]:
             changes.append(BudgetChange("method", spec.name, f"config.{key}", before.get(key), after[key], why))
+    if tiling is not None and spec.tiling is None:  # a tiling the protocol names stays, as over a preset's
+        from cellbench.methods.tiling import method_tiling
+
+        tiled = method_tiling(cls, tiling, config=resolved).to_dict()
+        changes.append(BudgetChange("method", spec.name, "tiling", None, tiled, why))
+        spec = dataclasses.replace(spec, tiling=tiled)
     return dataclasses.replace(spec, config=config)
 
 

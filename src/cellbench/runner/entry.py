@@ -143,7 +143,7 @@ def run_entry(
         from cellbench.metrics.classes import class_confusion
         method_cls = resolve_method(entry.method.method)
         config = config_from_dict(method_cls.Config, dict(entry.method.config), source=entry.method.name)
-        tiling = method_tiling(method_cls, entry.method.tiling, source=entry.method.name)
+        tiling = method_tiling(method_cls, entry.method.tiling, config=config, source=entry.method.name)
         base["config"]["method"]["resolved_config"] = config_to_dict(config)
         base["config"]["method"]["resolved_tiling"] = tiling.to_dict()
         cache = PredictionCache(cache_root, entry.key)

@@ -480,33 +480,39 @@ def _method(r: _Reader, name: str, raw: Any, regimes: set[str], datasets: list[s
         if raw.get("if_installed") is True:
             return unmet
         r.fail(where, f"{method} {unmet}; install it, or mark the method `if_installed: true` to skip it")
-    config = dict(r.mapping(raw.get("config", {}) or {}, f"{where}.config"))
+    config = _moved(r, cls, r.mapping(raw.get("config", {}) or {}, f"{where}.config"), f"{where}.config")
     if raw.get("config_file") is not None:  # the file's settings, the experiment's config over them
         config_file = base_dir / Path(os.path.expandvars(r.string(raw["config_file"], f"{where}.config_file")))
-        config = merge_config(read_config_file(config_file), config)
-    tiling = _tiling(r, cls, config.pop("tiling", raw.get("tiling")), f"{where}.tiling")
+        config = merge_config(_moved(r, cls, read_config_file(config_file), f"{where}.config_file"), config)
+    tiling_values = config.pop("tiling", raw.get("tiling"))
     preset = raw.get("preset")
     if preset is not None:
         presets = getattr(cls, "presets", {}) or {}
         if preset not in presets:
             r.fail(f"{where}.preset", f"{method} has no preset {preset!r}; presets: {sorted(presets) or 'none'}")
         config = merge_config(presets[preset], config)
+        if "tiling" in config:  # the preset's tiling, the experiment's over it
+            tiling_values = merge_config(config.pop("tiling"), r.mapping(tiling_values or {}, f"{where}.tiling"))
     per_dataset = {}
     for ds, extra in r.mapping(raw.get("per_dataset", {}) or {}, f"{where}.per_dataset").items():
         if ds not in datasets:
             r.fail(f"{where}.per_dataset", f"no dataset named {ds!r}; datasets: {datasets}")
-        extra = dict(r.mapping(extra or {}, f"{where}.per_dataset.{ds}"))
-        if "tiling" in extra:
-            extra["tiling"] = _tiling(r, cls, extra["tiling"], f"{where}.per_dataset.{ds}.tiling")
-        per_dataset[str(ds)] = extra
+        per_dataset[str(ds)] = _moved(r, cls, r.mapping(extra or {}, f"{where}.per_dataset.{ds}"),
+                                      f"{where}.per_dataset.{ds}")
     from cellbench.methods import config_from_dict
 
+    tiling = None
     for ds in [None, *per_dataset]:  # unknown fields fail now, not hours into a run
         values = merge_config(config, {k: v for k, v in per_dataset.get(ds, {}).items() if k != "tiling"})
         try:
-            config_from_dict(cls.Config, values)
+            resolved = config_from_dict(cls.Config, values)
         except (DataError, TypeError, ValueError) as exc:
             r.fail(f"{where}.config" if ds is None else f"{where}.per_dataset.{ds}", getattr(exc, "problem", str(exc)))
+        if ds is None:
+            tiling = _tiling(r, cls, tiling_values, f"{where}.tiling", resolved)
+        elif "tiling" in per_dataset[ds]:  # a tile given alone takes the dataset's config's defaults
+            per_dataset[ds]["tiling"] = _tiling(r, cls, per_dataset[ds]["tiling"],
+                                                f"{where}.per_dataset.{ds}.tiling", resolved)
     only = raw.get("regimes")
     if only is not None:
         only = tuple(map(str, r.listing(only, f"{where}.regimes")))
@@ -517,15 +523,25 @@ def _method(r: _Reader, name: str, raw: Any, regimes: set[str], datasets: list[s
                       per_dataset=per_dataset)
 
 
-def _tiling(r: _Reader, cls: type, raw: Any, where: str) -> dict | None:
-    """``{tile, overlap}`` over the method's default tiling, checked; None when not given."""
+def _tiling(r: _Reader, cls: type, raw: Any, where: str, config: Any) -> dict | None:
+    """``{tile, overlap}`` over the method's default tiling for ``config``, checked; None when not given."""
     if raw is None:
         return None
     from cellbench.methods.tiling import method_tiling
 
     r.only(r.mapping(raw, where), where, {"tile", "overlap"})
     try:
-        return method_tiling(cls, raw).to_dict()
+        return method_tiling(cls, raw, config=config).to_dict()
+    except DataError as exc:
+        r.fail(where, exc.problem)
+
+
+def _moved(r: _Reader, cls: type, values: Mapping, where: str) -> dict:
+    """Method settings with the old ``tile`` / ``tile_overlap`` of SAM and CellSeg1 read as ``tiling``."""
+    from cellbench.methods.tiling import move_old_tiling_keys
+
+    try:
+        return move_old_tiling_keys(cls, values, source=f"{r.source}: {where}" if r.source else where)
     except DataError as exc:
         r.fail(where, exc.problem)
 

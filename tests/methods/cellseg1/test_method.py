@@ -14,15 +14,19 @@ from cellbench.methods.cellseg1.inference import InferenceConfig
 from cellbench.methods.cellseg1.method import CellSeg1, CellSeg1Config
 from cellbench.methods.cellseg1.train import TrainConfig, make_patches, point_loss
 from cellbench.methods.cellseg1.prompts import PointSample
+from cellbench.methods.tiling import TileConfig, method_tiling, predict_image
 
 FAST = {
     "backbone": "tiny",
-    "tile_overlap": 16,
     "train": dict(epochs=2, patch_size=64, min_patches=2, max_positive=5, max_negative=3, batch_size=2, grad_accum=1,
                   min_cell_area=20),
     "inference": dict(points_per_side=6, points_batch=16, pred_iou_thresh=-1e9, stability_thresh=0.0,
                       max_area_fraction=1.0),
 }
+
+
+#: The model's tiling of these tests: tiles of the 64 px training patch need an overlap under the default 64 px.
+TILING = TileConfig(tile=64, overlap=16)
 
 
 def fast(**over) -> CellSeg1Config:
@@ -31,13 +35,20 @@ def fast(**over) -> CellSeg1Config:
     return config_from_dict(CellSeg1Config, values)
 
 
+def cellseg1(**over) -> CellSeg1:
+    """A CellSeg1 of :func:`fast` that predicts with :data:`TILING` (as ``train_model`` / ``load_model`` set it)."""
+    method = CellSeg1(fast(**over))
+    method.tiling = TILING
+    return method
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     from .conftest import disks
 
     image, labels = disks()
     sample = Sample("disks", InstanceSet.from_label_image(labels), array=image)
-    m = CellSeg1(fast())
+    m = cellseg1()
     history = m.train([sample], seed=0)
     return m, history, image, sample
 
@@ -52,11 +63,11 @@ def test_registered_and_config_defaults_are_the_papers():
     assert (t.patch_size, t.patch_overlap, t.min_patches, t.max_positive, t.max_negative) == (256, 0.5, 32, 30, 15)
     assert (t.top_fraction, t.min_cell_area, i.points_per_side, i.points_batch) == (0.2, 100, 32, 64)
     assert (i.pred_iou_thresh, i.stability_thresh, i.stability_offset, i.nms_iou) == (0.8, 0.6, 0.8, 0.05)
-    assert (i.min_area, i.max_area_fraction, c.keep_overlaps, c.tile_overlap) == (20, 0.1, True, 64)
+    assert (i.min_area, i.max_area_fraction, c.keep_overlaps) == (20, 0.1, True)
     assert (a.brightness_limit, a.contrast_limit, a.brightness_contrast_p) == (0.1, 0.1, 0.5)
     assert (a.flip_p, a.crop_scale, a.crop_ratio, a.scale_limit, a.shift_scale_rotate_p) == (0.75, (0.3, 1.0), (0.75, 1.33), 0.5, 0.8)
     assert (a.shift_limit, a.rotate_limit) == (0.0625, 45.0)
-    assert c.tiling.tile == 256  # the training patch
+    assert method_tiling(CellSeg1, config=c) == TileConfig(tile=256, overlap=64)  # the training patch
     with pytest.raises(ValueError):
         CellSeg1Config(lora_rank=0)
 
@@ -92,7 +103,8 @@ def test_sections_are_dataclasses_not_dicts():
     ({"points_per_side": 16, "flip_p": 0.5}, "['flip_p', 'points_per_side']",
      "'flip_p' is now augment.flip_p; 'points_per_side' is now inference.points_per_side"),
     ({"train": {"flip_p": 0.5}}, "unknown CellSeg1Config.train field(s) ['flip_p']", "'flip_p' is now augment.flip_p"),
-    ({"inference": {"tile": 64}}, "unknown CellSeg1Config.inference field(s) ['tile']", "'tile' is now tile (top level)"),
+    ({"inference": {"keep_overlaps": False}}, "unknown CellSeg1Config.inference field(s) ['keep_overlaps']",
+     "'keep_overlaps' is now keep_overlaps (top level)"),
 ])
 def test_a_flat_key_says_where_it_lives_now(values, unknown, hint):
     with pytest.raises(DataError) as info:
@@ -117,7 +129,7 @@ def test_cpu_preset_is_the_dsb_table_settings():
         train=TrainConfig(patch_size=128, epochs=8, batch_size=1, grad_accum=4),
         inference=InferenceConfig(points_per_side=16),
     )
-    assert c == expected and c.tiling.tile == 128
+    assert c == expected and method_tiling(CellSeg1, config=c) == TileConfig(tile=128, overlap=64)
     assert c.augment == AugmentConfig() and c.lora_parts == CellSeg1Config().lora_parts  # the rest is the paper's
 
 
@@ -125,7 +137,7 @@ def test_train_history_and_same_seed_same_weights(trained):
     m, history, image, sample = trained
     assert len(history.epochs) == 2 and all(np.isfinite(e.loss) for e in history.epochs)
     assert history.info["backbone"] == "tiny" and history.info["trainable_params"] > 0
-    again = CellSeg1(fast())
+    again = cellseg1()
     again.train([sample], seed=0)
     from cellbench.methods.cellseg1.lora import lora_state_dict
 
@@ -142,7 +154,7 @@ def test_predict_shape_scores_and_save_load_round_trip(trained, tmp_path):
     assert all("lora_" in k for k in saved)  # LoRA only, no copy of SAM
     ident = json.loads((tmp_path / "cellseg1.json").read_text())
     assert ident["backbone"] == "tiny" and ident["sha256"] == m.backbone.sha256
-    fresh = CellSeg1(fast())
+    fresh = cellseg1()
     fresh.load_weights(tmp_path)
     again = fresh.predict(image)
     assert len(again) == len(pred)
@@ -154,14 +166,14 @@ def test_model_directory_round_trip_and_old_flat_directories_refused(trained, tm
     from cellbench.methods.model_dir import load_model, save_model, train_summary
 
     m, history, image, sample = trained
-    save_model(m, tmp_path / "m", train_summary=train_summary([sample]), seed=0, history=history,
-               tiling=CellSeg1.default_tiling)
+    save_model(m, tmp_path / "m", train_summary=train_summary([sample]), seed=0, history=history, tiling=TILING)
     path = tmp_path / "m" / "model.json"
     record = json.loads(path.read_text())
     assert record["method_version"] == "2" and record["config"]["train"]["epochs"] == 2
     assert "epochs" not in record["config"] and record["config"]["inference"]["points_per_side"] == 6
     loaded = load_model(tmp_path / "m")
-    assert loaded.method.config == m.config and len(loaded.predict(image)) == len(m.predict(image))
+    assert loaded.method.config == m.config and loaded.tiling == TILING
+    assert len(loaded.predict(image)) == len(m.predict(image))
     # a version-1 directory: the flat config of before (every section field at the top level)
     flat = {k: v for k, v in record["config"].items() if k not in ("train", "augment", "inference")}
     for section in ("train", "augment", "inference"):
@@ -176,16 +188,38 @@ def test_model_directory_round_trip_and_old_flat_directories_refused(trained, tm
         load_model(tmp_path / "m")
 
 
+def test_an_old_model_directory_with_tile_in_its_config_predicts_with_those_tiles(trained, tmp_path):
+    """Before the model's tiling was the only one, CellSeg1 kept ``tile`` / ``tile_overlap`` in its config and
+    recorded a tiling of tile 0: such a model.json loads, its tiles read as the model's tiling."""
+    from cellbench.methods.model_dir import load_model, save_model, train_summary
+
+    m, history, image, sample = trained
+    save_model(m, tmp_path / "m", train_summary=train_summary([sample]), seed=0, history=history, tiling=TILING)
+    path = tmp_path / "m" / "model.json"
+    record = json.loads(path.read_text())
+    for tile, overlap, expected in ((None, 16, TILING), (48, 8, TileConfig(tile=48, overlap=8))):
+        old = {**record, "config": {**record["config"], "tile": tile, "tile_overlap": overlap},
+               "tiling": {"tile": 0, "overlap": 128}}
+        path.write_text(json.dumps(old))
+        loaded = load_model(tmp_path / "m")
+        assert loaded.tiling == expected and loaded.method.tiling == expected and loaded.method.config == m.config
+        assert same_instances(loaded.predict(image), m.predict(image, tiling=expected))
+
+
+def same_instances(a: InstanceSet, b: InstanceSet) -> bool:
+    return [(i.bbox, i.mask.tobytes(), i.score) for i in a] == [(i.bbox, i.mask.tobytes(), i.score) for i in b]
+
+
 def test_checksum_mismatch_is_a_clear_error(trained, tmp_path):
     m, *_ = trained
     m.save_weights(tmp_path)
     ident = json.loads((tmp_path / "cellseg1.json").read_text())
     (tmp_path / "cellseg1.json").write_text(json.dumps({**ident, "sha256": "0" * 64}))
     with pytest.raises(DataError, match="sha256"):
-        CellSeg1(fast()).load_weights(tmp_path)
+        cellseg1().load_weights(tmp_path)
     (tmp_path / "cellseg1.json").write_text(json.dumps(ident))
     with pytest.raises(DataError, match="LoRA layout"):
-        CellSeg1(fast(lora_rank=2)).load_weights(tmp_path)
+        cellseg1(lora_rank=2).load_weights(tmp_path)
 
 
 def _fake_tile_predictor(calls):
@@ -205,7 +239,7 @@ def _fake_tile_predictor(calls):
 def test_image_larger_than_the_tile_is_tiled_not_squashed(monkeypatch):
     calls = []
     monkeypatch.setattr(method_module, "predict_tile", _fake_tile_predictor(calls))
-    m = CellSeg1(fast(tile=64, tile_overlap=16))
+    m = cellseg1()
     pred = m.predict(np.random.default_rng(0).random((150, 130)))
     assert pred.shape == (150, 130)
     assert len(calls) > 1 and all(max(s[:2]) <= 64 for s in calls)  # full-resolution tiles
@@ -213,12 +247,34 @@ def test_image_larger_than_the_tile_is_tiled_not_squashed(monkeypatch):
     assert all(80 <= inst.area <= 140 for inst in pred)
 
 
+def test_the_models_tiling_is_the_one_the_grid_tiles_with(monkeypatch):
+    """predict_image hands CellSeg1 the whole image and the model's tiling: its grid cuts the tiles, the generic
+    stitcher does not cut them a second time; without a model tiling the tiles are the training patch's."""
+    calls = []
+    monkeypatch.setattr(method_module, "predict_tile", _fake_tile_predictor(calls))
+    image = np.random.default_rng(0).random((150, 130))
+    m = cellseg1()
+    whole = []
+    predict = m.predict
+    monkeypatch.setattr(m, "predict", lambda img, **kw: whole.append(img.shape) or predict(img, **kw))
+    tiled = predict_image(m, image, TileConfig(tile=48, overlap=8))
+    assert whole == [(150, 130)] and calls and all(max(s[:2]) <= 48 for s in calls)
+    assert same_instances(tiled, predict(image, tiling=TileConfig(tile=48, overlap=8)))
+    calls.clear()
+    CellSeg1(fast(train={"patch_size": 100})).predict(image)  # used on its own: tiles of the patch, 64 px overlap
+    assert {s[:2] for s in calls} == {(100, 100)}
+    with pytest.raises(DataError, match="tiling.tile must be at least 1 px"):
+        predict_image(m, image, TileConfig(tile=0))
+    with pytest.raises(DataError, match="cellseg1 predicts tile by tile"):
+        method_tiling(CellSeg1, {"tile": 0}, config=m.config)
+
+
 def test_keep_overlaps_or_flatten(monkeypatch):
     monkeypatch.setattr(method_module, "predict_tile", _fake_tile_predictor([]))
     image = np.zeros((40, 40))
-    kept = CellSeg1(fast()).predict(image)
+    kept = cellseg1().predict(image)
     assert len(kept) == 2 and kept.n_overlapping == 2
-    flat = CellSeg1(fast(keep_overlaps=False)).predict(image)
+    flat = cellseg1(keep_overlaps=False).predict(image)
     assert flat.n_overlapping == 0 and len(flat) == 2
     # the higher-scoring instance keeps the shared pixels
     best = max(flat, key=lambda i: i.score)
@@ -244,13 +300,13 @@ def test_patches_cover_with_half_overlap():
 
 
 def test_point_embeddings_can_be_trained_and_are_saved(tmp_path):
-    m = CellSeg1(fast(train_point_embeddings=True))
+    m = cellseg1(train_point_embeddings=True)
     m.save_weights(tmp_path)
     saved = torch.load(tmp_path / "weights.pt", weights_only=True)
     assert any(k.startswith("prompt_encoder.point_embeddings") for k in saved)
     assert all("lora_" in k or k.startswith("prompt_encoder.") for k in saved)
     with pytest.raises(DataError, match="LoRA layout"):
-        CellSeg1(fast()).load_weights(tmp_path)
+        cellseg1().load_weights(tmp_path)
 
 
 def test_box_prompts_measure_the_cells_and_travel_with_the_weights(tmp_path):
@@ -258,7 +314,7 @@ def test_box_prompts_measure_the_cells_and_travel_with_the_weights(tmp_path):
 
     image, labels = disks()
     sample = Sample("disks", InstanceSet.from_label_image(labels), array=image)
-    m = CellSeg1(fast(prompt="box", train={"epochs": 1}))
+    m = cellseg1(prompt="box", train={"epochs": 1})
     assert m.prompt == "box" and m.box_half_side == 64 / 10  # untrained: a tenth of the tile
     history = m.train([sample], seed=0)
     areas = np.bincount(labels.ravel())[1:]
@@ -266,15 +322,15 @@ def test_box_prompts_measure_the_cells_and_travel_with_the_weights(tmp_path):
     assert history.info["prompt"] == "box" and history.info["box_half_side"] == pytest.approx(expected)
     pred = m.predict(image)
     m.save_weights(tmp_path)
-    fresh = CellSeg1(fast(prompt="box"))
+    fresh = cellseg1(prompt="box")
     fresh.load_weights(tmp_path)
     assert fresh.box_half_side == pytest.approx(expected)
     again = fresh.predict(image)
     assert len(again) == len(pred) and all(np.array_equal(a.mask, b.mask) for a, b in zip(pred, again))
     with pytest.raises(DataError, match="box prompts"):
-        CellSeg1(fast()).load_weights(tmp_path)  # tiny + auto = point prompts
+        cellseg1().load_weights(tmp_path)  # tiny + auto = point prompts
     # a fixed size in the config wins over the measured one
-    assert CellSeg1(fast(prompt="box", box_half_side=3.0)).box_half_side == 3.0
+    assert cellseg1(prompt="box", box_half_side=3.0).box_half_side == 3.0
 
 
 def test_prompt_kind_follows_the_backbone():

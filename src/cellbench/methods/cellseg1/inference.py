@@ -241,6 +241,8 @@ def predict_image_grid(
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
+    if tiling.tile < 1:
+        raise DataError(f"the point grid runs per tile: tiling.tile must be at least 1 px, got {tiling.tile}")
     rgb = to_uint8_rgb(image)
     half = None if box_half_side is None else box_half_side * backbone.input_size / tiling.tile
 

