@@ -43,6 +43,7 @@ from skimage.segmentation import relabel_sequential, watershed
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
 from cellbench.methods import config_from_dict, get_method
+from cellbench.methods.tiling import method_tiling
 from cellbench.metrics import evaluate
 
 THRESHOLDS = (0.5, 0.75, 0.9)
@@ -139,7 +140,10 @@ def main() -> int:
     print("\nmethod      train wall s  train cpu s   F1@0.5  F1@0.75  F1@0.9   AP@0.5  precision  recall")
     for name in args.methods:
         cls = get_method(name)
-        method = cls(config_from_dict(cls.Config, METHOD_CONFIGS[name](args)))
+        values = METHOD_CONFIGS[name](args)
+        tiling = values.pop("tiling", None)
+        method = cls(config_from_dict(cls.Config, values))
+        method.tiling = method_tiling(cls, tiling, config=method.config)  # the model's tiling: SAM's grid tiles with it
         load0, wall0, cpu0 = os.getloadavg()[0], time.perf_counter(), cpu_seconds()
         history = method.train(train, seed=args.seed)
         wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0

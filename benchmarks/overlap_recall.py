@@ -156,8 +156,9 @@ def run_method(name: str, train, test, args: argparse.Namespace) -> dict:
     cls = get_method(name)
     values, source = method_settings(name, Path(args.configs))
     values = dict(values)
-    tiling = method_tiling(cls, values.pop("tiling", None), source=source)
+    tiling_values = values.pop("tiling", None)
     config = config_from_dict(cls.Config, values, source=source)
+    tiling = method_tiling(cls, tiling_values, config=config, source=source)
     trains_on = trained_on(config)
     print(f"\n== {name}: trains on {trains_on} GT; settings {source}; tiling {tiling.to_dict()}")
     sys.stdout.flush()
@@ -171,6 +172,7 @@ def run_method(name: str, train, test, args: argparse.Namespace) -> dict:
         load1 = load0
     else:
         method = cls(config)
+        method.tiling = tiling  # validation and SAM's calibration predict as the model will (as train_model does)
         wall0, cpu0 = time.perf_counter(), cpu_seconds()
         history = method.train(train, None, seed=args.seed, progress=progress)
         train_wall, train_cpu, load1 = time.perf_counter() - wall0, cpu_seconds() - cpu0, load()
