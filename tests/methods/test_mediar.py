@@ -140,3 +140,21 @@ def test_config_refuses_what_mediar_cannot_run_and_prediction_needs_weights():
         MediarConfig(encoder="resnet50")
     with pytest.raises(DataError, match="train or load"):
         MediarMethod().predict(np.zeros((32, 32)))
+
+
+def test_untrained_mediar_predicts_zero_shot_with_its_pretrained_weights(tmp_path):
+    """A zero-shot grid entry (the Glioma C6 paper's MediarFormer without fine-tuning) predicts with ``pretrained``."""
+    settings = {"encoder": "mit_b0", "decoder_channels": (32, 16, 16, 16, 16), "decoder_pab_channels": 16,
+                "roi": 64, "crop": 64, "tta": False}
+    torch.manual_seed(0)
+    net = build_mediarformer(encoder="mit_b0", decoder_channels=(32, 16, 16, 16, 16), decoder_pab_channels=16)
+    torch.save(net.state_dict(), tmp_path / "phase2.pth")
+    image = np.random.default_rng(0).random((64, 80)).astype(np.float32)
+    zero_shot = MediarMethod(MediarConfig(pretrained=str(tmp_path / "phase2.pth"), **settings))
+    loaded = MediarMethod(MediarConfig(**settings))
+    loaded._net = loaded._new_net(read_state_dict(tmp_path / "phase2.pth")).eval()
+    zero_shot.predict(image)  # an untrained method with pretrained weights predicts
+    (labels_a, prob_a), (labels_b, prob_b) = zero_shot._labels(image), loaded._labels(image)
+    assert prob_a.std() > 0 and np.array_equal(prob_a, prob_b) and np.array_equal(labels_a, labels_b)
+    with pytest.raises(DataError, match="missing.pth"):
+        MediarMethod(MediarConfig(pretrained=str(tmp_path / "missing.pth"), **settings)).predict(image)

@@ -234,8 +234,14 @@ class MediarMethod(Method):
         return net.to(self._device)
 
     def _require_net(self) -> Any:
+        """The trained or loaded network; untrained, the ``pretrained`` weights as they are (zero-shot, as the
+        Glioma C6 paper ran the NeurIPS-2022 model)."""
+        if self._net is None and self.config.pretrained:
+            source = _resolve_pretrained(self.config.pretrained)
+            self._net = self._new_net(read_state_dict(source), source=source)
+            self._net.eval()
         if self._net is None:
-            raise DataError("mediar: train or load weights before predicting")
+            raise DataError("mediar: train or load weights before predicting (or set pretrained)")
         return self._net
 
     # -- the interface -------------------------------------------------------------
