@@ -34,12 +34,17 @@ TINY: dict[str, dict] = {
                  "crops_per_epoch": 1, "anchor_sizes": [8, 16, 32, 64, 128], "roi_batch_size": 16,
                  "rpn_post_nms": 50, "detections_per_image": 20, "warmup_iters": 2, "optimizer": "adamw",
                  "lr": 0.0005},
+    "mask2former": {"backbone": "tiny", "hidden_dim": 32, "feature_size": 32, "encoder_layers": 1,
+                    "decoder_layers": 2, "num_heads": 2, "dim_feedforward": 32, "encoder_feedforward_dim": 32,
+                    "num_queries": 8, "train_num_points": 128, "crop_size": 64, "batch_size": 1, "epochs": 2,
+                    "crops_per_epoch": 1, "warmup_iters": 1, "lr": 0.001, "score_threshold": 0.0},
 }
 NEEDS = {"cellseg1": ("torch", "segment_anything"), "unet": ("torch", "monai"),
          "maunet": ("torch", "monai", "segmentation_models_pytorch", "timm"),
-         "mediar": ("torch", "segmentation_models_pytorch", "cellpose"), "maskrcnn": ("torch", "torchvision")}
+         "mediar": ("torch", "segmentation_models_pytorch", "cellpose"), "maskrcnn": ("torch", "torchvision"),
+         "mask2former": ("torch", "transformers")}
 #: Methods that validate and keep their best epoch: they get validation images, so the best state is restored too.
-VALIDATED = {"cellseg1", "mediar", "maskrcnn"}
+VALIDATED = {"cellseg1", "mediar", "maskrcnn", "mask2former"}
 
 
 class Interrupted(Exception):
@@ -81,7 +86,7 @@ def _weights(method) -> dict:
 
         state = lora_state_dict(method.backbone.model)
     else:
-        net = {"mediar": "_net", "maskrcnn": "_model"}.get(method.name, "_network")
+        net = {"mediar": "_net", "maskrcnn": "_model", "mask2former": "_model"}.get(method.name, "_network")
         state = getattr(method, net).state_dict()
     return {k: v.detach().cpu().clone() for k, v in state.items() if isinstance(v, torch.Tensor)}
 

@@ -58,6 +58,12 @@ FAST["mediar"] = {"encoder": "mit_b0", "decoder_channels": [32, 16, 16, 16, 16],
 # nnunet: the 1-epoch trainer for 3 batches of 2 on a plan for 1 GB; every predicted object kept.
 FAST["nnunet"] = {"trainer": "nnUNetTrainer_1epoch", "iterations_per_epoch": 3, "val_iterations_per_epoch": 1,
                   "batch_size": 2, "gpu_memory_target_gb": 1.0, "min_size": 0}
+# mask2former: the random `tiny` Swin with 32-channel decoders and 12 queries, one step of 64 px crops; every
+# query kept (untrained scores are low).
+FAST["mask2former"] = {"backbone": "tiny", "hidden_dim": 32, "feature_size": 32, "encoder_layers": 1,
+                       "decoder_layers": 3, "num_heads": 2, "dim_feedforward": 64, "encoder_feedforward_dim": 64,
+                       "num_queries": 12, "train_num_points": 256, "crop_size": 64, "batch_size": 2, "epochs": 1,
+                       "crops_per_epoch": 2, "score_threshold": 0.0, "mask_threshold": 0.3}
 #: The model's tiling of the methods that tile themselves, as train_model / load_model set it: 2 x 2 tiles of the
 #: 96 px test images (CellSeg1's default, tiles of the 64 px training patch, needs an overlap under 64).
 TILING = {"sam": TileConfig(tile=64, overlap=16), "cellseg1": TileConfig(tile=64, overlap=16)}
@@ -66,6 +72,7 @@ NEEDS: dict[str, tuple[str, ...]] = {"cellpose": ("torch", "cellpose"), "cellseg
 NEEDS["stardist"] = ("tensorflow", "stardist")
 NEEDS["nnunet"] = ("torch", "nnunetv2")
 NEEDS["maskrcnn"] = ("torch", "torchvision")
+NEEDS["mask2former"] = ("torch", "transformers")
 NEEDS["sam"] = ("torch", "segment_anything")
 NEEDS["unet"] = ("torch", "monai")
 NEEDS["maunet"] = ("torch", "monai", "segmentation_models_pytorch", "timm")
