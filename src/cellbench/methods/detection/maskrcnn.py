@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -63,10 +63,8 @@ from cellbench.methods.validation import validation_f1
 if TYPE_CHECKING:
     from torch import nn
 
-__all__ = ["MaskRCNNConfig", "MaskRCNNMethod", "NetworkSettings", "build_network"]
+__all__ = ["MaskRCNNConfig", "MaskRCNNMethod", "NetworkSettings", "box_head_v2", "build_network", "mask_head_v2"]
 
-WEIGHTS_FILE = "maskrcnn.pt"
-INFO_FILE = "maskrcnn.json"
 #: Parameters that depend on the number of classes: not taken from a checkpoint trained on other classes.
 CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
 
@@ -177,7 +175,7 @@ class NetworkSettings:
     head_width: int = 256
 
 
-def build_network(s: NetworkSettings) -> nn.Module:
+def build_network(s: NetworkSettings, *, roi_heads: Callable[[int], nn.Module] | None = None) -> nn.Module:
     """A randomly initialised Mask R-CNN with v2 heads on ``s.backbone`` (torchvision's initialisation).
 
     It follows ``torchvision.models.detection.maskrcnn_resnet50_fpn_v2`` (Li et
@@ -190,12 +188,17 @@ def build_network(s: NetworkSettings) -> nn.Module:
     3 x 3 convolutions in the box head (and each positive one through four more
     at 14 x 14 in the mask head), so ``head_width`` (256 as published) can be
     lowered there.
+
+    ``roi_heads``: the heads of another two-stage detector (Cascade Mask
+    R-CNN), built from the backbone's channel count after the backbone and the
+    RPN head; torchvision's ``MaskRCNN`` then holds the backbone, the RPN and
+    the transform around them, and the Mask R-CNN heads are never built.
     """
     from torch import nn
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, RPNHead
-    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, RPNHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNPredictor
 
     from cellbench.methods.detection.backbones import build_backbone
 
@@ -205,12 +208,16 @@ def build_network(s: NetworkSettings) -> nn.Module:
     anchors = AnchorGenerator(tuple((int(a),) for a in s.anchor_sizes), ((0.5, 1.0, 2.0),) * 5)
     rpn_head = RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], conv_depth=2)
     width = s.head_width
-    box_head = FastRCNNConvFCHead((backbone.out_channels, 7, 7), [width] * 4, [1024], norm_layer=nn.BatchNorm2d)
-    mask_head = MaskRCNNHeads(backbone.out_channels, [width] * 4, 1, norm_layer=nn.BatchNorm2d)
-    # given here, not by MaskRCNN, which assumes 256 channels (torchvision's own layer sizes otherwise)
-    box_predictor = FastRCNNPredictor(1024, s.num_classes)
-    mask_predictor = MaskRCNNPredictor(width, width, s.num_classes)
-    return MaskRCNN(
+    other = roi_heads(backbone.out_channels) if roi_heads is not None else None
+    if other is None:
+        box_head: nn.Module = box_head_v2(backbone.out_channels, width)
+        mask_head: nn.Module = mask_head_v2(backbone.out_channels, width)
+        # given here, not by MaskRCNN, which assumes 256 channels (torchvision's own layer sizes otherwise)
+        box_predictor: nn.Module = FastRCNNPredictor(1024, s.num_classes)
+        mask_predictor: nn.Module = MaskRCNNPredictor(width, width, s.num_classes)
+    else:  # placeholders, replaced by `other` below
+        box_head = mask_head = box_predictor = mask_predictor = nn.Identity()
+    model = MaskRCNN(
         backbone, num_classes=None, box_predictor=box_predictor, rpn_anchor_generator=anchors, rpn_head=rpn_head,
         box_head=box_head, mask_head=mask_head, mask_predictor=mask_predictor,
         rpn_pre_nms_top_n_train=2 * s.rpn_post_nms, rpn_post_nms_top_n_train=s.rpn_post_nms,
@@ -220,13 +227,40 @@ def build_network(s: NetworkSettings) -> nn.Module:
         # cellbench normalises images itself (percentile); the network sees them as they are
         image_mean=[0.0, 0.0, 0.0], image_std=[1.0, 1.0, 1.0],
     )
+    if other is not None:
+        model.roi_heads = other
+    return model
+
+
+def box_head_v2(in_channels: int, width: int) -> nn.Module:
+    """The v2 box head: four 3 x 3 convolutions of ``width`` channels with batch norm on 7 x 7 RoI features, then
+    one fully connected layer of 1024 (``maskrcnn_resnet50_fpn_v2``'s with ``width`` 256)."""
+    from torch import nn
+    from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead
+
+    return FastRCNNConvFCHead((in_channels, 7, 7), [width] * 4, [1024], norm_layer=nn.BatchNorm2d)
+
+
+def mask_head_v2(in_channels: int, width: int) -> nn.Module:
+    """The v2 mask head: four 3 x 3 convolutions of ``width`` channels with batch norm on 14 x 14 RoI features."""
+    from torch import nn
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
+
+    return MaskRCNNHeads(in_channels, [width] * 4, 1, norm_layer=nn.BatchNorm2d)
 
 
 class MaskRCNNMethod(Method):
-    """Mask R-CNN (torchvision, v2 heads): overlapping, classified instances; one model for all classes."""
+    """Mask R-CNN (torchvision, v2 heads): overlapping, classified instances; one model for all classes.
+
+    The other two-stage detectors of the family (:mod:`.msrcnn`, :mod:`.cascade`) subclass it: they set
+    ``name``, ``Config``, the heads of :attr:`class_heads` / :attr:`new_heads` and override :meth:`_new_model`;
+    training, validation, prediction and the model directory (``<name>.pt``, ``<name>.json``) are this class's.
+    """
 
     name = "maskrcnn"
     version = "1"
+    #: The architecture's name in its paper, for messages (the 18-methods benchmark's row: "Mask RCNN").
+    paper: ClassVar[str] = "Mask R-CNN"
     description = (f"Mask R-CNN (torchvision v2 heads) on an FPN backbone ({', '.join(BACKBONES)}; swin_t / swin_s "
                    "are the 18-methods paper's Swin-T / Swin-S): overlapping instances, several classes in one model")
     requires = ("torch", "torchvision")
@@ -239,6 +273,14 @@ class MaskRCNNMethod(Method):
                        "lr": 0.0005, "weight_decay": 0.0001, "epochs": 30, "rpn_post_nms": 1000,
                        "roi_batch_size": 128}}
     resumable = True
+    #: Parameter-name prefixes that depend on the number of classes: re-initialised when a pretrained file was
+    #: trained on other classes.
+    class_heads: ClassVar[tuple[str, ...]] = CLASS_HEADS
+    #: Parameter-name prefixes of the heads a Mask R-CNN file lacks (a head the subclass adds): a whole Mask
+    #: R-CNN's file loads without them, and they keep their initialisation.
+    new_heads: ClassVar[tuple[str, ...]] = ()
+    #: What training minimises, for the history's ``info``.
+    loss_text: ClassVar[str] = "RPN objectness + box, RoI classifier + box, mask BCE (torchvision Mask R-CNN)"
 
     def __init__(self, config: MaskRCNNConfig | None = None) -> None:
         super().__init__(config)
@@ -247,15 +289,24 @@ class MaskRCNNMethod(Method):
         self._weights_from: dict = {"from": "scratch"}
 
     # -- building ---------------------------------------------------------------
-    def _new_model(self, n_classes: int) -> Any:
+    def _settings(self, n_classes: int) -> NetworkSettings:
         cfg = self.config
         trainable = cfg.trainable_layers if cfg.trainable_layers is not None else (3 if cfg.pretrained else 5)
-        return build_network(NetworkSettings(
+        return NetworkSettings(
             backbone=cfg.backbone, num_classes=n_classes + 1, trainable_layers=trainable,
             anchor_sizes=tuple(cfg.anchor_sizes), detections_per_image=cfg.detections_per_image,
             rpn_post_nms=cfg.rpn_post_nms, roi_batch_size=cfg.roi_batch_size, score_threshold=cfg.score_threshold,
             nms_threshold=cfg.nms_threshold, head_width=cfg.head_width,
-        ))
+        )
+
+    def _new_model(self, n_classes: int) -> Any:
+        """A new network for ``n_classes`` classes (a detector of this family overrides this)."""
+        return build_network(self._settings(n_classes))
+
+    @property
+    def _files(self) -> tuple[str, str]:
+        """The weights file and the info file in a model directory: ``<name>.pt``, ``<name>.json``."""
+        return f"{self.name}.pt", f"{self.name}.json"
 
     def _input(self, image: np.ndarray) -> np.ndarray:
         from cellbench.methods.detection.targets import to_rgb
@@ -264,7 +315,7 @@ class MaskRCNNMethod(Method):
 
     def _require_model(self) -> Any:
         if self._model is None:
-            raise DataError("maskrcnn: train or load weights before predicting")
+            raise DataError(f"{self.name}: train or load weights before predicting")
         return self._model
 
     # -- the interface -------------------------------------------------------------
@@ -284,11 +335,11 @@ class MaskRCNNMethod(Method):
         from cellbench.methods.detection.weights import load_pretrained, resolve_weights
 
         if not train:
-            raise DataError("maskrcnn: no training images")
+            raise DataError(f"{self.name}: no training images")
         classes = train[0].instances.classes
         for s in train[1:]:
             if s.instances.classes != classes:
-                raise DataError(f"maskrcnn: training image {s.name!r} has classes {list(s.instances.classes)}, "
+                raise DataError(f"{self.name}: training image {s.name!r} has classes {list(s.instances.classes)}, "
                                 f"{train[0].name!r} has {list(classes)}")
         cfg = self.config
         seed_torch(seed)
@@ -297,19 +348,19 @@ class MaskRCNNMethod(Method):
         self._classes = tuple(classes)
         self._weights_from = {"from": "scratch"}
         if cfg.pretrained:
-            loaded = load_pretrained(model, resolve_weights(cfg.pretrained, method="maskrcnn"),
-                                     class_heads=CLASS_HEADS, hint="; COCO weights need backbone resnet50")
+            loaded = load_pretrained(model, resolve_weights(cfg.pretrained, method=self.name),
+                                     class_heads=self.class_heads, new_heads=self.new_heads,
+                                     hint="; COCO weights need backbone resnet50")
             self._weights_from = loaded | {"name": cfg.pretrained}
         self._model = model
         images = [self._input(s.load_image()) for s in train]
         history = train_detector(
-            model, images, [s.instances for s in train], cfg, rng=rng, name="maskrcnn",
+            model, images, [s.instances for s in train], cfg, rng=rng, name=self.name,
             validate=(lambda: self._f1(valid)) if valid else None, checkpoint_dir=checkpoint_dir,
             fingerprint=train_fingerprint(self, train, valid, seed) if checkpoint_dir is not None else None,
             progress=progress)
         return dataclasses.replace(history, info={
-            **self._weights_from, "classes": list(self._classes), **history.info,
-            "loss": "RPN objectness + box, RoI classifier + box, mask BCE (torchvision Mask R-CNN)"})
+            **self._weights_from, "classes": list(self._classes), **history.info, "loss": self.loss_text})
 
     def _f1(self, samples: Sequence[Sample]) -> float:
         """Class-agnostic F1 at IoU 0.5 on ``samples``, pooled (the validation score), on the instances as
@@ -334,33 +385,36 @@ class MaskRCNNMethod(Method):
         return InstanceSet(shape=image.shape[:2], instances=instances, classes=self._classes)
 
     def save_weights(self, folder: Path) -> None:
-        """``maskrcnn.pt`` (the network's state dict) and ``maskrcnn.json`` (classes, backbone, origin)."""
+        """``<name>.pt`` (the network's state dict; ``maskrcnn.pt``) and ``<name>.json`` (classes, backbone,
+        origin)."""
         import torch
 
         model = self._require_model()
-        torch.save(model.state_dict(), Path(folder) / WEIGHTS_FILE)
+        weights_file, info_file = self._files
+        torch.save(model.state_dict(), Path(folder) / weights_file)
         info = {"classes": list(self._classes), "backbone": self.config.backbone, "weights": self._weights_from}
-        (Path(folder) / INFO_FILE).write_text(json.dumps(info, indent=2))
+        (Path(folder) / info_file).write_text(json.dumps(info, indent=2))
 
     def load_weights(self, folder: Path) -> None:
         from cellbench.methods.detection.weights import read_state_dict
 
-        info_path = Path(folder) / INFO_FILE
+        weights_file, info_file = self._files
+        info_path = Path(folder) / info_file
         try:
             info = json.loads(info_path.read_text())
             classes = tuple(str(c) for c in info["classes"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DataError(f"cannot read the Mask R-CNN classes ({exc})", path=info_path) from exc
+            raise DataError(f"cannot read the {self.paper} classes ({exc})", path=info_path) from exc
         if info.get("backbone") != self.config.backbone:
             raise DataError(f"weights are for backbone {info.get('backbone')!r}, the config says "
                             f"{self.config.backbone!r}", path=info_path)
-        path = Path(folder) / WEIGHTS_FILE
-        state = read_state_dict(path, what="Mask R-CNN weights file")
+        path = Path(folder) / weights_file
+        state = read_state_dict(path, what=f"{self.paper} weights file")
         model = self._new_model(len(classes))
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise DataError(f"weights do not fit this Mask R-CNN ({str(exc).splitlines()[0]})", path=path) from exc
+            raise DataError(f"weights do not fit this {self.paper} ({str(exc).splitlines()[0]})", path=path) from exc
         model.eval()
         self._model, self._classes = model, classes
         self._weights_from = dict(info.get("weights") or {})

@@ -55,22 +55,30 @@ def _listed(keys: Sequence[str]) -> str:
 
 
 def load_pretrained(model: nn.Module, path: str | Path, *, class_heads: Sequence[str] = (),
-                    hint: str = "") -> dict:
+                    new_heads: Sequence[str] = (), hint: str = "") -> dict:
     """Load ``path`` into a torchvision-style detector (``model.backbone.body``); what was loaded, for the record.
 
     ``class_heads``: name prefixes of the parameters that depend on the number
-    of classes, re-initialised when the file's shapes differ; ``hint`` ends the
-    error message for a whole detector that does not fit ("COCO weights need
-    backbone resnet50").
+    of classes, re-initialised when the file's shapes differ. ``new_heads``:
+    name prefixes of heads the file's detector may not have (MS R-CNN's
+    MaskIoU head in a Mask R-CNN file, Cascade Mask R-CNN's three stages): the
+    model's parameters there that the file lacks keep their initialisation, and
+    the file's there that the model lacks are left out. ``hint`` ends the error
+    message for a whole detector that does not fit ("COCO weights need backbone
+    resnet50").
     """
     state = read_state_dict(path)
     if not any(k.startswith("backbone.") for k in state):
         return load_backbone(model.backbone.body, state, path)
     own = model.state_dict()
+    fresh = tuple(new_heads)
+    left_out = {k for k in state if fresh and k.startswith(fresh) and k not in own}
+    kept_new = {k for k in own if fresh and k.startswith(fresh) and k not in state}
+    state = {k: v for k, v in state.items() if k not in left_out}
     skipped = sorted(k for k, v in state.items()
                      if k.startswith(tuple(class_heads)) and k in own and own[k].shape != v.shape)
     wrong = sorted(k for k, v in state.items() if k in own and k not in skipped and own[k].shape != v.shape)
-    missing = sorted(set(own) - set(state) - {k for k in own if k.startswith(tuple(class_heads))})
+    missing = sorted(set(own) - set(state) - {k for k in own if k.startswith(tuple(class_heads))} - kept_new)
     unexpected = sorted(set(state) - set(own))
     if wrong or missing or unexpected:
         problems = [f"{name}: {_listed(keys)}"
@@ -78,7 +86,10 @@ def load_pretrained(model: nn.Module, path: str | Path, *, class_heads: Sequence
                     if keys]
         raise DataError(f"weights do not fit this {type(model).__name__} ({'; '.join(problems)}){hint}", path=path)
     model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
-    return {"from": str(path), "class_heads_reinitialised": bool(skipped)}
+    record = {"from": str(path), "class_heads_reinitialised": bool(skipped)}
+    if kept_new or left_out:
+        record |= {"new_heads_initialised": len(kept_new), "file_heads_left_out": len(left_out)}
+    return record
 
 
 def _flat(name: str) -> str:
