@@ -86,6 +86,7 @@ METHOD_CONFIGS = {
     "maunet": lambda args: _config_file("maunet"),
     "mediar": lambda args: _config_file("mediar"),
     "maskrcnn": lambda args: _config_file("maskrcnn"),
+    "msrcnn": lambda args: _config_file("msrcnn"),
     "sam": lambda args: _config_file("sam"),
     # Ultralytics is AGPL-3.0: run this one from .venv-yolo (`make test-yolo` builds it, stardist included).
     "yolo": lambda args: _config_file("yolo"),

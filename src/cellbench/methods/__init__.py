@@ -36,6 +36,7 @@ METHODS: dict[str, str] = {
     "stardist": "cellbench.methods.stardist:StarDistMethod",
     "nnunet": "cellbench.methods.nnunet.method:NnUNetMethod",
     "maskrcnn": "cellbench.methods.detection.maskrcnn:MaskRCNNMethod",
+    "msrcnn": "cellbench.methods.detection.msrcnn:MSRCNNMethod",
     "mask2former": "cellbench.methods.mask2former.method:Mask2FormerMethod",
     "sam": "cellbench.methods.sam:SAMMethod",
     "yolo": "cellbench.methods.yolo.method:YOLOMethod",

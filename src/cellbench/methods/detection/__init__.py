@@ -7,7 +7,9 @@
 * :mod:`.targets`: training crops and their targets (overlaps kept).
 * :mod:`.training`: the one training loop.
 * :mod:`.inference`: detection and mask pasting at prediction.
-* one module per architecture: :mod:`.maskrcnn` (method ``maskrcnn``).
+* one module per architecture: :mod:`.maskrcnn` (method ``maskrcnn``) and
+  :mod:`.msrcnn` (``msrcnn``, Mask Scoring R-CNN), its RoI heads beside it
+  (:mod:`.maskiou_head`).
 
 Importing this package and :mod:`.backbones` needs no torch (a config
 validates its backbone without it); the other modules do.
