@@ -87,6 +87,7 @@ METHOD_CONFIGS = {
     "mediar": lambda args: _config_file("mediar"),
     "maskrcnn": lambda args: _config_file("maskrcnn"),
     "msrcnn": lambda args: _config_file("msrcnn"),
+    "cascade": lambda args: _config_file("cascade"),
     "sam": lambda args: _config_file("sam"),
     # Ultralytics is AGPL-3.0: run this one from .venv-yolo (`make test-yolo` builds it, stardist included).
     "yolo": lambda args: _config_file("yolo"),

@@ -34,10 +34,13 @@ FAST: dict[str, dict] = {
     "maskrcnn": {"backbone": "resnet18", "head_width": 16, "patch_size": 64, "batch_size": 2, "epochs": 1,
                  "crops_per_epoch": 2, "anchor_sizes": [8, 16, 32, 64, 128], "roi_batch_size": 16,
                  "rpn_post_nms": 50, "detections_per_image": 20, "score_threshold": 0.0, "mask_threshold": 0.0},
-    # MS R-CNN: maskrcnn's tiny settings (its heads on the same ResNet-18-FPN).
+    # MS R-CNN and Cascade Mask R-CNN: maskrcnn's tiny settings (their heads on the same ResNet-18-FPN).
     "msrcnn": {"backbone": "resnet18", "head_width": 16, "patch_size": 64, "batch_size": 2, "epochs": 1,
                "crops_per_epoch": 2, "anchor_sizes": [8, 16, 32, 64, 128], "roi_batch_size": 16,
                "rpn_post_nms": 50, "detections_per_image": 20, "score_threshold": 0.0, "mask_threshold": 0.0},
+    "cascade": {"backbone": "resnet18", "head_width": 16, "patch_size": 64, "batch_size": 2, "epochs": 1,
+                "crops_per_epoch": 2, "anchor_sizes": [8, 16, 32, 64, 128], "roi_batch_size": 16,
+                "rpn_post_nms": 50, "detections_per_image": 20, "score_threshold": 0.0, "mask_threshold": 0.0},
     # The random `tiny` SAM zero-shot (on 64 px tiles: TILING); thresholds off so it keeps what it finds.
     "sam": {"backbone": "tiny",
             "inference": {"points_per_side": 4, "points_batch": 16, "pred_iou_thresh": -1e9, "stability_thresh": 0.0,
@@ -76,7 +79,7 @@ NEEDS: dict[str, tuple[str, ...]] = {"cellpose": ("torch", "cellpose"), "cellseg
 NEEDS["stardist"] = ("tensorflow", "stardist")
 NEEDS["nnunet"] = ("torch", "nnunetv2")
 NEEDS["maskrcnn"] = ("torch", "torchvision")
-NEEDS["msrcnn"] = ("torch", "torchvision")
+NEEDS["msrcnn"] = NEEDS["cascade"] = ("torch", "torchvision")
 NEEDS["mask2former"] = ("torch", "transformers")
 NEEDS["sam"] = ("torch", "segment_anything")
 NEEDS["unet"] = ("torch", "monai")

@@ -37,6 +37,7 @@ METHODS: dict[str, str] = {
     "nnunet": "cellbench.methods.nnunet.method:NnUNetMethod",
     "maskrcnn": "cellbench.methods.detection.maskrcnn:MaskRCNNMethod",
     "msrcnn": "cellbench.methods.detection.msrcnn:MSRCNNMethod",
+    "cascade": "cellbench.methods.detection.cascade:CascadeMethod",
     "mask2former": "cellbench.methods.mask2former.method:Mask2FormerMethod",
     "sam": "cellbench.methods.sam:SAMMethod",
     "yolo": "cellbench.methods.yolo.method:YOLOMethod",

@@ -137,7 +137,7 @@ REGISTRY: tuple[PretrainedModel, ...] = (
               "MedSAM authors' Google Drive copy (LiteMedSAM branch README).",
     ),
     PretrainedModel(
-        name="maskrcnn/resnet50_fpn_v2_coco", method="maskrcnn", used_by=("msrcnn",),
+        name="maskrcnn/resnet50_fpn_v2_coco", method="maskrcnn", used_by=("msrcnn", "cascade"),
         files=(RemoteFile("maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
                           "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
                           sha256_prefix="73cbd019"),),
@@ -151,7 +151,7 @@ REGISTRY: tuple[PretrainedModel, ...] = (
         checksum_source=("torchvision puts the first 8 digits of the sha256 in the file name (checked); the "
                          "full sha256 is recorded on first use"),
         notes=("torchvision's MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1, about 177 MB. msrcnn takes all of it but "
-               "its MaskIoU head."),
+               "its MaskIoU head; cascade its backbone and RPN."),
     ),
     *(PretrainedModel(
         name=f"yolo/yolo11{size}-seg", method="yolo",

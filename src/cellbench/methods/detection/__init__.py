@@ -7,9 +7,10 @@
 * :mod:`.targets`: training crops and their targets (overlaps kept).
 * :mod:`.training`: the one training loop.
 * :mod:`.inference`: detection and mask pasting at prediction.
-* one module per architecture: :mod:`.maskrcnn` (method ``maskrcnn``) and
-  :mod:`.msrcnn` (``msrcnn``, Mask Scoring R-CNN), its RoI heads beside it
-  (:mod:`.maskiou_head`).
+* one module per architecture: :mod:`.maskrcnn` (method ``maskrcnn``),
+  :mod:`.msrcnn` (``msrcnn``, Mask Scoring R-CNN) and :mod:`.cascade`
+  (``cascade``, Cascade Mask R-CNN), their RoI heads beside them
+  (:mod:`.maskiou_head`, :mod:`.cascade_heads`).
 
 Importing this package and :mod:`.backbones` needs no torch (a config
 validates its backbone without it); the other modules do.
