@@ -32,7 +32,7 @@ from tqdm import tqdm
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
 from cellbench.methods import config_from_dict, config_to_dict, get_method
-from cellbench.methods.cellseg1.memory import keep_freed_memory
+from cellbench.methods.adapters.cellseg1.memory import keep_freed_memory
 
 
 def main() -> None:
@@ -61,7 +61,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="write the JSON result here too")
     ap.add_argument("--save", default=None, help="save the trained LoRA weights (save_weights) into this folder")
     args = ap.parse_args()
-    keep_freed_memory()  # see cellbench.methods.cellseg1.memory
+    keep_freed_memory()  # see cellbench.methods.adapters.cellseg1.memory
 
     from stardist.data import test_image_nuclei_2d
 

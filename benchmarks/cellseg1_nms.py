@@ -17,7 +17,7 @@ import numpy as np
 
 from _timing import best_of  # benchmarks/_timing.py (scripts run from this folder)
 from cellbench.instances import Instance
-from cellbench.methods.cellseg1.nms import box_nms, mask_nms_pairwise, two_stage_mask_nms
+from cellbench.methods.adapters.cellseg1.nms import box_nms, mask_nms_pairwise, two_stage_mask_nms
 
 SHAPE = (1024, 1024)
 

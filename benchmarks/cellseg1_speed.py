@@ -35,14 +35,14 @@ import numpy as np
 import torch
 from segment_anything.modeling.image_encoder import get_rel_pos
 
-from cellbench.methods.cellseg1.backbones import load_backbone, random_sam_vit, resize_sam_input, to_input
-from cellbench.methods.cellseg1.forward import decode_points, encode
-from cellbench.methods.cellseg1.inference import InferenceConfig, _clean, _clean_full, predict_tile
-from cellbench.methods.cellseg1.lora import LoRA
-from cellbench.methods.cellseg1.memory import keep_freed_memory
-from cellbench.methods.cellseg1.train import _set_lora_train, point_loss
-from cellbench.methods.cellseg1.augment import AugmentConfig, augment
-from cellbench.methods.cellseg1.prompts import sample_points
+from cellbench.methods.adapters.cellseg1.backbones import load_backbone, random_sam_vit, resize_sam_input, to_input
+from cellbench.methods.adapters.cellseg1.forward import decode_points, encode
+from cellbench.methods.adapters.cellseg1.inference import InferenceConfig, _clean, _clean_full, predict_tile
+from cellbench.methods.adapters.cellseg1.lora import LoRA
+from cellbench.methods.adapters.cellseg1.memory import keep_freed_memory
+from cellbench.methods.adapters.cellseg1.train import _set_lora_train, point_loss
+from cellbench.methods.adapters.cellseg1.augment import AugmentConfig, augment
+from cellbench.methods.adapters.cellseg1.prompts import sample_points
 
 
 class Clock:
@@ -193,7 +193,7 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true")
     ap.add_argument("--micro", action="store_true", help="only the cleanup and rel-pos micro-benchmarks")
     args = ap.parse_args()
-    keep_freed_memory()  # see cellbench.methods.cellseg1.memory
+    keep_freed_memory()  # see cellbench.methods.adapters.cellseg1.memory
     if args.micro:
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load average {os.getloadavg()}")
         bench_micro()

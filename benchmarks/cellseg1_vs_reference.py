@@ -26,7 +26,7 @@ images and prompts (a synthetic image of disks; the points are sampled once
 by cellbench's sampler and given to both). Each process times one untimed
 warm-up and then the unit.
 
-Allocator: "same" applies cellbench's ``methods/cellseg1/memory.py`` glibc
+Allocator: "same" applies cellbench's ``methods/adapters/cellseg1/memory.py`` glibc
 setting (loaded by file path) in both processes; "as shipped" is the
 reference without it (cellbench always applies it). Both are run.
 
@@ -101,12 +101,12 @@ def timed(fn, model):
 """
 
 CELLBENCH_WORKER = COMMON + """\
-from cellbench.methods.cellseg1.backbones import Backbone, random_sam_vit, resize_sam_input, to_input
-from cellbench.methods.cellseg1.forward import encode
-from cellbench.methods.cellseg1.inference import InferenceConfig, predict_tile
-from cellbench.methods.cellseg1.lora import LoRA
-from cellbench.methods.cellseg1.prompts import PointSample
-from cellbench.methods.cellseg1.train import _batch_loss, _set_lora_train
+from cellbench.methods.adapters.cellseg1.backbones import Backbone, random_sam_vit, resize_sam_input, to_input
+from cellbench.methods.adapters.cellseg1.forward import encode
+from cellbench.methods.adapters.cellseg1.inference import InferenceConfig, predict_tile
+from cellbench.methods.adapters.cellseg1.lora import LoRA
+from cellbench.methods.adapters.cellseg1.prompts import PointSample
+from cellbench.methods.adapters.cellseg1.train import _batch_loss, _set_lora_train
 
 model = random_sam_vit("vit_b", input_size=1024).model  # the architecture; the weights come from the file
 model.load_state_dict(torch.load(weights, weights_only=True))
@@ -232,8 +232,8 @@ def make_inputs(folder: Path) -> tuple[Path, Path]:
     import numpy as np
     import torch
 
-    from cellbench.methods.cellseg1.backbones import random_sam_vit
-    from cellbench.methods.cellseg1.prompts import sample_points
+    from cellbench.methods.adapters.cellseg1.backbones import random_sam_vit
+    from cellbench.methods.adapters.cellseg1.prompts import sample_points
 
     weights = folder / "sam_vit_b_random.pth"
     torch.save(random_sam_vit("vit_b", input_size=1024, seed=0).model.state_dict(), weights)

@@ -32,3 +32,31 @@ def test_torch_files_are_read_in_one_place():
                 calls.append((str(path.relative_to(ROOT)), {k.arg: ast.unparse(k.value) for k in node.keywords}))
     assert [where for where, _ in calls] == ["methods/torch_file.py"]
     assert calls[0][1].get("weights_only") == "True"
+
+
+def _imported(tree: ast.Module) -> set[str]:
+    """Every module an import statement of ``tree`` names (at any depth: function-level imports too)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_method_framework_never_imports_an_adapter():
+    """methods/ holds the framework, methods/adapters/ the methods: adapters import the framework, never the
+    other way round (the registry names adapters by string and imports them on demand)."""
+    framework = ROOT / "methods"
+    found = {}
+    for path, tree in _modules():
+        if path.parent == framework:
+            bad = sorted(m for m in _imported(tree) if m.startswith("cellbench.methods.adapters"))
+            if bad:
+                found[path.name] = bad
+    assert found == {}
+    adapters = {p.stem if p.is_file() else p.name for p in (framework / "adapters").iterdir()
+                if p.name != "__init__.py" and not p.name.startswith("__")}
+    assert {"cellpose", "detection", "stardist", "watershed"} <= adapters
+    assert not any((framework / f"{name}.py").exists() or (framework / name).is_dir() for name in adapters)

@@ -139,7 +139,7 @@ def test_sigkill_during_train(data, tmp_path, delay):
     argv = ["train", "watershed", "--data", str(data / "dsb"), "--layout", "dsb", "--split", "train",
             "--config", str(data / "fast.yaml")]
     _check_kill_then_rerun([*argv, "--out", str(tmp_path / "out")], tmp_path / "out",
-                           "cellbench.methods.watershed:WatershedMethod.save_weights", 1.0, delay, data / "model")
+                           "cellbench.methods.adapters.watershed:WatershedMethod.save_weights", 1.0, delay, data / "model")
 
 
 @pytest.fixture(scope="module")

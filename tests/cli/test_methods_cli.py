@@ -12,7 +12,7 @@ from skimage.draw import disk
 
 from cellbench.cli.main import main
 from cellbench.data.export import read_label_tiff_metadata
-from cellbench.methods.watershed import WatershedMethod
+from cellbench.methods.adapters.watershed import WatershedMethod
 
 FAST = "sigmas: [1.0]\nthreshold_scales: [0.9, 1.0]\ndistance_sigmas: [1.0]\nmin_distance_fractions: [0.3, 0.5]\n"
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-import cellbench.methods.watershed as watershed
+import cellbench.methods.adapters.watershed as watershed
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
 from cellbench.matching import Counts, match_labels, pooled
 from cellbench.metrics import evaluate, evaluate_image
-from cellbench.methods.watershed import WatershedConfig, WatershedMethod
+from cellbench.methods.adapters.watershed import WatershedConfig, WatershedMethod
 
 
 def _half_cells(n: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -10,10 +10,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
 from cellbench.methods import config_from_dict, get_method  # noqa: E402
-from cellbench.methods.detection.cascade_heads import STAGE_BOX_WEIGHTS, refine_boxes, stage_scores  # noqa: E402
-from cellbench.methods.detection.inference import set_input_size  # noqa: E402
-from cellbench.methods.detection.targets import batch_tensors, random_crop  # noqa: E402
-from cellbench.methods.detection.weights import load_pretrained  # noqa: E402
+from cellbench.methods.adapters.detection.cascade_heads import STAGE_BOX_WEIGHTS, refine_boxes, stage_scores  # noqa: E402
+from cellbench.methods.adapters.detection.inference import set_input_size  # noqa: E402
+from cellbench.methods.adapters.detection.targets import batch_tensors, random_crop  # noqa: E402
+from cellbench.methods.adapters.detection.weights import load_pretrained  # noqa: E402
 
 # every proposal kept to the end (no score threshold, no NMS) so the stages' scores can be compared one by one
 TINY = {"backbone": "resnet18", "head_width": 16, "patch_size": 64, "batch_size": 2,

@@ -10,7 +10,7 @@ from cellbench.errors import DataError
 pytest.importorskip("cellpose")
 torch = pytest.importorskip("torch")
 
-from cellbench.methods.cellpose import CellposeConfig, CellposeMethod, read_cellpose_weights  # noqa: E402
+from cellbench.methods.adapters.cellpose import CellposeConfig, CellposeMethod, read_cellpose_weights  # noqa: E402
 
 
 class Payload:

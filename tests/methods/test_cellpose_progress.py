@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from cellbench.methods.cellpose import _epoch_progress
+from cellbench.methods.adapters.cellpose import _epoch_progress
 
 
 def test_epoch_lines_drive_the_bar_and_info_stays_quiet(caplog):

@@ -82,7 +82,7 @@ def _weights(method) -> dict:
     import torch
 
     if method.name == "cellseg1":
-        from cellbench.methods.cellseg1.lora import lora_state_dict
+        from cellbench.methods.adapters.cellseg1.lora import lora_state_dict
 
         state = lora_state_dict(method.backbone.model)
     else:
@@ -197,7 +197,7 @@ import hashlib, sys, torch
 sys.path.insert(0, sys.argv[2])
 from conftest import blob_sample
 from cellbench.methods import config_from_dict, get_method
-from cellbench.methods.cellseg1.lora import lora_state_dict
+from cellbench.methods.adapters.cellseg1.lora import lora_state_dict
 torch.set_num_threads(int(sys.argv[1]))
 cls = get_method("cellseg1")
 config = {"backbone": "tiny", "lora_dropout": 0.1,

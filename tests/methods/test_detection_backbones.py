@@ -14,9 +14,9 @@ pytest.importorskip("torchvision")
 
 from cellbench.errors import DataError  # noqa: E402
 from cellbench.methods import config_from_dict, get_method  # noqa: E402
-from cellbench.methods.detection.backbones import BACKBONES, REGISTRY, build_backbone  # noqa: E402
-from cellbench.methods.detection.maskrcnn import CLASS_HEADS, NetworkSettings, build_network  # noqa: E402
-from cellbench.methods.detection.weights import load_pretrained  # noqa: E402
+from cellbench.methods.adapters.detection.backbones import BACKBONES, REGISTRY, build_backbone  # noqa: E402
+from cellbench.methods.adapters.detection.maskrcnn import CLASS_HEADS, NetworkSettings, build_network  # noqa: E402
+from cellbench.methods.adapters.detection.weights import load_pretrained  # noqa: E402
 
 
 def needs(name: str) -> None:

@@ -34,7 +34,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "cellbench"
 #: Modules allowed to set torch's thread count otherwise, and why.
 SETS_THREADS = {
     "methods/device.py": "the rule itself",
-    "methods/yolo/runtime.py": "gives back the count Ultralytics changes for its own runs (YOLO has no threads field)",
+    "methods/adapters/yolo/runtime.py": "gives back the count Ultralytics changes for its own runs (YOLO has no threads field)",
 }
 
 

@@ -12,13 +12,13 @@ pytest.importorskip("transformers")
 from cellbench.errors import DataError  # noqa: E402
 from cellbench.instances import Instance, InstanceSet  # noqa: E402
 from cellbench.methods import config_from_dict, get_method  # noqa: E402
-from cellbench.methods.detection.targets import random_crop  # noqa: E402
-from cellbench.methods.mask2former.config import Mask2FormerConfig  # noqa: E402
-from cellbench.methods.mask2former.inference import query_instances  # noqa: E402
-from cellbench.methods.mask2former.network import build_network, forward, losses  # noqa: E402
-from cellbench.methods.mask2former.targets import batch_targets  # noqa: E402
-from cellbench.methods.mask2former.training import param_groups  # noqa: E402
-from cellbench.methods.mask2former.weights import load_pretrained, read_weights, write_weights  # noqa: E402
+from cellbench.methods.adapters.detection.targets import random_crop  # noqa: E402
+from cellbench.methods.adapters.mask2former.config import Mask2FormerConfig  # noqa: E402
+from cellbench.methods.adapters.mask2former.inference import query_instances  # noqa: E402
+from cellbench.methods.adapters.mask2former.network import build_network, forward, losses  # noqa: E402
+from cellbench.methods.adapters.mask2former.targets import batch_targets  # noqa: E402
+from cellbench.methods.adapters.mask2former.training import param_groups  # noqa: E402
+from cellbench.methods.adapters.mask2former.weights import load_pretrained, read_weights, write_weights  # noqa: E402
 
 TINY = {"backbone": "tiny", "hidden_dim": 32, "feature_size": 32, "encoder_layers": 1, "decoder_layers": 3,
         "num_heads": 2, "dim_feedforward": 64, "encoder_feedforward_dim": 64, "num_queries": 12,
@@ -151,7 +151,7 @@ def test_classifier_file_loads_into_the_backbone_alone(tmp_path):
     from safetensors.torch import save_file
     from transformers import SwinConfig, SwinForImageClassification
 
-    from cellbench.methods.mask2former.backbones import REGISTRY
+    from cellbench.methods.adapters.mask2former.backbones import REGISTRY
 
     torch.manual_seed(3)
     classifier = SwinForImageClassification(SwinConfig(**dict(REGISTRY["tiny"].options), num_labels=7))
@@ -195,7 +195,7 @@ def test_default_network_has_mask2formers_published_size():
     """ResNet-50 Mask2Former has 44 M parameters (Cheng et al. 2022, Table 1); Swin-T 47 M."""
     from transformers import Mask2FormerForUniversalSegmentation
 
-    from cellbench.methods.mask2former.network import network_config
+    from cellbench.methods.adapters.mask2former.network import network_config
 
     with torch.device("meta"):  # sizes only, no memory
         counts = {b: sum(p.numel() for p in Mask2FormerForUniversalSegmentation(

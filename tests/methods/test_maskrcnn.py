@@ -12,10 +12,10 @@ from cellbench.data.dataset import Sample  # noqa: E402
 from cellbench.errors import DataError  # noqa: E402
 from cellbench.instances import Instance, InstanceSet  # noqa: E402
 from cellbench.methods import config_from_dict, get_method  # noqa: E402
-from cellbench.methods.detection.inference import paste_mask  # noqa: E402
-from cellbench.methods.detection.maskrcnn import CLASS_HEADS, NetworkSettings, build_network  # noqa: E402
-from cellbench.methods.detection.targets import random_crop  # noqa: E402
-from cellbench.methods.detection.weights import load_pretrained as load_weights_file  # noqa: E402
+from cellbench.methods.adapters.detection.inference import paste_mask  # noqa: E402
+from cellbench.methods.adapters.detection.maskrcnn import CLASS_HEADS, NetworkSettings, build_network  # noqa: E402
+from cellbench.methods.adapters.detection.targets import random_crop  # noqa: E402
+from cellbench.methods.adapters.detection.weights import load_pretrained as load_weights_file  # noqa: E402
 from cellbench.methods.model_dir import load_model, save_model, train_summary  # noqa: E402
 from cellbench.methods.tiling import TileConfig  # noqa: E402
 

@@ -9,8 +9,8 @@ from cellbench.errors import DataError
 from cellbench.instances import flatten
 from cellbench.matching import match_labels
 from cellbench.methods.base import config_from_dict, merge_config
-from cellbench.methods.maunet import MAUNetConfig, MAUNetMethod
-from cellbench.methods.semantic.targets import INTERIOR
+from cellbench.methods.adapters.maunet import MAUNetConfig, MAUNetMethod
+from cellbench.methods.adapters.semantic.targets import INTERIOR
 
 
 def needs_torch():

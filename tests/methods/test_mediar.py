@@ -13,16 +13,16 @@ import torch  # noqa: E402
 from skimage.draw import disk  # noqa: E402
 
 from cellbench.errors import DataError  # noqa: E402
-from cellbench.methods.mediar.augment import AugmentConfig, augment, flow_targets  # noqa: E402
-from cellbench.methods.mediar.inference import (  # noqa: E402
+from cellbench.methods.adapters.mediar.augment import AugmentConfig, augment, flow_targets  # noqa: E402
+from cellbench.methods.adapters.mediar.inference import (  # noqa: E402
     gaussian_importance,
     masks_from_maps,
     predict_maps,
     sliding_window,
     window_starts,
 )
-from cellbench.methods.mediar.method import MediarConfig, MediarMethod, mediar_input  # noqa: E402
-from cellbench.methods.mediar.model import build_mediarformer, load_mediar_state, read_state_dict  # noqa: E402
+from cellbench.methods.adapters.mediar.method import MediarConfig, MediarMethod, mediar_input  # noqa: E402
+from cellbench.methods.adapters.mediar.model import build_mediarformer, load_mediar_state, read_state_dict  # noqa: E402
 
 
 def test_windows_cover_the_image_and_blend_to_the_identity():

@@ -12,7 +12,7 @@ from cellbench.errors import DataError
 from cellbench.methods.base import EpochRecord, TrainHistory
 from cellbench.methods.model_dir import FORMAT_VERSION, load_model, save_model, train_summary
 from cellbench.methods.tiling import TileConfig
-from cellbench.methods.watershed import WatershedConfig, WatershedMethod, WatershedParams
+from cellbench.methods.adapters.watershed import WatershedConfig, WatershedMethod, WatershedParams
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def marker(tmp_path):
 
 # -- every torch method: its weight file holds a pickle, Python source, or a non-tensor among tensors --------------
 def _tiny_identity() -> dict:
-    from cellbench.methods.cellseg1.backbones import tiny_sam
+    from cellbench.methods.adapters.cellseg1.backbones import tiny_sam
 
     return {**tiny_sam(input_size=64).identity, "prompt": "point", "box_half_side": None}
 
@@ -107,7 +107,7 @@ def test_weights_that_are_not_tensors_are_refused(tmp_path, marker, method, kind
 
 
 # -- model.json: the method and its config ------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["builtins:exec", "cellbench.methods.watershed:WatershedMethod", "os.system",
+@pytest.mark.parametrize("name", ["builtins:exec", "cellbench.methods.adapters.watershed:WatershedMethod", "os.system",
                                   "__import__"])
 def test_model_json_picks_only_a_registered_method(tmp_path, marker, name):
     folder = write_model_dir(tmp_path / "m", name, {"watershed_params.json": {}}, version="1")
@@ -162,11 +162,11 @@ def test_a_yolo_yaml_naming_anything_but_ultralytics_layers_is_refused(tmp_path,
 
 
 def test_ultralytics_own_yaml_passes_the_check():
-    from cellbench.methods.yolo.model_yaml import check_model_yaml
+    from cellbench.methods.adapters.yolo.model_yaml import check_model_yaml
 
     assert check_model_yaml(YOLO11N_SEG)["nc"] == 1
     pytest.importorskip("ultralytics")
-    from cellbench.methods.yolo.runtime import build_network
+    from cellbench.methods.adapters.yolo.runtime import build_network
 
     for size in "nsmlx":  # every size cellbench trains, as Ultralytics records the yaml in the model it builds
         model = build_network(f"yolo11{size}-seg.yaml", ("cell", "nucleus"))

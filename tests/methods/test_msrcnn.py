@@ -13,13 +13,13 @@ from torchvision.models.detection.roi_heads import project_masks_on_boxes  # noq
 
 from cellbench.errors import DataError  # noqa: E402
 from cellbench.methods import config_from_dict, get_method  # noqa: E402
-from cellbench.methods.detection.maskiou_head import (  # noqa: E402
+from cellbench.methods.adapters.detection.maskiou_head import (  # noqa: E402
     MaskIoUHead,
     area_fractions,
     mask_iou_targets,
     mask_scores,
 )
-from cellbench.methods.detection.weights import load_pretrained  # noqa: E402
+from cellbench.methods.adapters.detection.weights import load_pretrained  # noqa: E402
 
 TINY = {"backbone": "resnet18", "head_width": 16, "patch_size": 64, "batch_size": 2,
         "anchor_sizes": [8, 16, 32, 64, 128], "roi_batch_size": 16, "rpn_post_nms": 50, "detections_per_image": 20,
@@ -86,7 +86,7 @@ class ConstantIoU(torch.nn.Module):
 
 
 def _heads_output(model, image: torch.Tensor):
-    from cellbench.methods.detection.inference import set_input_size
+    from cellbench.methods.adapters.detection.inference import set_input_size
 
     model.eval()
     set_input_size(model, *image.shape[-2:], 1.0)
@@ -121,8 +121,8 @@ def test_msrcnn_is_maskrcnn_whose_scores_are_multiplied_by_the_predicted_iou(blo
 
 
 def test_training_adds_the_maskiou_loss_and_it_reaches_the_mask_head(blobs):
-    from cellbench.methods.detection.inference import set_input_size
-    from cellbench.methods.detection.targets import batch_tensors, random_crop
+    from cellbench.methods.adapters.detection.inference import set_input_size
+    from cellbench.methods.adapters.detection.targets import batch_tensors, random_crop
 
     ms = method("msrcnn")
     torch.manual_seed(0)

@@ -17,8 +17,8 @@ from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet, flatten
 from cellbench.matching import match_labels
-from cellbench.methods.nnunet.raw import DATASET_ID
-from cellbench.methods.nnunet import (
+from cellbench.methods.adapters.nnunet.raw import DATASET_ID
+from cellbench.methods.adapters.nnunet import (
     NnUNetConfig,
     NnUNetMethod,
     class_names,
@@ -118,7 +118,7 @@ def test_planning_keeps_torch_threads_and_takes_n_proc_da_0(tmp_path, monkeypatc
     pytest.importorskip("nnunetv2")
     import torch
 
-    from cellbench.methods.nnunet.run import nnunet_environment, plan_and_preprocess
+    from cellbench.methods.adapters.nnunet.run import nnunet_environment, plan_and_preprocess
 
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
     lab = two_touching_cells()
@@ -172,7 +172,7 @@ def test_threads_run_planning_training_and_prediction_on_that_many_threads(monke
     pytest.importorskip("nnunetv2")
     import torch
 
-    from cellbench.methods.nnunet import run
+    from cellbench.methods.adapters.nnunet import run
 
     seen = []
 
@@ -209,7 +209,7 @@ def test_augmentation_blurs_choose_no_convolution_by_timing():
     from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
     from batchgeneratorsv2.transforms.utils.random import RandomTransform
 
-    from cellbench.methods.nnunet.run import _untimed
+    from cellbench.methods.adapters.nnunet.run import _untimed
 
     blurs = [GaussianBlurTransform(blur_sigma=(0.5, 1.0), benchmark=True) for _ in range(2)]
     pipeline = ComposeTransforms([RandomTransform(blurs[0], apply_probability=0.2), ComposeTransforms([blurs[1]])])

@@ -251,7 +251,7 @@ def test_a_residual_encoder_plan_loads(tmp_path):
 
 
 def test_config_trainer_is_one_of_the_list():
-    from cellbench.methods.nnunet import NnUNetConfig
+    from cellbench.methods.adapters.nnunet import NnUNetConfig
 
     assert NnUNetConfig(trainer="nnUNetTrainer_10epochs").trainer == "nnUNetTrainer_10epochs"
     with pytest.raises(ValueError, match="trainer"):

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from cellbench.methods.semantic.inference import InferenceSettings, SemanticPreprocess, network_input
-from cellbench.methods.semantic.patches import AugmentSettings, random_patch
-from cellbench.methods.semantic.postprocess import interior_watershed, saltfish_watershed, scored_instances
-from cellbench.methods.semantic.targets import BOUNDARY, INTERIOR, center_weight_map, drop_small, three_class_map
-from cellbench.methods.semantic.train_loop import TrainSettings
+from cellbench.methods.adapters.semantic.inference import InferenceSettings, SemanticPreprocess, network_input
+from cellbench.methods.adapters.semantic.patches import AugmentSettings, random_patch
+from cellbench.methods.adapters.semantic.postprocess import interior_watershed, saltfish_watershed, scored_instances
+from cellbench.methods.adapters.semantic.targets import BOUNDARY, INTERIOR, center_weight_map, drop_small, three_class_map
+from cellbench.methods.adapters.semantic.train_loop import TrainSettings
 
 NO_AUGMENT = AugmentSettings(zoom_prob=0.0, flip_prob=0.0, rotate_prob=0.0, intensity_prob=0.0)
 
@@ -156,7 +156,7 @@ def test_network_input_makes_three_clipped_channels():
 def test_sliding_windows_of_a_pointwise_network_equal_the_whole_image():
     torch = pytest.importorskip("torch")
     pytest.importorskip("monai")
-    from cellbench.methods.semantic.inference import predict_maps
+    from cellbench.methods.adapters.semantic.inference import predict_maps
 
     torch.manual_seed(0)
     net = torch.nn.Conv2d(3, 2, kernel_size=1)

@@ -15,7 +15,7 @@ pytest.importorskip("tensorflow")
 pytest.importorskip("stardist")
 
 from cellbench.errors import DataError  # noqa: E402
-from cellbench.methods.stardist import (  # noqa: E402
+from cellbench.methods.adapters.stardist import (  # noqa: E402
     StarDistConfig,
     StarDistMethod,
     _channels,

@@ -9,7 +9,7 @@ from cellbench.errors import DataError
 from cellbench.instances import flatten
 from cellbench.matching import match_labels
 from cellbench.methods.base import config_from_dict, merge_config
-from cellbench.methods.unet import UNetConfig, UNetMethod
+from cellbench.methods.adapters.unet import UNetConfig, UNetMethod
 
 SMALL = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1, "threads": 1,
          "train": {"patch_size": 64, "batch_size": 2}}

@@ -10,7 +10,7 @@ from cellbench.data.dataset import Sample
 from cellbench.instances import Instance, InstanceSet, flatten, policy_from_name
 from cellbench.matching import match, match_labels, overlaps_from_instances, pooled
 from cellbench.methods.validation import pooled_f1, validation_f1
-from cellbench.methods.watershed import WatershedConfig, WatershedMethod
+from cellbench.methods.adapters.watershed import WatershedConfig, WatershedMethod
 
 
 def _overlapping(seed: int) -> Sample:

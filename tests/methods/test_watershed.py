@@ -10,7 +10,7 @@ import pytest
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
-from cellbench.methods.watershed import PARAMS_FILE, WatershedConfig, WatershedMethod, WatershedParams, segment
+from cellbench.methods.adapters.watershed import PARAMS_FILE, WatershedConfig, WatershedMethod, WatershedParams, segment
 
 SMALL_GRID = dict(sigmas=(0.0,), threshold_scales=(1.0,), distance_sigmas=(0.0,), min_distance_fractions=(0.3,))
 

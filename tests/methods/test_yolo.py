@@ -30,7 +30,7 @@ from cellbench.methods import config_from_dict, get_method
 from cellbench.methods.model_dir import load_model, save_model, train_summary
 from cellbench.methods.preprocess import PreprocessConfig
 from cellbench.methods.tiling import TileConfig
-from cellbench.methods.yolo.dataset import instance_outline, write_dataset
+from cellbench.methods.adapters.yolo.dataset import instance_outline, write_dataset
 
 needs_ultralytics = pytest.mark.skipif(importlib.util.find_spec("ultralytics") is None,
                                        reason="needs ultralytics (cellbench[yolo], AGPL-3.0): `make test-yolo`")
@@ -170,7 +170,7 @@ def test_masks_match_ultralytics_retina_masks_on_a_large_image(trained):
     """Masks pasted box by box equal Ultralytics' full-image ``retina_masks`` on a 2592 x 1944 image."""
     from ultralytics.models.yolo.segment import SegmentationPredictor
 
-    from cellbench.methods.yolo.dataset import to_uint8_rgb
+    from cellbench.methods.adapters.yolo.dataset import to_uint8_rgb
 
     method, _, _ = trained
     rng = np.random.default_rng(0)
@@ -269,7 +269,7 @@ def test_pretrained_weights_by_registry_name_from_a_mirror(tmp_path, monkeypatch
 def test_a_checkpoint_that_pickles_code_is_refused(tmp_path):
     import torch
 
-    from cellbench.methods.yolo.runtime import checkpoint_state
+    from cellbench.methods.adapters.yolo.runtime import checkpoint_state
 
     path = tmp_path / "evil.pt"
     torch.save({"model": os.system}, path)

@@ -14,7 +14,7 @@ from cellbench.errors import DataError
 pytest.importorskip("cellpose")
 torch = pytest.importorskip("torch")
 
-from cellbench.methods.cellpose import CellposeConfig, CellposeMethod, read_size_model  # noqa: E402
+from cellbench.methods.adapters.cellpose import CellposeConfig, CellposeMethod, read_size_model  # noqa: E402
 from cellbench.pretrained import models_dir  # noqa: E402
 from cellbench.remote import TRUST_FILE  # noqa: E402
 

@@ -14,7 +14,7 @@ pytest.importorskip("segment_anything")
 
 from fake_registry import replace_file  # noqa: E402
 
-from cellbench.methods.cellseg1 import backbones  # noqa: E402
+from cellbench.methods.adapters.cellseg1 import backbones  # noqa: E402
 from cellbench.pretrained import models_dir  # noqa: E402
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import cellbench.runner.experiment as experiment_module
 from cellbench.errors import DataError
-from cellbench.methods.watershed import WatershedMethod
+from cellbench.methods.adapters.watershed import WatershedMethod
 from cellbench.protocols import apply_budget
 from cellbench.runner.experiment import DatasetSpec, Experiment, MethodSpec, Regime
 
@@ -99,3 +99,13 @@ def test_a_presets_tiling_becomes_the_methods_tiling_not_a_config_field(monkeypa
     assert sam.config == own.config == {"n_epochs": 5}
     assert sam.tiling == {"tile": 128, "overlap": 64} and own.tiling == {"tile": 96, "overlap": 8}
     assert "method sam: tiling unset -> {'tile': 128, 'overlap': 64} (fake's cpu preset)" in [c.text() for c in changes]
+
+
+def test_an_encoder_or_backbone_the_protocol_names_is_what_the_row_measures_and_stays():
+    """The 18-methods protocol's Swin-S row is Mask R-CNN with backbone swin_s: the cpu preset shrinks its
+    schedule but does not swap the backbone its own preset names."""
+    exp = dataclasses.replace(_experiment(), methods=(MethodSpec("named", "fake", config={"encoder": "swin"}),))
+    budgeted, changes = apply_budget(exp, "cpu")
+    assert budgeted.methods[0].config == {"encoder": "swin", "n_epochs": 5,
+                                          "train": {"epochs": 8, "patch_size": 128}}
+    assert not any("config.encoder" in c.text() for c in changes)

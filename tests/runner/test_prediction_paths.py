@@ -12,7 +12,7 @@ from cellbench.data.images import read_image
 from cellbench.instances import flatten
 from cellbench.methods.model_dir import load_model
 from cellbench.methods.tiling import TileConfig, predict_tiled, tile_windows
-from cellbench.methods.watershed import WatershedConfig, WatershedMethod
+from cellbench.methods.adapters.watershed import WatershedConfig, WatershedMethod
 from cellbench.runner import (
     PredictionCache,
     ResultStore,

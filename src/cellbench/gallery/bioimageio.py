@@ -183,7 +183,7 @@ def export_cellpose(
 
     from cellbench.gallery.bioimageio_cellpose_arch import CellposeFlows
     from cellbench.matching import match_labels, pooled
-    from cellbench.methods.cellpose import WEIGHTS_FILE, read_cellpose_weights
+    from cellbench.methods.adapters.cellpose import WEIGHTS_FILE, read_cellpose_weights
 
     model_dir, out = Path(model_dir), Path(out)
     loaded = loaded if loaded is not None else load_model(model_dir)

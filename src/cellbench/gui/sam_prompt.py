@@ -1,6 +1,6 @@
 """One cell from one prompt: SAM's answer to a click (point) or a dragged box, for annotation.
 
-The backbone is the one CellSeg1 trains (:func:`~cellbench.methods.cellseg1.backbones.load_backbone`:
+The backbone is the one CellSeg1 trains (:func:`~cellbench.methods.adapters.cellseg1.backbones.load_backbone`:
 LiteMedSAM by default, any registry backbone with its checkpoint). A window around
 the prompt, about four times the prompt's size, is encoded at the backbone's input
 size (so a nucleus is seen magnified, as LiteMedSAM saw organs), then the prompt is
@@ -50,7 +50,7 @@ class PromptSegmenter:
     def backbone(self):
         with self._lock:
             if self._backbone is None:
-                from cellbench.methods.cellseg1.backbones import load_backbone
+                from cellbench.methods.adapters.cellseg1.backbones import load_backbone
 
                 self._backbone = load_backbone(self.backbone_name, checkpoint=self.checkpoint)
             return self._backbone
@@ -61,9 +61,9 @@ class PromptSegmenter:
         import torch
         import torch.nn.functional as F
 
-        from cellbench.methods.cellseg1.backbones import to_input
-        from cellbench.methods.cellseg1.forward import encode
-        from cellbench.methods.cellseg1.inference import to_uint8_rgb
+        from cellbench.methods.adapters.cellseg1.backbones import to_input
+        from cellbench.methods.adapters.cellseg1.forward import encode
+        from cellbench.methods.adapters.cellseg1.inference import to_uint8_rgb
 
         rgb = to_uint8_rgb(np.asarray(image))
         h, w = rgb.shape[:2]

@@ -1,5 +1,14 @@
 """Segmentation methods behind one interface (:class:`~cellbench.methods.base.Method`).
 
+This package is the framework every method shares: the interface
+(:mod:`.base`), the one training path (:mod:`.training`, :mod:`.validation`,
+:mod:`.checkpoint`), tiled prediction (:mod:`.tiling`), model directories
+(:mod:`.model_dir`, :mod:`.torch_file`, :mod:`.config_file`), where torch runs
+(:mod:`.device`), preprocessing and seeding. The methods themselves, the
+adapters, live apart in :mod:`cellbench.methods.adapters` (one module or
+package each; the detection family in ``adapters/detection``) and import the
+framework, never the other way round.
+
 Methods are looked up by name in :data:`METHODS`, a fixed table of import
 paths: nothing is imported (and no torch is needed) until a method is asked
 for, and nothing registers itself at import time.
@@ -27,20 +36,20 @@ __all__ = [
 
 #: Method name -> ``module:Class``. Add a line here to add a method.
 METHODS: dict[str, str] = {
-    "watershed": "cellbench.methods.watershed:WatershedMethod",
-    "cellpose": "cellbench.methods.cellpose:CellposeMethod",
-    "cellseg1": "cellbench.methods.cellseg1.method:CellSeg1",
-    "unet": "cellbench.methods.unet:UNetMethod",
-    "maunet": "cellbench.methods.maunet:MAUNetMethod",
-    "mediar": "cellbench.methods.mediar.method:MediarMethod",
-    "stardist": "cellbench.methods.stardist:StarDistMethod",
-    "nnunet": "cellbench.methods.nnunet.method:NnUNetMethod",
-    "maskrcnn": "cellbench.methods.detection.maskrcnn:MaskRCNNMethod",
-    "msrcnn": "cellbench.methods.detection.msrcnn:MSRCNNMethod",
-    "cascade": "cellbench.methods.detection.cascade:CascadeMethod",
-    "mask2former": "cellbench.methods.mask2former.method:Mask2FormerMethod",
-    "sam": "cellbench.methods.sam:SAMMethod",
-    "yolo": "cellbench.methods.yolo.method:YOLOMethod",
+    "watershed": "cellbench.methods.adapters.watershed:WatershedMethod",
+    "cellpose": "cellbench.methods.adapters.cellpose:CellposeMethod",
+    "cellseg1": "cellbench.methods.adapters.cellseg1.method:CellSeg1",
+    "unet": "cellbench.methods.adapters.unet:UNetMethod",
+    "maunet": "cellbench.methods.adapters.maunet:MAUNetMethod",
+    "mediar": "cellbench.methods.adapters.mediar.method:MediarMethod",
+    "stardist": "cellbench.methods.adapters.stardist:StarDistMethod",
+    "nnunet": "cellbench.methods.adapters.nnunet.method:NnUNetMethod",
+    "maskrcnn": "cellbench.methods.adapters.detection.maskrcnn:MaskRCNNMethod",
+    "msrcnn": "cellbench.methods.adapters.detection.msrcnn:MSRCNNMethod",
+    "cascade": "cellbench.methods.adapters.detection.cascade:CascadeMethod",
+    "mask2former": "cellbench.methods.adapters.mask2former.method:Mask2FormerMethod",
+    "sam": "cellbench.methods.adapters.sam:SAMMethod",
+    "yolo": "cellbench.methods.adapters.yolo.method:YOLOMethod",
 }
 
 

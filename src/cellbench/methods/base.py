@@ -133,7 +133,7 @@ class Method(ABC):
         """The tile and overlap of a model of ``config`` (None: the default config) where its ``tiling`` says
         nothing: :attr:`default_tiling`'s. A method whose default depends on its config overrides this.
 
-        >>> from cellbench.methods.watershed import WatershedMethod
+        >>> from cellbench.methods.adapters.watershed import WatershedMethod
         >>> WatershedMethod.tiling_defaults()
         {'tile': 0, 'overlap': 128}
         """

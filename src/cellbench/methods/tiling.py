@@ -111,7 +111,7 @@ def method_tiling(method_class: type, values: Mapping[str, Any] | None = None, *
     ratio of the default), whatever the method's default overlap. A method that
     tiles itself refuses tile 0.
 
-    >>> from cellbench.methods.watershed import WatershedMethod
+    >>> from cellbench.methods.adapters.watershed import WatershedMethod
     >>> method_tiling(WatershedMethod, {"tile": 96})
     TileConfig(tile=96, overlap=24)
     """

@@ -14,8 +14,10 @@ says exactly how it differs from the paper's:
   pretrained weights (``pretrained``, ``pretrained_model``, ``checkpoint``),
   only the preset's schedule settings (keys naming epochs, iterations, steps,
   images per epoch or the schedule's length) are taken, since its other
-  settings may change the network those weights fit. A method without a
-  ``cpu`` preset keeps its schedule;
+  settings may change the network those weights fit. A backbone or encoder
+  the protocol names (:data:`ARCHITECTURE_KEYS`) is kept too: it is what the
+  row measures (the 18-methods paper's Swin-S, ResNeSt, ... rows are Mask
+  R-CNN with that backbone). A method without a ``cpu`` preset keeps its schedule;
 * **subsets**: every split of every dataset cut to its first ``N`` images in
   name order (the data option ``first_images``, :func:`cellbench.data.layouts.first_images`),
   ``N`` = :data:`CPU_IMAGES` or the largest regime's number of training images
@@ -31,7 +33,8 @@ from typing import Any, Literal
 
 from cellbench.errors import DataError
 
-__all__ = ["BUDGETS", "CPU_IMAGES", "SCHEDULE_WORDS", "WEIGHT_KEYS", "BudgetChange", "apply_budget"]
+__all__ = ["ARCHITECTURE_KEYS", "BUDGETS", "CPU_IMAGES", "SCHEDULE_WORDS", "WEIGHT_KEYS", "BudgetChange",
+           "apply_budget"]
 
 Budget = Literal["paper", "cpu"]
 #: The budgets ``cellbench reproduce --budget`` offers.
@@ -42,6 +45,8 @@ CPU_IMAGES = 4
 SCHEDULE_WORDS: tuple[str, ...] = ("epoch", "iteration", "steps", "t_max", "nimg")
 #: Config keys naming pretrained weights: their network must stay as the protocol sets it.
 WEIGHT_KEYS: tuple[str, ...] = ("pretrained", "pretrained_model", "checkpoint")
+#: Config keys that say which network a protocol row is: a cpu preset never replaces one the protocol names.
+ARCHITECTURE_KEYS: tuple[str, ...] = ("backbone", "encoder")
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,7 @@ def _method_changes(spec, trains: bool, changes: list[BudgetChange]):
         return spec
     weights = next((k for k in WEIGHT_KEYS if spec.config.get(k)), None)
     overlay = _schedule_only(preset) if weights else dict(preset)
+    overlay = {k: v for k, v in overlay.items() if not (k in ARCHITECTURE_KEYS and k in spec.config)}
     tiling = overlay.pop("tiling", None)  # a preset's tiling is the model's (the spec's tiling), not a config field
     if not overlay and tiling is None:
         return spec

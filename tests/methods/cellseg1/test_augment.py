@@ -1,6 +1,6 @@
 import numpy as np
 
-from cellbench.methods.cellseg1.augment import AugmentConfig, augment
+from cellbench.methods.adapters.cellseg1.augment import AugmentConfig, augment
 
 
 def _data():

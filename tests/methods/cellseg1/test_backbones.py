@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from cellbench.errors import DataError
-from cellbench.methods.cellseg1.backbones import (
+from cellbench.methods.adapters.cellseg1.backbones import (
     SAM_CHECKPOINTS,
     SamCheckpoint,
     download_sam_checkpoint,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cellbench.methods.cellseg1.inference import _clean, _clean_full
+from cellbench.methods.adapters.cellseg1.inference import _clean, _clean_full
 
 
 def random_masks(seed=0, n=600):

@@ -5,9 +5,9 @@ import pytest
 
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
-from cellbench.methods.cellseg1.inference import InferenceConfig
-from cellbench.methods.cellseg1.method import CellSeg1, CellSeg1Config
-from cellbench.methods.cellseg1.train import TrainConfig
+from cellbench.methods.adapters.cellseg1.inference import InferenceConfig
+from cellbench.methods.adapters.cellseg1.method import CellSeg1, CellSeg1Config
+from cellbench.methods.adapters.cellseg1.train import TrainConfig
 
 pytestmark = pytest.mark.slow
 

@@ -3,9 +3,9 @@ import pytest
 import torch
 from torch import nn
 
-from cellbench.methods.cellseg1.backbones import tiny_sam
-from cellbench.methods.cellseg1.forward import decode_points, encode
-from cellbench.methods.cellseg1.lora import LoRA, LoRALinear, lora_state_dict, qv_output_indices
+from cellbench.methods.adapters.cellseg1.backbones import tiny_sam
+from cellbench.methods.adapters.cellseg1.forward import decode_points, encode
+from cellbench.methods.adapters.cellseg1.lora import LoRA, LoRALinear, lora_state_dict, qv_output_indices
 
 
 def _frozen_copy(model):

@@ -1,7 +1,7 @@
 import platform
 import sys
 
-from cellbench.methods.cellseg1.memory import keep_freed_memory
+from cellbench.methods.adapters.cellseg1.memory import keep_freed_memory
 
 
 def test_keep_freed_memory_once_and_on_glibc_linux():

@@ -8,12 +8,12 @@ from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import Instance, InstanceSet
 from cellbench.methods import METHODS, config_from_dict, config_to_dict, get_method
-from cellbench.methods.cellseg1 import method as method_module
-from cellbench.methods.cellseg1.augment import AugmentConfig
-from cellbench.methods.cellseg1.inference import InferenceConfig
-from cellbench.methods.cellseg1.method import CellSeg1, CellSeg1Config
-from cellbench.methods.cellseg1.train import TrainConfig, make_patches, point_loss
-from cellbench.methods.cellseg1.prompts import PointSample
+from cellbench.methods.adapters.cellseg1 import method as method_module
+from cellbench.methods.adapters.cellseg1.augment import AugmentConfig
+from cellbench.methods.adapters.cellseg1.inference import InferenceConfig
+from cellbench.methods.adapters.cellseg1.method import CellSeg1, CellSeg1Config
+from cellbench.methods.adapters.cellseg1.train import TrainConfig, make_patches, point_loss
+from cellbench.methods.adapters.cellseg1.prompts import PointSample
 from cellbench.methods.tiling import TileConfig, method_tiling, predict_image
 
 FAST = {
@@ -54,7 +54,7 @@ def trained(tmp_path_factory):
 
 
 def test_registered_and_config_defaults_are_the_papers():
-    assert METHODS["cellseg1"] == "cellbench.methods.cellseg1.method:CellSeg1"
+    assert METHODS["cellseg1"] == "cellbench.methods.adapters.cellseg1.method:CellSeg1"
     assert get_method("cellseg1") is CellSeg1
     c = CellSeg1Config()
     t, a, i = c.train, c.augment, c.inference
@@ -139,7 +139,7 @@ def test_train_history_and_same_seed_same_weights(trained):
     assert history.info["backbone"] == "tiny" and history.info["trainable_params"] > 0
     again = cellseg1()
     again.train([sample], seed=0)
-    from cellbench.methods.cellseg1.lora import lora_state_dict
+    from cellbench.methods.adapters.cellseg1.lora import lora_state_dict
 
     a, b = lora_state_dict(m.backbone.model), lora_state_dict(again.backbone.model)
     assert all(torch.equal(a[k], b[k]) for k in a)

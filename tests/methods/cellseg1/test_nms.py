@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from cellbench.instances import Instance
-from cellbench.methods.cellseg1.nms import (
+from cellbench.methods.adapters.cellseg1.nms import (
     box_nms,
     box_overlap_matrix,
     crop_mask_iou,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from cellbench.methods.cellseg1.prompts import sample_points
+from cellbench.methods.adapters.cellseg1.prompts import sample_points
 
 
 def _grid_cells(n_side=8, size=14, gap=4):

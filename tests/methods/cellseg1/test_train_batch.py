@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from cellbench.methods.cellseg1.backbones import tiny_sam
-from cellbench.methods.cellseg1.inference import to_uint8_rgb
-from cellbench.methods.cellseg1.lora import LoRA
-from cellbench.methods.cellseg1.prompts import sample_points
-from cellbench.methods.cellseg1.train import (
+from cellbench.methods.adapters.cellseg1.backbones import tiny_sam
+from cellbench.methods.adapters.cellseg1.inference import to_uint8_rgb
+from cellbench.methods.adapters.cellseg1.lora import LoRA
+from cellbench.methods.adapters.cellseg1.prompts import sample_points
+from cellbench.methods.adapters.cellseg1.train import (
     TrainConfig,
     _batch_loss,
     _chunks,

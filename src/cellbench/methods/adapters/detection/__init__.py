@@ -1,0 +1,23 @@
+"""The detection family on torchvision: one home for the backbones, the loop and one module per head.
+
+* :mod:`.backbones`: backbone name -> feature extractor (torchvision ResNets,
+  timm's Swin, ResNeSt, Res2Net, HRNet); a new backbone is one line there.
+* :mod:`.fpn`: a timm feature extractor as a backbone, and the FPN on top.
+* :mod:`.weights`: pretrained files, a whole detector's or a backbone's alone.
+* :mod:`.targets`: training crops and their targets (overlaps kept).
+* :mod:`.training`: the one training loop.
+* :mod:`.inference`: detection and mask pasting at prediction.
+* one module per architecture: :mod:`.maskrcnn` (method ``maskrcnn``),
+  :mod:`.msrcnn` (``msrcnn``, Mask Scoring R-CNN) and :mod:`.cascade`
+  (``cascade``, Cascade Mask R-CNN), their RoI heads beside them
+  (:mod:`.maskiou_head`, :mod:`.cascade_heads`).
+
+Importing this package and :mod:`.backbones` needs no torch (a config
+validates its backbone without it); the other modules do.
+"""
+
+from __future__ import annotations
+
+from cellbench.methods.adapters.detection.backbones import BACKBONES
+
+__all__ = ["BACKBONES"]

@@ -1,5 +1,0 @@
-"""MediarFormer (MEDIAR): MiT encoder + MA-Net decoder with Cellpose flows; see :mod:`.method`."""
-
-from cellbench.methods.mediar.method import MediarConfig, MediarMethod
-
-__all__ = ["MediarConfig", "MediarMethod"]
