@@ -2,7 +2,7 @@
 
 This package is the framework every method shares: the interface
 (:mod:`.base`), the one training path (:mod:`.training`, :mod:`.validation`,
-:mod:`.checkpoint`), tiled prediction (:mod:`.tiling`), model directories
+:mod:`.checkpoint`, :mod:`.epochs`), tiled prediction (:mod:`.tiling`), model directories
 (:mod:`.model_dir`, :mod:`.torch_file`, :mod:`.config_file`), where torch runs
 (:mod:`.device`), preprocessing and seeding. The methods themselves, the
 adapters, live apart in :mod:`cellbench.methods.adapters` (one module or

@@ -28,6 +28,8 @@ A loop uses it in three steps::
         checkpoint.save(epoch + 1, history=[...], best=best)
 
 With ``folder=None`` nothing is read or written and ``epochs`` is the plain loop.
+A loop that validates and keeps its best epoch keeps its history and best weights in
+:class:`cellbench.methods.epochs.EpochHistory`, which resumes and saves the checkpoint.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ masks than B single calls.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 import math
 from collections.abc import Callable, Sequence
@@ -36,9 +35,10 @@ import torch.nn.functional as F
 from cellbench.methods.adapters.cellseg1.augment import AugmentConfig, augment
 from cellbench.methods.adapters.cellseg1.backbones import Backbone, to_input
 from cellbench.methods.adapters.cellseg1.forward import decode_points, encode
-from cellbench.methods.adapters.cellseg1.lora import LoRALinear, lora_state_dict
+from cellbench.methods.adapters.cellseg1.lora import LoRALinear
 from cellbench.methods.adapters.cellseg1.prompts import PointSample, sample_points
 from cellbench.methods.checkpoint import EpochCheckpoint, TrainableWeights
+from cellbench.methods.epochs import EpochHistory, validation_due
 
 __all__ = ["EpochLoss", "TrainConfig", "make_patches", "point_loss", "train_lora"]
 
@@ -240,12 +240,10 @@ def train_lora(
         "min_cell_area": config.min_cell_area,
     }
     val_items = _validation_items(valid, config, size, sampling, seed)
+    lora = TrainableWeights(model)
     checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint=fingerprint or {}, generators={"rng": rng},
-                                 objects={"lora": TrainableWeights(model), "optimizer": optimizer,
-                                          "scheduler": scheduler})
-    resumed = checkpoint.resume()
-    best = resumed.best
-    history = [EpochLoss(**row) for row in resumed.history]
+                                 objects={"lora": lora, "optimizer": optimizer, "scheduler": scheduler})
+    history = EpochHistory.resume(checkpoint, row=EpochLoss, better="lower")
     for epoch in checkpoint.epochs(config.epochs, progress, desc="cellseg1 epochs"):
         _set_lora_train(model, True)
         sums = np.zeros(3)
@@ -271,19 +269,14 @@ def train_lora(
                 optimizer.zero_grad(set_to_none=True)
         mean = sums / max(seen, 1)
         val_loss = None
-        if val_items and (config.val_every and (epoch + 1) % config.val_every == 0 or epoch + 1 == config.epochs):
+        if val_items and validation_due(epoch, config.epochs, config.val_every):
             val_loss = _validation_loss(backbone, val_items, box_half_side)
-            if best is None or val_loss < best[0]:
-                best = (val_loss, epoch, lora_state_dict(model))
+            history.score(epoch, val_loss, lora.state_dict())
         record = EpochLoss(epoch, float(mean[0]), float(mean[1]), float(mean[2]), float(scheduler.get_last_lr()[0]), val_loss)
-        history.append(record)
         log.info("epoch %d loss %.4f (bce %.4f mse %.4f)", epoch, record.loss, record.bce, record.mse)
-        checkpoint.save(epoch + 1, history=[dataclasses.asdict(h) for h in history], best=best)
+        history.add(epoch, record)
     _set_lora_train(model, False)
-    if best is not None:
-        model.load_state_dict(best[2], strict=False)
-        return history, best[1]
-    return history, None
+    return history.rows, history.restore_best(lora.load_state_dict)
 
 
 def _validation_items(valid, config: TrainConfig, size: int, sampling: dict, seed: int) -> list:

@@ -17,8 +17,6 @@ saved training continues where it stopped
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import logging
 import math
 import re
@@ -33,6 +31,7 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 from cellbench.methods.base import EpochRecord, ProgressFactory, TrainHistory
 from cellbench.methods.checkpoint import EpochCheckpoint
+from cellbench.methods.epochs import EpochHistory, validation_due
 from cellbench.methods.adapters.detection.targets import random_crop
 from cellbench.methods.adapters.mask2former.config import Mask2FormerConfig
 from cellbench.methods.adapters.mask2former.network import BACKBONE_PREFIX, forward, losses
@@ -114,9 +113,7 @@ def train_mask2former(
         opt, lambda step: lr_factor(step, total=total, warmup=cfg.warmup_iters, drops=cfg.lr_drops))
     checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint=fingerprint or {}, generators={"rng": rng},
                                  objects={"model": model, "optimizer": opt, "scheduler": sched})
-    resumed = checkpoint.resume()
-    epochs = [EpochRecord(**row) for row in resumed.history]
-    best, best_state = (resumed.best[:2], resumed.best[2]) if resumed.best else ((-1.0, -1), None)
+    history = EpochHistory.resume(checkpoint)
     for epoch in checkpoint.epochs(cfg.epochs, progress, desc="mask2former training", unit="epoch"):
         model.train()
         sums: dict[str, float] = {}
@@ -139,22 +136,18 @@ def train_mask2former(
             for key, value in terms.items():
                 sums[_term(key)] = sums.get(_term(key), 0.0) + float(value.detach())
             sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-        last = epoch == cfg.epochs - 1
         val = None
-        if validate is not None and (last or (cfg.val_every and (epoch + 1) % cfg.val_every == 0)):
+        if validate is not None and validation_due(epoch, cfg.epochs, cfg.val_every):
             val = validate()
-            if val > best[0]:
-                best, best_state = (val, epoch), copy.deepcopy(model.state_dict())
+            history.score(epoch, val, model.state_dict())
         means = {k: v / steps for k, v in sums.items()}
-        epochs.append(EpochRecord(epoch=epoch, loss=means.pop("loss"), val_score=val,
-                                  extra={"lr": float(sched.get_last_lr()[0]), **means}))  # the heads' rate
-        log.info("epoch %d loss %.4f", epoch, epochs[-1].loss)
-        checkpoint.save(epoch + 1, history=[dataclasses.asdict(e) for e in epochs],
-                        best=None if best_state is None else (*best, best_state))
-    if best_state is not None and cfg.keep_best:
-        model.load_state_dict(best_state)
+        record = EpochRecord(epoch=epoch, loss=means.pop("loss"), val_score=val,
+                             extra={"lr": float(sched.get_last_lr()[0]), **means})  # the heads' rate
+        log.info("epoch %d loss %.4f", epoch, record.loss)
+        history.add(epoch, record)
+    kept = history.restore_best(model.load_state_dict) if cfg.keep_best else None
     return TrainHistory(
-        epochs=tuple(epochs), val_metric="f1@0.5" if validate is not None else None,
-        best_epoch=best[1] if validate is not None and cfg.keep_best else len(epochs) - 1, wall_s=checkpoint.wall_s,
+        epochs=tuple(history.rows), val_metric="f1@0.5" if validate is not None else None,
+        best_epoch=len(history.rows) - 1 if kept is None else kept, wall_s=checkpoint.wall_s,
         info={"steps_per_epoch": steps, "crops_per_epoch": steps * cfg.batch_size},
     )

@@ -15,8 +15,6 @@ floor of 0.1, below which it keeps the last weights).
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,6 +25,7 @@ import numpy as np
 
 from cellbench.methods.base import EpochRecord, ProgressFactory
 from cellbench.methods.checkpoint import EpochCheckpoint
+from cellbench.methods.epochs import EpochHistory, validation_due
 from cellbench.methods.adapters.mediar.augment import AugmentConfig, augment, flow_targets
 
 __all__ = ["Schedule", "fit"]
@@ -100,9 +99,7 @@ def fit(
     bce, mse = nn.BCEWithLogitsLoss(), nn.MSELoss()
     checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint=fingerprint or {}, generators={"rng": rng},
                                  objects={"model": net, "optimizer": optimiser, "scheduler": scheduler})
-    resumed = checkpoint.resume()
-    records = [EpochRecord(**row) for row in resumed.history]
-    best = resumed.best
+    history = EpochHistory.resume(checkpoint, floor=_BEST_FLOOR)
     for epoch in checkpoint.epochs(schedule.epochs, progress, desc="mediar training", unit="epoch"):
         net.train()
         picks = _draws(len(images), schedule.crops_per_epoch, rng)
@@ -120,15 +117,12 @@ def fit(
             losses.append(float(loss.detach()))
         scheduler.step()
         score = None
-        if validate is not None and ((epoch + 1) % schedule.valid_every == 0 or epoch == schedule.epochs - 1):
+        if validate is not None and validation_due(epoch, schedule.epochs, schedule.valid_every):
             score = float(validate())
-            if score > (best[0] if best else _BEST_FLOOR):
-                best = (score, epoch, copy.deepcopy(net.state_dict()))
-        records.append(EpochRecord(epoch=epoch, loss=float(np.mean(losses)), val_score=score, extra={"lr": lr}))
-        log.info("epoch %d loss %.4f", epoch, records[-1].loss)
-        checkpoint.save(epoch + 1, history=[dataclasses.asdict(r) for r in records], best=best)
+            history.score(epoch, score, net.state_dict())
+        record = EpochRecord(epoch=epoch, loss=float(np.mean(losses)), val_score=score, extra={"lr": lr})
+        log.info("epoch %d loss %.4f", epoch, record.loss)
+        history.add(epoch, record)
     wall = checkpoint.wall_s
-    if best is None:
-        return records, len(records) - 1, wall
-    net.load_state_dict(best[2])
-    return records, best[1], wall
+    kept = history.restore_best(net.load_state_dict)
+    return history.rows, len(history.rows) - 1 if kept is None else kept, wall
