@@ -83,3 +83,24 @@ def test_scores_are_mean_cell_probability(blobs):
     found = method.predict(blobs["test"][0].load_image())
     scores = found.scores
     assert scores is None or (np.all(scores >= 0) and np.all(scores <= 1))
+
+
+def test_training_flows_are_train_segs_own_computed_once_and_handed_out_as_copies():
+    """A run trains the same images once per seed: the flows train_seg would compute each time are computed once
+    and equal Cellpose's own (labels renumbered, cell, flow y, flow x), so every seed trains exactly as before."""
+    from cellpose import dynamics
+
+    from cellbench.methods.adapters import cellpose as adapter
+
+    labels = np.zeros((40, 50), np.int32)
+    labels[5:15, 5:18], labels[20:34, 25:40], labels[22:30, 5:12] = 7, 3, 9
+    device = torch.device("cpu")
+    first = adapter.training_flows([labels], device)[0]
+    own = dynamics.labels_to_flows([labels.copy()], device=device)[0]
+    assert first.shape == (4, 40, 50) and np.array_equal(first, own)
+    assert set(np.unique(first[0])) == {0, 1, 2, 3}  # renumbered as train_seg does
+    first[2] += 1  # what a training does to its copy does not reach the next training
+    again = adapter.training_flows([labels], device)[0]
+    assert np.array_equal(again, own) and again is not first
+    assert len([k for k in adapter._FLOWS if k[1] == labels.shape]) == 1
+    assert np.array_equal(dynamics.labels_to_flows([again], device=device)[0], own)  # train_seg takes them as they are

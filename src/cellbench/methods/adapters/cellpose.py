@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ import numpy as np
 
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
+from cellbench.files.digest import bytes_digest
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.device import check_threads, on_config_threads
@@ -222,6 +224,33 @@ def _epoch_progress(progress: ProgressFactory | None, n_epochs: int) -> Iterator
         logger.propagate = old_propagate
 
 
+#: Training flows already computed in this process, by device and label image (at most ``_FLOWS_KEPT``).
+_FLOWS: OrderedDict[tuple, np.ndarray] = OrderedDict()
+_FLOWS_KEPT = 32
+
+
+def training_flows(labels: Sequence[np.ndarray], device: Any) -> list[np.ndarray]:
+    """Cellpose's training targets of ``labels``: per image [labels renumbered, cell, flow y, flow x], exactly what
+    ``train_seg`` makes of label images (``dynamics.labels_to_flows``), computed once per label image in a process.
+
+    ``train_seg`` would compute them anew for every training, and a run trains the same images once per seed;
+    given these it takes them as precomputed. Each call returns copies, so no training can change the cache.
+    """
+    from cellpose import dynamics
+
+    out = []
+    for lab in labels:
+        lab = np.ascontiguousarray(lab)
+        key = (str(device), lab.shape, lab.dtype.str, bytes_digest(lab.tobytes()))
+        if key not in _FLOWS:
+            _FLOWS[key] = dynamics.labels_to_flows([lab.copy()], device=device)[0]
+            while len(_FLOWS) > _FLOWS_KEPT:
+                _FLOWS.popitem(last=False)
+        _FLOWS.move_to_end(key)
+        out.append(_FLOWS[key].copy())
+    return out
+
+
 class CellposeMethod(Method):
     """Cellpose 3: train from scratch or fine-tune a given model file; predict with ``eval``."""
 
@@ -320,6 +349,9 @@ class CellposeMethod(Method):
             raise DataError(f"cellpose: no training image has at least min_train_masks={cfg.min_train_masks} "
                             f"objects; lower min_train_masks in the config")
         test_images, test_labels = self._arrays(valid) if valid else (None, None)
+        device = self._model.net.device
+        labels = training_flows(labels, device)
+        test_labels = training_flows(test_labels, device) if valid else None
         nimg = cfg.nimg_per_epoch or max(cfg.batch_size, len(images))
         channel_axis = -1 if images[0].ndim == 3 else None
         start = time.perf_counter()
