@@ -10,7 +10,7 @@ from conftest import blob_sample
 from cellbench.errors import DataError
 from cellbench.methods import METHODS, get_method
 from cellbench.methods.base import Method
-from cellbench.methods.training import select_training
+from cellbench.methods.training import select_training, training_classes
 
 
 def test_the_interface_names_checkpoint_dir():
@@ -40,3 +40,15 @@ def test_select_training_rules():
         select_training(samples, 0)
     with pytest.raises(DataError, match="no training images"):
         select_training([], None)
+
+
+def test_training_classes_are_shared_by_every_sample():
+    import dataclasses
+
+    a, b = blob_sample(1, shape=(32, 32), n=1, name="a"), blob_sample(2, shape=(32, 32), n=1, name="b")
+    assert training_classes("maskrcnn", [a, b]) == a.instances.classes
+    other = dataclasses.replace(b, instances=b.instances.remap_classes({"cell": "nucleus"}, ("nucleus",)))
+    with pytest.raises(DataError, match=r"maskrcnn: training image 'b' has classes \['nucleus'\], 'a' has \['cell'\]"):
+        training_classes("maskrcnn", [a, other])
+    with pytest.raises(DataError, match="mask2former: no training images"):
+        training_classes("mask2former", [])

@@ -41,7 +41,7 @@ from cellbench.methods.checkpoint import training_checkpoint
 from cellbench.methods.model_dir import save_model, train_summary
 from cellbench.methods.tiling import TileConfig
 
-__all__ = ["needs_class_models", "only_class", "select_training", "train_model"]
+__all__ = ["needs_class_models", "only_class", "select_training", "train_model", "training_classes"]
 
 
 def needs_class_models(method_class: type, classes: Sequence[str]) -> bool:
@@ -59,6 +59,27 @@ def needs_class_models(method_class: type, classes: Sequence[str]) -> bool:
     False
     """
     return len(classes) > 1 and not getattr(method_class, "supports_classes", False)
+
+
+def training_classes(name: str, train: Sequence[Sample]) -> tuple[str, ...]:
+    """The classes of the training samples, for a method ``name`` that learns them all in one model.
+
+    Refuses no samples, and samples whose class lists differ (the model's class heads are built
+    from them), naming the method and both samples.
+
+    >>> from cellbench.instances import InstanceSet
+    >>> a = Sample("a", InstanceSet.from_label_image(np.eye(2, dtype=np.int32)))
+    >>> training_classes("maskrcnn", [a, a])
+    ('cell',)
+    """
+    if not train:
+        raise DataError(f"{name}: no training images")
+    classes = train[0].instances.classes
+    for s in train[1:]:
+        if s.instances.classes != classes:
+            raise DataError(f"{name}: training image {s.name!r} has classes {list(s.instances.classes)}, "
+                            f"{train[0].name!r} has {list(classes)}")
+    return classes
 
 
 def only_class(samples: Sequence[Sample], name: str) -> list[Sample]:

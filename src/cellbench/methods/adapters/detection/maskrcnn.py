@@ -58,6 +58,7 @@ from cellbench.methods.device import check_threads, on_config_threads
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.seeding import seed_torch
 from cellbench.methods.tiling import TileConfig, predict_tiled
+from cellbench.methods.training import training_classes
 from cellbench.methods.validation import validation_f1
 
 if TYPE_CHECKING:
@@ -334,13 +335,7 @@ class MaskRCNNMethod(Method):
         from cellbench.methods.adapters.detection.training import train_detector
         from cellbench.methods.adapters.detection.weights import load_pretrained, resolve_weights
 
-        if not train:
-            raise DataError(f"{self.name}: no training images")
-        classes = train[0].instances.classes
-        for s in train[1:]:
-            if s.instances.classes != classes:
-                raise DataError(f"{self.name}: training image {s.name!r} has classes {list(s.instances.classes)}, "
-                                f"{train[0].name!r} has {list(classes)}")
+        classes = training_classes(self.name, train)
         cfg = self.config
         seed_torch(seed)
         rng = np.random.default_rng(seed)

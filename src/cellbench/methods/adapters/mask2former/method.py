@@ -47,6 +47,7 @@ from cellbench.methods.adapters.mask2former.config import Mask2FormerConfig
 from cellbench.methods.preprocess import preprocess
 from cellbench.methods.seeding import seed_torch
 from cellbench.methods.tiling import predict_tiled
+from cellbench.methods.training import training_classes
 from cellbench.methods.validation import validation_f1
 
 __all__ = ["Mask2FormerMethod"]
@@ -126,13 +127,7 @@ class Mask2FormerMethod(Method):
         from cellbench.methods.adapters.mask2former.training import train_mask2former
         from cellbench.methods.adapters.mask2former.weights import load_pretrained, resolve_pretrained
 
-        if not train:
-            raise DataError("mask2former: no training images")
-        classes = train[0].instances.classes
-        for s in train[1:]:
-            if s.instances.classes != classes:
-                raise DataError(f"mask2former: training image {s.name!r} has classes {list(s.instances.classes)}, "
-                                f"{train[0].name!r} has {list(classes)}")
+        classes = training_classes(self.name, train)
         cfg = self.config
         seed_torch(seed)
         rng = np.random.default_rng(seed)
