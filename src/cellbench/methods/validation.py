@@ -13,20 +13,27 @@ Two kinds of ground truth, as the methods learn:
   the predicted label image;
 * ``"overlap"``: the instances as annotated, overlaps kept, matched against the
   predicted :class:`~cellbench.instances.InstanceSet` (Mask R-CNN, SAM).
+
+:func:`tiled_overlap_f1` is the score of a method that predicts instances tile by
+tile (the detection family, Mask2Former): whole images through the model's tiling.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet, flatten, policy_from_name
 from cellbench.matching import match, match_labels, overlaps_from_instances, pooled
+from cellbench.methods.tiling import predict_tiled
 
-__all__ = ["pooled_f1", "validation_f1"]
+if TYPE_CHECKING:
+    from cellbench.methods.base import Method
+
+__all__ = ["pooled_f1", "tiled_overlap_f1", "validation_f1"]
 
 #: The IoU threshold of the validation score.
 IOU = 0.5
@@ -81,3 +88,21 @@ def validation_f1(
         raise ValueError(f"ground_truth must be 'flattened' or 'overlap', got {ground_truth!r}")
     policy = policy_from_name(flatten_policy)
     return pooled_f1((flatten(s.instances, policy).labels, predict(s.load_image())) for s in samples)
+
+
+def tiled_overlap_f1(method: Method, samples: Sequence[Sample]) -> float:
+    """Class-agnostic pooled F1 at IoU 0.5 of ``method`` on ``samples``, on the instances as annotated (overlaps
+    kept), whole images predicted tile by tile with the model's tiling (:attr:`Method.prediction_tiling`);
+    0.0 when there is nothing to match.
+
+    >>> from cellbench.methods.adapters.watershed import WatershedMethod
+    >>> labels = np.zeros((8, 8), np.int32); labels[2:5, 2:5] = 1
+    >>> s = Sample("a", InstanceSet.from_label_image(labels), array=(labels * 200).astype(np.uint8))
+    >>> method = WatershedMethod()
+    >>> method.predict = lambda image: InstanceSet.from_label_image(labels)  # finds the one cell
+    >>> tiled_overlap_f1(method, [s])
+    1.0
+    """
+    tiling = method.prediction_tiling
+    return validation_f1(samples, lambda image: predict_tiled(method.predict, image, tiling),
+                         ground_truth="overlap") or 0.0

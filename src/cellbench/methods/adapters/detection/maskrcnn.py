@@ -57,9 +57,8 @@ from cellbench.methods.adapters.detection.backbones import BACKBONES, REGISTRY
 from cellbench.methods.device import check_threads, on_config_threads
 from cellbench.methods.preprocess import PreprocessConfig, preprocess
 from cellbench.methods.seeding import seed_torch
-from cellbench.methods.tiling import TileConfig, predict_tiled
 from cellbench.methods.training import training_classes
-from cellbench.methods.validation import validation_f1
+from cellbench.methods.validation import tiled_overlap_f1
 
 if TYPE_CHECKING:
     from torch import nn
@@ -351,19 +350,11 @@ class MaskRCNNMethod(Method):
         images = [self._input(s.load_image()) for s in train]
         history = train_detector(
             model, images, [s.instances for s in train], cfg, rng=rng, name=self.name,
-            validate=(lambda: self._f1(valid)) if valid else None, checkpoint_dir=checkpoint_dir,
+            validate=(lambda: tiled_overlap_f1(self, valid)) if valid else None, checkpoint_dir=checkpoint_dir,
             fingerprint=train_fingerprint(self, train, valid, seed) if checkpoint_dir is not None else None,
             progress=progress)
         return dataclasses.replace(history, info={
             **self._weights_from, "classes": list(self._classes), **history.info, "loss": self.loss_text})
-
-    def _f1(self, samples: Sequence[Sample]) -> float:
-        """Class-agnostic F1 at IoU 0.5 on ``samples``, pooled (the validation score), on the instances as
-        annotated; whole images are predicted with the model's tiling (:attr:`Method.tiling`; ``TileConfig()``
-        when the method is trained on its own)."""
-        tiling = self.tiling or TileConfig()
-        return validation_f1(samples, lambda image: predict_tiled(self.predict, image, tiling),
-                             ground_truth="overlap") or 0.0
 
     @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:

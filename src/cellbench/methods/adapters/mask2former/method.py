@@ -46,9 +46,8 @@ from cellbench.methods.adapters.mask2former.backbones import BACKBONES
 from cellbench.methods.adapters.mask2former.config import Mask2FormerConfig
 from cellbench.methods.preprocess import preprocess
 from cellbench.methods.seeding import seed_torch
-from cellbench.methods.tiling import predict_tiled
 from cellbench.methods.training import training_classes
-from cellbench.methods.validation import validation_f1
+from cellbench.methods.validation import tiled_overlap_f1
 
 __all__ = ["Mask2FormerMethod"]
 
@@ -141,20 +140,13 @@ class Mask2FormerMethod(Method):
         images = [self._input(s.load_image()) for s in train]
         history = train_mask2former(
             model, images, [s.instances for s in train], cfg, rng=rng,
-            validate=(lambda: self._f1(valid)) if valid else None, checkpoint_dir=checkpoint_dir,
+            validate=(lambda: tiled_overlap_f1(self, valid)) if valid else None, checkpoint_dir=checkpoint_dir,
             fingerprint=train_fingerprint(self, train, valid, seed) if checkpoint_dir is not None else None,
             progress=progress)
         return dataclasses.replace(history, info={
             **self._weights_from, "classes": list(self._classes), **history.info,
             "loss": "Hungarian-matched mask BCE + dice + class cross-entropy on every decoder layer "
                     "(transformers Mask2Former)"})
-
-    def _f1(self, samples: Sequence[Sample]) -> float:
-        """Class-agnostic F1 at IoU 0.5 on ``samples``, pooled (the validation score), on the instances as
-        annotated; whole images are predicted with the model's tiling (:attr:`Method.prediction_tiling`)."""
-        tiling = self.prediction_tiling
-        return validation_f1(samples, lambda image: predict_tiled(self.predict, image, tiling),
-                             ground_truth="overlap") or 0.0
 
     @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:
