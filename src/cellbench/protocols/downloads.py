@@ -56,26 +56,21 @@ def fetch_requirements(requirements: Requirements, *, progress: bool = True,
     from cellbench.data.registered import download_registered
     from cellbench.pretrained import pull_pretrained
 
-    problems = []
-    for name in requirements.datasets:
-        try:
-            path = download_registered(name, progress=progress)
-        except DataError as exc:
-            problems.append(f"dataset {name}: {exc}")
-            continue
-        if say:
-            say(f"dataset {name}: {path}")
     users: dict[str, list[str]] = {}
     for label, name in requirements.weights:
         users.setdefault(name, []).append(label)
-    for name, labels in users.items():
+    items = [(f"dataset {name}", download_registered, name) for name in requirements.datasets]
+    items += [(f"weights {name} (methods {', '.join(labels)})", pull_pretrained, name)
+              for name, labels in users.items()]
+    problems = []
+    for what, fetch, name in items:
         try:
-            path = pull_pretrained(name, progress=progress)
+            path = fetch(name, progress=progress)
         except DataError as exc:
-            problems.append(f"weights {name} (methods {', '.join(labels)}): {exc}")
+            problems.append(f"{what}: {exc}")
             continue
         if say:
-            say(f"weights {name} (methods {', '.join(labels)}): {path}")
+            say(f"{what}: {path}")
     if problems:
         raise DataError("the protocol's data or weights are not all here; nothing was run:\n  "
                         + "\n  ".join(problems))
