@@ -45,6 +45,18 @@ def _imported(tree: ast.Module) -> set[str]:
     return names
 
 
+# Modules that may use hashlib: the file hasher itself (cellbench.files.digest), and two that hash no file
+# (runner/experiment.py hashes JSON text for a fingerprint; backbones.state_sha256 hashes tensors of a module
+# with no file).
+HASHLIB_ALLOWED = {"files/digest.py", "runner/experiment.py", "methods/adapters/cellseg1/backbones.py"}
+
+
+def test_files_are_hashed_in_one_place():
+    users = {str(path.relative_to(ROOT)) for path, tree in _modules() if "hashlib" in _imported(tree)}
+    assert users <= HASHLIB_ALLOWED, f"hash files with cellbench.files.file_digest instead: {users - HASHLIB_ALLOWED}"
+    backbones = (ROOT / "methods" / "adapters" / "cellseg1" / "backbones.py").read_text()
+    assert "hashlib.md5" not in backbones and "fh.read" not in backbones
+
 def test_the_method_framework_never_imports_an_adapter():
     """methods/ holds the framework, methods/adapters/ the methods: adapters import the framework, never the
     other way round (the registry names adapters by string and imports them on demand)."""

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import hashlib
-from pathlib import Path
 
 import pytest
 
-import cellbench
 import cellbench.files.digest as digest_module
 from cellbench.files import file_digest, file_digests
 
@@ -54,26 +51,3 @@ def test_refuses_no_algorithm_and_unknown_ones(tmp_path):
         file_digest(path, "not-a-hash")
     with pytest.raises(FileNotFoundError):
         file_digest(tmp_path / "missing")
-
-
-# Modules that may use hashlib: the file hasher itself, and two that hash no file (runner/experiment.py
-# hashes JSON text for a fingerprint; backbones.state_sha256 hashes tensors of a module with no file).
-HASHLIB_ALLOWED = {"files/digest.py", "runner/experiment.py", "methods/adapters/cellseg1/backbones.py"}
-
-
-def _imports(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module)
-    return names
-
-
-def test_files_are_hashed_in_one_place():
-    root = Path(cellbench.__file__).parent
-    users = {str(p.relative_to(root)) for p in root.rglob("*.py") if "hashlib" in _imports(p)}
-    assert users <= HASHLIB_ALLOWED, f"hash files with cellbench.files.file_digest instead: {users - HASHLIB_ALLOWED}"
-    backbones = (root / "methods" / "adapters" / "cellseg1" / "backbones.py").read_text()
-    assert "hashlib.md5" not in backbones and "fh.read" not in backbones
