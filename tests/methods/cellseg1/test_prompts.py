@@ -1,8 +1,11 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from cellbench.methods.adapters.cellseg1.prompts import sample_points
+from cellbench.methods.adapters.cellseg1.prompts import GridPrompts, sample_points
+from cellbench.methods.tiling import TileConfig
 
 
 def _grid_cells(n_side=8, size=14, gap=4):
@@ -75,3 +78,20 @@ def test_empty_and_all_background_images():
     assert len(s) == 1 and s.positive.all()
     with pytest.raises(ValueError):
         sample_points(np.zeros((2, 2, 2), np.int32), np.random.default_rng(0))
+
+
+def test_grid_prompts_kind_and_box_half_side():
+    class Grid(GridPrompts):
+        prediction_tiling = TileConfig(tile=200, overlap=50)
+
+        def __init__(self, **config):
+            self.config = SimpleNamespace(**{"prompt": "auto", "backbone": "litemedsam", "box_half_side": None,
+                                             **config})
+            self._measured_half_side = None
+
+    assert Grid().prompt == "box" and Grid(backbone="vit_b").prompt == "point"
+    assert Grid(backbone="vit_b").box_half_side is None and Grid(prompt="box", backbone="vit_b").prompt == "box"
+    grid = Grid()
+    assert grid.box_half_side == 20.0 and grid._box_half_side(TileConfig(tile=100, overlap=0)) == 10.0
+    grid._measured_half_side = 7.0
+    assert grid.box_half_side == 7.0 and Grid(box_half_side=3.0).box_half_side == 3.0

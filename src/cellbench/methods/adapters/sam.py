@@ -43,6 +43,7 @@ import numpy as np
 from cellbench.data.dataset import Sample
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
+from cellbench.methods.adapters.cellseg1.prompts import GridPrompts
 from cellbench.methods.base import EpochRecord, Method, ProgressFactory, TrainHistory
 from cellbench.methods.device import check_threads, on_config_threads, torch_device
 from cellbench.methods.tiling import TileConfig
@@ -97,7 +98,7 @@ class SAMConfig:
         check_threads(self.threads)
 
 
-class SAMMethod(Method):
+class SAMMethod(GridPrompts, Method):
     """Segment Anything zero-shot: automatic mask generation on a point grid, per tile, no trained weights."""
 
     name = "sam"
@@ -119,23 +120,6 @@ class SAMMethod(Method):
         super().__init__(config)
         self._backbone: Any = None
         self._measured_half_side: float | None = None
-
-    @property
-    def prompt(self) -> str:
-        if self.config.prompt != "auto":
-            return self.config.prompt
-        return "box" if self.config.backbone == "litemedsam" else "point"
-
-    @property
-    def box_half_side(self) -> float | None:
-        """Half side of box prompts in image pixels: config, else measured, else a tenth of the tile."""
-        return self._box_half_side(None)
-
-    def _box_half_side(self, tiling: TileConfig | None) -> float | None:
-        """:attr:`box_half_side` with a tenth of ``tiling``'s tile as the last resort (None: the model's tiling)."""
-        if self.prompt == "point":
-            return None
-        return self.config.box_half_side or self._measured_half_side or (tiling or self.prediction_tiling).tile / 10
 
     @property
     def backbone(self) -> Any:

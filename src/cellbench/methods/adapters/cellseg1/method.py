@@ -45,6 +45,7 @@ from cellbench.methods.adapters.cellseg1.backbones import Backbone, load_backbon
 from cellbench.methods.adapters.cellseg1.inference import InferenceConfig, predict_image_grid, predict_tile, to_uint8_rgb
 from cellbench.methods.adapters.cellseg1.lora import LoRA, lora_state_dict
 from cellbench.methods.adapters.cellseg1.memory import keep_freed_memory
+from cellbench.methods.adapters.cellseg1.prompts import GridPrompts
 from cellbench.methods.adapters.cellseg1.train import TrainConfig, train_lora
 from cellbench.methods.checkpoint import train_fingerprint
 from cellbench.methods.device import check_threads, on_config_threads, torch_device
@@ -119,7 +120,7 @@ class CellSeg1Config:
         LoRA(rank=self.lora_rank, dropout=self.lora_dropout, parts=tuple(self.lora_parts))  # validates
 
 
-class CellSeg1(Method):
+class CellSeg1(GridPrompts, Method):
     """CellSeg1 (SAM + LoRA from one annotated image) behind the cellbench method interface.
 
     The paper's defaults assume a GPU: 300 epochs of 256 px patches at 512 px (SAM) or
@@ -163,28 +164,6 @@ class CellSeg1(Method):
         {'tile': 128, 'overlap': 64}
         """
         return {"tile": (config or cls.Config()).train.patch_size, "overlap": 64}
-
-    @property
-    def prompt(self) -> str:
-        """``"point"`` or ``"box"``: how prompt points reach the decoder (``auto`` resolved)."""
-        if self.config.prompt != "auto":
-            return self.config.prompt
-        return "box" if self.config.backbone == "litemedsam" else "point"
-
-    @property
-    def box_half_side(self) -> float | None:
-        """Half side of box prompts in image pixels (None for point prompts).
-
-        The config value, else the one measured on the training cells, else a
-        tenth of the tile (a model that was never trained).
-        """
-        return self._box_half_side(None)
-
-    def _box_half_side(self, tiling: TileConfig | None) -> float | None:
-        """:attr:`box_half_side` with a tenth of ``tiling``'s tile as the last resort (None: the model's tiling)."""
-        if self.prompt == "point":
-            return None
-        return self.config.box_half_side or self._measured_half_side or (tiling or self.prediction_tiling).tile / 10
 
     def _input_half_side(self, side: int) -> float | None:
         """:attr:`box_half_side` in the encoder-input frame of a ``side``-pixel patch or tile."""

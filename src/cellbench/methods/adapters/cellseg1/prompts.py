@@ -1,19 +1,64 @@
-"""Training prompts: interior points of cells and of the background.
+"""Prompts: the interior points CellSeg1 trains on, and how the point grid prompts SAM (points or boxes).
 
 CellSeg1 samples its point prompts from the distance transforms of the
 foreground and of the background, among the most interior 20 % of pixels,
 so a point never sits on an ambiguous boundary. Each positive point comes
 with the mask of its cell; cells smaller than 100 px give no point.
+
+At prediction, :class:`GridPrompts` says how the grid's points reach the
+decoder (as points, or as boxes of a half side in image pixels) for both grid
+methods, ``sam`` and CellSeg1. Nothing here needs torch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["PointSample", "sample_points"]
+if TYPE_CHECKING:
+    from cellbench.methods.tiling import TileConfig
+
+__all__ = ["GridPrompts", "PointSample", "sample_points"]
+
+
+class GridPrompts:
+    """The prompt kind and box size of a method that runs the point grid, mixed into its class (``sam``, CellSeg1).
+
+    It reads the method's ``config`` (``prompt``: auto / point / box, ``backbone``,
+    ``box_half_side``), its :attr:`~cellbench.methods.base.Method.prediction_tiling`
+    and ``_measured_half_side``, the box half side measured on its training cells (None
+    before training).
+    """
+
+    config: Any
+    prediction_tiling: TileConfig
+    _measured_half_side: float | None
+
+    @property
+    def prompt(self) -> str:
+        """``"point"`` or ``"box"``: how prompt points reach the decoder (``auto``: boxes for LiteMedSAM, points
+        for the SAM ViTs)."""
+        if self.config.prompt != "auto":
+            return self.config.prompt
+        return "box" if self.config.backbone == "litemedsam" else "point"
+
+    @property
+    def box_half_side(self) -> float | None:
+        """Half side of box prompts in image pixels (None for point prompts).
+
+        The config value, else the one measured on the training cells, else a
+        tenth of the tile (a model that was never trained).
+        """
+        return self._box_half_side(None)
+
+    def _box_half_side(self, tiling: TileConfig | None) -> float | None:
+        """:attr:`box_half_side` with a tenth of ``tiling``'s tile as the last resort (None: the model's tiling)."""
+        if self.prompt == "point":
+            return None
+        return self.config.box_half_side or self._measured_half_side or (tiling or self.prediction_tiling).tile / 10
 
 
 @dataclass(frozen=True, eq=False)
