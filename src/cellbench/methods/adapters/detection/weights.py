@@ -50,10 +50,6 @@ def read_state_dict(path: str | Path, *, what: str = "detector weights file") ->
     return torch_file.read_state_dict(path, what=what, wrappers=("model", "state_dict"))
 
 
-def _listed(keys: Sequence[str]) -> str:
-    return f"{list(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-
-
 def load_pretrained(model: nn.Module, path: str | Path, *, class_heads: Sequence[str] = (),
                     new_heads: Sequence[str] = (), hint: str = "") -> dict:
     """Load ``path`` into a torchvision-style detector (``model.backbone.body``); what was loaded, for the record.
@@ -70,25 +66,13 @@ def load_pretrained(model: nn.Module, path: str | Path, *, class_heads: Sequence
     state = read_state_dict(path)
     if not any(k.startswith("backbone.") for k in state):
         return load_backbone(model.backbone.body, state, path)
-    own = model.state_dict()
-    fresh = tuple(new_heads)
-    left_out = {k for k in state if fresh and k.startswith(fresh) and k not in own}
-    kept_new = {k for k in own if fresh and k.startswith(fresh) and k not in state}
-    state = {k: v for k, v in state.items() if k not in left_out}
-    skipped = sorted(k for k, v in state.items()
-                     if k.startswith(tuple(class_heads)) and k in own and own[k].shape != v.shape)
-    wrong = sorted(k for k, v in state.items() if k in own and k not in skipped and own[k].shape != v.shape)
-    missing = sorted(set(own) - set(state) - {k for k in own if k.startswith(tuple(class_heads))} - kept_new)
-    unexpected = sorted(set(state) - set(own))
-    if wrong or missing or unexpected:
-        problems = [f"{name}: {_listed(keys)}"
-                    for name, keys in (("shape differs", wrong), ("missing", missing), ("unexpected", unexpected))
-                    if keys]
-        raise DataError(f"weights do not fit this {type(model).__name__} ({'; '.join(problems)}){hint}", path=path)
-    model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
-    record = {"from": str(path), "class_heads_reinitialised": bool(skipped)}
-    if kept_new or left_out:
-        record |= {"new_heads_initialised": len(kept_new), "file_heads_left_out": len(left_out)}
+    fit = torch_file.fit_state_dict(model.state_dict(), state, class_heads=class_heads, new_heads=new_heads)
+    if fit.problems:
+        raise DataError(f"weights do not fit this {type(model).__name__} ({fit.problems}){hint}", path=path)
+    model.load_state_dict(fit.load, strict=False)
+    record = {"from": str(path), "class_heads_reinitialised": bool(fit.reinitialised)}
+    if fit.new_initialised or fit.left_out:
+        record |= {"new_heads_initialised": fit.new_initialised, "file_heads_left_out": fit.left_out}
     return record
 
 
@@ -130,11 +114,8 @@ def load_backbone(body: nn.Module, state: Mapping[str, torch.Tensor], path: str 
     layers = tuple(_flat(name) + "_" for name, _ in trunk.named_children())
     unexpected = [k for k in state if k not in matched and _flat(k.removeprefix("module.")).startswith(layers)]
     if missing or wrong or unexpected:
-        problems = [f"{name}: {_listed(keys)}"
-                    for name, keys in (("shape differs", wrong), ("missing", missing), ("unexpected", unexpected))
-                    if keys]
-        raise DataError(f"backbone weights do not fit this backbone ({'; '.join(problems)}): a backbone file "
-                        "must be the same architecture's classifier, a detector file has names under 'backbone.'",
-                        path=path)
+        misfit = torch_file.misfit_text(wrong, missing, unexpected)
+        raise DataError(f"backbone weights do not fit this backbone ({misfit}): a backbone file must be the same "
+                        "architecture's classifier, a detector file has names under 'backbone.'", path=path)
     body.load_state_dict(taken, strict=False)
     return {"from": str(path), "backbone_only": True, "left_out": len(state) - len(taken)}

@@ -27,7 +27,7 @@ Anything that does not fit is a DataError naming the file and what differs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -92,32 +92,17 @@ def write_weights(model: nn.Module, path: str | Path) -> None:
     save_file({k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}, str(path))
 
 
-def _listed(keys: Sequence[str]) -> str:
-    return f"{list(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-
-
-def _problems(wrong: Sequence[str], missing: Sequence[str], unexpected: Sequence[str]) -> str:
-    return "; ".join(f"{name}: {_listed(keys)}" for name, keys in
-                     (("shape differs", wrong), ("missing", missing), ("unexpected", unexpected)) if keys)
-
-
 def load_pretrained(model: nn.Module, path: str | Path, *, backbone: str) -> dict:
     """Load the file at ``path`` into ``model`` (a Mask2Former on ``backbone``); what was loaded, for the record."""
     state = read_weights(path)
     if not any(k.startswith("model.pixel_level_module.") for k in state):
         return _load_backbone(model, state, path, backbone)
-    own = model.state_dict()
-    skipped = sorted(k for k, v in state.items()
-                     if k.startswith(CLASS_HEADS) and k in own and own[k].shape != v.shape)
-    wrong = sorted(k for k, v in state.items() if k in own and k not in skipped and own[k].shape != v.shape)
-    # the loss's class weights are a buffer Hugging Face's files may leave out (rebuilt from the config)
-    missing = sorted(set(own) - set(state) - {k for k in own if k.startswith(CLASS_HEADS)})
-    unexpected = sorted(set(state) - set(own))
-    if wrong or missing or unexpected:
-        raise DataError(f"weights do not fit this Mask2Former on backbone {backbone} "
-                        f"({_problems(wrong, missing, unexpected)})", path=path)
-    model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
-    return {"from": str(path), "class_heads_reinitialised": bool(skipped)}
+    # the loss's class weights are a buffer Hugging Face's files may leave out (rebuilt from the config): a class head
+    fit = torch_file.fit_state_dict(model.state_dict(), state, class_heads=CLASS_HEADS)
+    if fit.problems:
+        raise DataError(f"weights do not fit this Mask2Former on backbone {backbone} ({fit.problems})", path=path)
+    model.load_state_dict(fit.load, strict=False)
+    return {"from": str(path), "class_heads_reinitialised": bool(fit.reinitialised)}
 
 
 def _load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], path: str | Path, backbone: str) -> dict:
@@ -133,8 +118,8 @@ def _load_backbone(model: nn.Module, state: Mapping[str, torch.Tensor], path: st
                      and not k.endswith("num_batches_tracked"))
     unexpected = sorted(k for k in theirs if k not in own and k.startswith(layers))
     if not taken or wrong or missing or unexpected:
-        raise DataError(f"backbone weights do not fit backbone {backbone} "
-                        f"({_problems(wrong, missing, unexpected) or 'no tensor of it in the file'}): a backbone "
+        misfit = torch_file.misfit_text(wrong, missing, unexpected) or "no tensor of it in the file"
+        raise DataError(f"backbone weights do not fit backbone {backbone} ({misfit}): a backbone "
                         f"file must be Hugging Face's {REGISTRY[backbone].family} classifier or backbone of the "
                         "same size; a whole Mask2Former has names under 'model.pixel_level_module.'", path=path)
     model.load_state_dict({BACKBONE_PREFIX + k: v for k, v in taken.items()}, strict=False)
