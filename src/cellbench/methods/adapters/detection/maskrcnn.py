@@ -382,18 +382,10 @@ class MaskRCNNMethod(Method):
         (Path(folder) / info_file).write_text(json.dumps(info, indent=2))
 
     def load_weights(self, folder: Path) -> None:
-        from cellbench.methods.adapters.detection.weights import read_state_dict
+        from cellbench.methods.adapters.detection.weights import read_info, read_state_dict
 
         weights_file, info_file = self._files
-        info_path = Path(folder) / info_file
-        try:
-            info = json.loads(info_path.read_text())
-            classes = tuple(str(c) for c in info["classes"])
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DataError(f"cannot read the {self.paper} classes ({exc})", path=info_path) from exc
-        if info.get("backbone") != self.config.backbone:
-            raise DataError(f"weights are for backbone {info.get('backbone')!r}, the config says "
-                            f"{self.config.backbone!r}", path=info_path)
+        info, classes = read_info(Path(folder) / info_file, paper=self.paper, backbone=self.config.backbone)
         path = Path(folder) / weights_file
         state = read_state_dict(path, what=f"{self.paper} weights file")
         model = self._new_model(len(classes))

@@ -19,6 +19,7 @@ Anything that does not fit is a DataError naming the file and what differs.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from torch import nn
 from cellbench.errors import DataError
 from cellbench.methods import torch_file
 
-__all__ = ["load_backbone", "load_pretrained", "read_state_dict", "resolve_weights"]
+__all__ = ["load_backbone", "load_pretrained", "read_info", "read_state_dict", "resolve_weights"]
 
 
 def resolve_weights(name_or_path: str, *, method: str) -> Path:
@@ -119,3 +120,16 @@ def load_backbone(body: nn.Module, state: Mapping[str, torch.Tensor], path: str 
                         "architecture's classifier, a detector file has names under 'backbone.'", path=path)
     body.load_state_dict(taken, strict=False)
     return {"from": str(path), "backbone_only": True, "left_out": len(state) - len(taken)}
+
+
+def read_info(path: str | Path, *, paper: str, backbone: str) -> tuple[dict, tuple[str, ...]]:
+    """A model directory's info file (``<name>.json``: classes, backbone, origin of the weights) and its classes;
+    a DataError naming the file when it cannot be read or is for another backbone than ``backbone``."""
+    try:
+        info = json.loads(Path(path).read_text())
+        classes = tuple(str(c) for c in info["classes"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"cannot read the {paper} classes ({exc})", path=path) from exc
+    if info.get("backbone") != backbone:
+        raise DataError(f"weights are for backbone {info.get('backbone')!r}, the config says {backbone!r}", path=path)
+    return info, classes

@@ -173,17 +173,10 @@ class Mask2FormerMethod(Method):
         (Path(folder) / INFO_FILE).write_text(json.dumps(info, indent=2))
 
     def load_weights(self, folder: Path) -> None:
+        from cellbench.methods.adapters.detection.weights import read_info
         from cellbench.methods.adapters.mask2former.weights import read_weights
 
-        info_path = Path(folder) / INFO_FILE
-        try:
-            info = json.loads(info_path.read_text())
-            classes = tuple(str(c) for c in info["classes"])
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DataError(f"cannot read the Mask2Former classes ({exc})", path=info_path) from exc
-        if info.get("backbone") != self.config.backbone:
-            raise DataError(f"weights are for backbone {info.get('backbone')!r}, the config says "
-                            f"{self.config.backbone!r}", path=info_path)
+        info, classes = read_info(Path(folder) / INFO_FILE, paper="Mask2Former", backbone=self.config.backbone)
         path = Path(folder) / WEIGHTS_FILE
         state = read_weights(path)
         model = self._new_model(len(classes))
