@@ -43,7 +43,7 @@ from skimage.segmentation import relabel_sequential, watershed
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
 from cellbench.methods import config_from_dict, get_method
-from cellbench.methods.tiling import method_tiling
+from cellbench.methods.tiling import method_tiling, predict_image
 from cellbench.metrics import evaluate
 
 THRESHOLDS = (0.5, 0.75, 0.9)
@@ -96,9 +96,12 @@ METHOD_CONFIGS = {
 
 def _config_file(method: str) -> dict:
     """examples/configs/dsb/<method>.yaml, beside this script's repository."""
+    return _read_yaml(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "dsb", f"{method}.yaml"))
+
+
+def _read_yaml(path: str) -> dict:
     import yaml
 
-    path = os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "dsb", f"{method}.yaml")
     with open(path) as fh:
         return yaml.safe_load(fh) or {}
 
@@ -111,8 +114,12 @@ def main() -> int:
     parser.add_argument("--train-half", choices=["left", "right"], default="left",
                         help="half to train on (the other is the test half); run both for a two-fold check")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", help="a config file (YAML) to train the one method of --methods with, instead "
+                                         "of examples/configs/dsb/<method>.yaml, e.g. maskrcnn_swin_t.yaml")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args()
+    if args.config and len(args.methods) != 1:
+        parser.error("--config names the config of one method: give one --methods")
 
     from stardist.data import test_image_nuclei_2d
 
@@ -142,7 +149,7 @@ def main() -> int:
     print("\nmethod      train wall s  train cpu s   F1@0.5  F1@0.75  F1@0.9   AP@0.5  precision  recall")
     for name in args.methods:
         cls = get_method(name)
-        values = METHOD_CONFIGS[name](args)
+        values = _read_yaml(args.config) if args.config else METHOD_CONFIGS[name](args)
         tiling = values.pop("tiling", None)
         method = cls(config_from_dict(cls.Config, values))
         method.tiling = method_tiling(cls, tiling, config=method.config)  # the model's tiling: SAM's grid tiles with it
@@ -150,11 +157,12 @@ def main() -> int:
         history = method.train(train, seed=args.seed)
         wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
         t0 = time.perf_counter()
-        found = method.predict(test_image)
+        found = predict_image(method, test_image, method.tiling)  # as `cellbench predict` and the runner do
         predict_s = time.perf_counter() - t0
         s = scores(test_gt, found)
         results["methods"][name] = {
-            "config": {k: v for k, v in METHOD_CONFIGS[name](args).items()}, "train_wall_s": wall,
+            "config_file": args.config, "config": values | ({"tiling": tiling} if tiling else {}),
+            "train_wall_s": wall,
             "train_cpu_s": cpu, "predict_wall_s": predict_s, "load_avg": [load0, os.getloadavg()[0]],
             "scores": s, "history_info": history.info,
         }

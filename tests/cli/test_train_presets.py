@@ -71,12 +71,22 @@ def test_the_cellseg1_config_is_its_cpu_preset_on_the_rows_threads():
 
 
 def test_every_dsb_config_loads_into_its_method():
+    """<method>.yaml, or <method>_<variant>.yaml for a row of the same method with other settings."""
     for path in CONFIGS.glob("*.yaml"):
-        cls = get_method(path.stem)
+        cls = get_method(path.stem.split("_", 1)[0])
         values = yaml.safe_load(path.read_text()) or {}
         assert not set(OLD_TILING_KEYS) & set(values), f"{path.name}: the tiling goes in tiling: {{tile, overlap}}"
         tiling = values.pop("tiling", None)
         method_tiling(cls, tiling, config=config_from_dict(cls.Config, values, source=path), source=path)
+
+
+def test_the_backbone_configs_differ_from_maskrcnns_by_the_backbone_alone():
+    base = yaml.safe_load((CONFIGS / "maskrcnn.yaml").read_text())
+    variants = sorted(CONFIGS.glob("maskrcnn_*.yaml"))
+    assert len(variants) == 5
+    for path in variants:
+        values = yaml.safe_load(path.read_text())
+        assert values == base | {"backbone": path.stem.removeprefix("maskrcnn_")}, path.name
 
 
 def test_sams_old_tile_keys_and_its_preset_give_the_models_tiling(three_disks, tmp_path, caplog):
