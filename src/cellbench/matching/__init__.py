@@ -8,12 +8,16 @@ with it (:func:`match_labels`, :func:`pooled`), so "F1@0.5" means one thing.
 The package sits below both (it needs only :mod:`cellbench.instances`).
 """
 
-from cellbench.matching.counts import Counts, match, match_labels, match_pairs, pooled
+from cellbench.matching.assignment import assign
+from cellbench.matching.counts import COUNT_RATIOS, Counts, counts_of, match, match_labels, match_pairs, pooled
 from cellbench.matching.overlap import Overlaps, overlaps_from_instances, overlaps_from_labels
 
 __all__ = [
+    "COUNT_RATIOS",
     "Counts",
     "Overlaps",
+    "assign",
+    "counts_of",
     "match",
     "match_labels",
     "match_pairs",

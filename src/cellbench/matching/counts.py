@@ -6,11 +6,10 @@ Hungarian matching with cost ``-(iou >= t) - iou / (2 * n_min)`` where
 maximised first and their summed IoU second. A pair is a true positive when its
 IoU is >= t.
 
-The matrix is never built densely. Pairs that share no pixel cost nothing, so
-the optimum splits over connected groups of touching instances; at t >= 0.5
-on non-overlapping instances every group holds at most one candidate pair and
-no assignment is run at all. Only groups where an instance has two or more
-candidates at t go through :func:`scipy.optimize.linear_sum_assignment`.
+The matrix is never built densely: the optimum splits over connected groups
+of touching instances (:func:`cellbench.matching.assignment.assign`); at
+t >= 0.5 on non-overlapping instances every group holds at most one candidate
+pair and no assignment is run at all.
 """
 
 from __future__ import annotations
@@ -20,9 +19,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cellbench.matching.assignment import assign
 from cellbench.matching.overlap import Overlaps, overlaps_from_labels
 
-__all__ = ["Counts", "match", "match_labels", "match_pairs", "pooled"]
+__all__ = ["COUNT_RATIOS", "Counts", "counts_of", "match", "match_labels", "match_pairs", "pooled"]
+
+#: The ratios of TP, FP and FN as (numerator, denominator) weights of (TP, FP, FN), defined once for
+#: :class:`Counts` and for whatever recomputes them from summed counts (the bootstrap of
+#: :mod:`cellbench.analysis.certainty`).
+COUNT_RATIOS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
+    "precision": ((1, 0, 0), (1, 1, 0)),
+    "recall": ((1, 0, 0), (1, 0, 1)),
+    "f1": ((2, 0, 0), (2, 1, 1)),
+    "ap_dsb": ((1, 0, 0), (1, 1, 1)),
+}
 
 
 def _ratio(num: float, den: float) -> float:
@@ -58,27 +68,39 @@ class Counts:
     def _or_none(self, value: float) -> float | None:
         return None if self.empty else value
 
+    def count_ratio(self, name: str) -> float | None:
+        """One of :data:`COUNT_RATIOS`; 0 for a zero denominator."""
+        num, den = COUNT_RATIOS[name]
+        c = (self.tp, self.fp, self.fn)
+        return self._or_none(_ratio(sum(w * v for w, v in zip(num, c)), sum(w * v for w, v in zip(den, c))))
+
     @property
     def precision(self) -> float | None:
-        return self._or_none(_ratio(self.tp, self.tp + self.fp))
+        """TP / (TP + FP)."""
+        return self.count_ratio("precision")
 
     @property
     def recall(self) -> float | None:
-        return self._or_none(_ratio(self.tp, self.tp + self.fn))
+        """TP / (TP + FN)."""
+        return self.count_ratio("recall")
 
     @property
     def f1(self) -> float | None:
         """2PR / (P + R), written as 2 TP / (2 TP + FP + FN); 0 when TP = 0."""
-        return self._or_none(_ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn))
+        return self.count_ratio("f1")
 
     @property
     def ap_dsb(self) -> float | None:
         """TP / (TP + FP + FN): the "AP" of Cellpose, CellSeg1 and the Glioma paper (StarDist's accuracy)."""
-        return self._or_none(_ratio(self.tp, self.tp + self.fp + self.fn))
+        return self.count_ratio("ap_dsb")
 
     @property
     def pq(self) -> float | None:
-        """Panoptic quality: summed matched IoU / (TP + FP/2 + FN/2)."""
+        """Panoptic quality of this matching (IoU >= t): summed matched IoU / (TP + FP/2 + FN/2).
+
+        At t = 0.5 it counts a pair of IoU exactly 0.5, which the canonical PQ (IoU > 0.5,
+        :mod:`cellbench.metrics.panoptic`) does not.
+        """
         return self._or_none(_ratio(self.iou_sum, self.tp + 0.5 * self.fp + 0.5 * self.fn))
 
     @property
@@ -100,47 +122,22 @@ class Counts:
         }
 
 
-def match_pairs(ov: Overlaps, threshold: float) -> np.ndarray:
-    """Positions (into the pair arrays of ``ov``) of the true positives of the optimal matching."""
+def match_pairs(ov: Overlaps, threshold: float, *, strict: bool = False) -> np.ndarray:
+    """Positions (into the pair arrays of ``ov``) of the true positives of the optimal matching.
+
+    A pair qualifies when its IoU is >= ``threshold`` (cellbench, StarDist, Cellpose), or > ``threshold``
+    with ``strict`` (panoptic quality as Kirillov et al. and HoVer-Net define it).
+
+    >>> ov = overlaps_from_labels(np.array([[1, 1, 0, 0]]), np.array([[1, 1, 1, 1]]))[0]
+    >>> match_pairs(ov, 0.5), match_pairs(ov, 0.5, strict=True)
+    (array([0]), array([], dtype=int64))
+    """
     iou = ov.iou
     n_min = min(ov.n_gt, ov.n_pred)
     if n_min == 0 or iou.size == 0:
         return np.zeros(0, np.int64)
-    hit = np.flatnonzero(iou >= threshold)
-    gi, pj = ov.gt_index[hit], ov.pred_index[hit]
-    conflict = (np.bincount(gi, minlength=ov.n_gt)[gi] > 1) | (np.bincount(pj, minlength=ov.n_pred)[pj] > 1)
-    if not conflict.any():
-        return hit
-    # scipy is imported here, not at the top: most images never get this far, and importing
-    # scipy.optimize costs about a third of a second of every `cellbench evaluate`.
-    from scipy.optimize import linear_sum_assignment
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    # Groups of touching instances (over all pairs with any overlap); nodes 0..n_gt-1 are GT.
-    n = ov.n_gt + ov.n_pred
-    graph = coo_matrix((np.ones(iou.size), (ov.gt_index, ov.pred_index + ov.n_gt)), shape=(n, n))
-    _, group = connected_components(graph, directed=False)
-    hard = np.zeros(group.max() + 1, dtype=bool)
-    hard[group[gi[conflict]]] = True
-    found = [hit[~hard[group[gi]]]]
-    pair_group = group[ov.gt_index]
-    order = np.argsort(pair_group, kind="stable")
-    hard_ids = np.flatnonzero(hard)
-    starts = np.searchsorted(pair_group[order], hard_ids, side="left")
-    stops = np.searchsorted(pair_group[order], hard_ids, side="right")
-    for lo, hi in zip(starts.tolist(), stops.tolist()):
-        sel = order[lo:hi]
-        rows, r_inv = np.unique(ov.gt_index[sel], return_inverse=True)
-        cols, c_inv = np.unique(ov.pred_index[sel], return_inverse=True)
-        sub = np.zeros((rows.size, cols.size))
-        sub[r_inv, c_inv] = iou[sel]
-        where = np.full((rows.size, cols.size), -1, dtype=np.int64)
-        where[r_inv, c_inv] = sel
-        r, c = linear_sum_assignment(-(sub >= threshold).astype(float) - sub / (2 * n_min))
-        ok = sub[r, c] >= threshold
-        found.append(where[r[ok], c[ok]])
-    return np.sort(np.concatenate(found))
+    candidate = iou > threshold if strict else iou >= threshold
+    return assign(ov, candidate, iou, lambda w, hit: -hit.astype(float) - w / (2 * n_min))
 
 
 def match(ov: Overlaps, thresholds: Sequence[float]) -> list[Counts]:
@@ -150,13 +147,13 @@ def match(ov: Overlaps, thresholds: Sequence[float]) -> list[Counts]:
     >>> [(c.tp, c.fp, c.fn) for c in match(overlaps_from_labels(gt, pred)[0], [0.5, 0.7])]
     [(1, 0, 1), (0, 1, 2)]
     """
-    iou = ov.iou
-    out = []
-    for t in thresholds:
-        pos = match_pairs(ov, t)
-        tp = int(pos.size)
-        out.append(Counts(tp=tp, fp=ov.n_pred - tp, fn=ov.n_gt - tp, iou_sum=float(iou[pos].sum())))
-    return out
+    return [counts_of(ov, match_pairs(ov, t)) for t in thresholds]
+
+
+def counts_of(ov: Overlaps, pos: np.ndarray) -> Counts:
+    """The counts of one image when the pairs at ``pos`` (into the pair arrays of ``ov``) are its true positives."""
+    tp = int(pos.size)
+    return Counts(tp=tp, fp=ov.n_pred - tp, fn=ov.n_gt - tp, iou_sum=float(ov.iou[pos].sum()))
 
 
 def match_labels(gt: np.ndarray, pred: np.ndarray, thresholds: Sequence[float]) -> list[Counts]:
