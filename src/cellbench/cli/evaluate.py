@@ -12,7 +12,7 @@ from cellbench.data.layouts.coco import load_coco_json
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes
 from cellbench.instances import InstanceSet
-from cellbench.metrics import DEFAULT_THRESHOLDS, Evaluator
+from cellbench.metrics import DEFAULT_METRICS, DEFAULT_THRESHOLDS, METRICS, Evaluator, Metric, metric_named
 from cellbench.metrics.sources import Loader, pair_name, segmentation_file, segmentation_loaders
 
 __all__ = ["add_evaluate_command"]
@@ -26,6 +26,16 @@ def _thresholds(text: str) -> list[float]:
     if not values or any(not 0 < v <= 1 for v in values):
         raise argparse.ArgumentTypeError(f"IoU thresholds must be in (0, 1], got {text!r}")
     return values
+
+
+def _metric_names(text: str) -> list[str]:
+    names = [v.strip() for v in text.split(",") if v.strip()]
+    try:
+        for n in names:
+            metric_named(n)
+    except DataError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+    return names
 
 
 def _registered(gt: str) -> bool:
@@ -65,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
             path=args.pred,
         )
     names = sorted(gt)
-    evaluator = Evaluator(thresholds=args.iou, boundary_px=args.boundary_px, coco=args.coco,
+    evaluator = Evaluator(thresholds=args.iou, boundary_px=args.boundary_px, metrics=args.metrics, coco=args.coco,
                           max_dets=args.max_dets, per_class=args.per_class)
     # One pair in memory at a time: label images are read as they are scored.
     for n in _tqdm()(names, desc="evaluate", unit="image") if sys.stderr.isatty() else names:
@@ -83,7 +93,7 @@ def _run(args: argparse.Namespace) -> int:
         atomic_write_bytes(Path(args.json), json.dumps(d, indent=2).encode())
     if args.csv:
         result.to_csv(args.csv)
-    _print_table(d)
+    _print_table(d, [m for m in evaluator.metrics if m.name not in DEFAULT_METRICS])
     return 0
 
 
@@ -107,7 +117,9 @@ def _fmt(v) -> str:
     return "   -  " if v is None else f"{v:6.4f}"
 
 
-def _print_table(d: dict) -> None:
+def _print_table(d: dict, extra: list[Metric]) -> None:
+    """The pooled counts and ratios at each threshold, F1 over images, COCO, and a line per value of the
+    threshold-free metrics asked for beyond the default ones."""
     print(f"{d['n_images']} images; boundary rule: {d['settings']['boundary_rule']}")
     print(f"{'IoU':>5} {'TP':>6} {'FP':>6} {'FN':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'ap_dsb':>6}   "
           f"{'F1 image mean':>13} {'median':>6} {'std':>6}")
@@ -116,6 +128,14 @@ def _print_table(d: dict) -> None:
         print(f"{key:>5} {p['tp']:6d} {p['fp']:6d} {p['fn']:6d} {_fmt(p['precision'])} {_fmt(p['recall'])} "
               f"{_fmt(p['f1'])} {_fmt(p['ap_dsb'])}   {_fmt(m['f1']):>13} {_fmt(m['f1_median'])} {_fmt(m['f1_std'])}")
     print("(TP/FP/FN and the ratios beside them are pooled over images; ap_dsb = TP/(TP+FP+FN))")
+    first = next(iter(d["pooled"]))
+    for m in extra:
+        for k, v in enumerate(m.averaged if not m.per_threshold else ()):
+            pooled, mean = d["pooled"][first].get(v), d["image_mean"][first]
+            line = (f"{v:>14} {'pooled ' + _fmt(pooled) if m.pooled else '':>13}   image mean {_fmt(mean[v])}"
+                    + (f" {_fmt(mean[v + '_median'])} {_fmt(mean[v + '_std'])}" if v in m.spread else " " * 14)
+                    + ("" if k else f"   {m.title}"))
+            print(line.rstrip())
     if "coco" in d:
         c = d["coco"]
         print(f"COCO (maxDets {c['max_dets']}): mAP {_fmt(c['map'])}  AP50 {_fmt(c['ap50'])}  AP75 {_fmt(c['ap75'])}  "
@@ -141,7 +161,11 @@ def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
                    help=f"IoU thresholds (default {default_iou}, the Glioma C6 paper's)")
     p.add_argument("--boundary-px", type=int, default=0,
                    help="NeurIPS-2022 rule: drop instances within N px of the image edge (2 in the challenge; default 0 = off)")
-    p.add_argument("--coco", action="store_true", help="also COCO mAP/AP50/AP75/AR50/AR75 (needs scored COCO predictions)")
+    p.add_argument("--metrics", type=_metric_names, default=list(DEFAULT_METRICS), metavar="NAME,...",
+                   help=f"metric families (default {','.join(DEFAULT_METRICS)}; the matching counts are always "
+                   "scored): " + "; ".join(f"{m.name}: {m.title}" for m in METRICS))
+    p.add_argument("--coco", action="store_true", help="also COCO mAP/AP50/AP75/AR50/AR75 (needs scored COCO predictions; "
+                   "the same as adding coco to --metrics)")
     p.add_argument("--max-dets", type=int, default=3000, help="COCO max detections per image (default 3000)")
     p.add_argument("--per-class", action="store_true", help="also per class and macro over classes")
     p.add_argument("--missing-as-empty", action="store_true", help="score GT images without a prediction as empty")

@@ -25,9 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cellbench.errors import DataError
 from cellbench.matching import Overlaps
+from cellbench.metrics.base import ImagePair, Metric, category_names
 
-__all__ = ["COCO_IOU_THRESHOLDS", "CocoImage", "CocoResult", "coco_image", "coco_summary"]
+__all__ = ["COCO_IOU_THRESHOLDS", "CocoImage", "CocoMetric", "CocoParts", "CocoResult", "coco_image", "coco_summary"]
 
 #: Exactly pycocotools' ``Params.iouThrs`` and ``Params.recThrs``.
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -145,3 +147,51 @@ def coco_summary(per_category: Sequence[Sequence[CocoImage]], categories: Sequen
             q[ok] = pr[idx[ok]]
             precision[t, :, k] = q
     return CocoResult(precision=precision, recall=recall, categories=tuple(categories), max_dets=max_dets)
+
+
+@dataclass(frozen=True)
+class CocoParts:
+    """One image's greedy matching, one :class:`CocoImage` per category (``categories``)."""
+
+    categories: tuple[str, ...]
+    images: tuple[CocoImage, ...]
+
+
+@dataclass(frozen=True)
+class CocoMetric(Metric):
+    """COCO mask AP / AR of a set of images (needs a score on every prediction); ``max_dets`` per image.
+
+    Categories go by class name; when either side has a single class the
+    evaluation is class-agnostic (one category). Every image must give the
+    same categories.
+    """
+
+    max_dets: int = 3000
+
+    name = "coco"
+    title = "COCO mask mAP@[.50:.05:.95], AP50, AP75, AR50, AR75 (pycocotools)"
+    convention = ("greedy by score, per category: each detection in turn takes the still unmatched GT of highest "
+                  "IoU >= t (ties: the later GT), at t = 0.50:0.05:0.95; at most max_dets detections per image")
+    pooled = False
+    needs_instances = True
+    per_class = False  # COCO scores each category already
+
+    def image(self, pair: ImagePair) -> CocoParts:
+        scores = pair.pred.scores
+        if scores is None:
+            raise DataError(f"image {pair.name!r}: COCO metrics need a score for every predicted instance")
+        parts = tuple(coco_image(pair.overlaps.select(gk, pk), scores[pk], max_dets=self.max_dets)
+                      for _, gk, pk in pair.categories())
+        return CocoParts(tuple(category_names(pair.gt.classes, pair.pred.classes)), parts)
+
+    def values(self, part: CocoParts) -> dict:
+        return {}
+
+    def summary(self, parts: Sequence[CocoParts], names: Sequence[str]) -> CocoResult:
+        categories = parts[0].categories if parts else ()
+        for part, name in zip(parts, names):
+            if part.categories != categories:
+                raise DataError(f"image {name!r}: COCO categories {list(part.categories)} differ from earlier "
+                                f"images' {list(categories)}")
+        per_cat = [[p.images[k] for p in parts] for k in range(len(categories))]
+        return coco_summary(per_cat, categories, max_dets=self.max_dets)

@@ -5,6 +5,13 @@
 Inputs are :class:`~cellbench.instances.InstanceSet` (overlapping instances
 are scored as they are, nothing is flattened) or integer label images.
 
+What is scored is a list of metric families (:mod:`cellbench.metrics.base`,
+listed in :mod:`cellbench.metrics.registry`; by default the matching counts
+and pixel Dice): this module names no metric value. Each family's values are
+written per image (under ``by_iou`` for the per-threshold ones), pooled and
+image-mean beside each threshold; ``settings["metrics"]`` records each
+family's title and matching convention.
+
 Aggregations, all reported:
 
 * ``pooled``: TP, FP and FN summed over images, then the ratios (the Glioma
@@ -14,7 +21,8 @@ Aggregations, all reported:
   truth and no prediction have undefined ratios and are left out of these;
 * ``per_class`` (optional): the same for each class alone, and ``macro``,
   the mean over classes of the pooled figures;
-* ``coco`` (optional): see :mod:`cellbench.metrics.coco`.
+* ``coco`` (optional): see :mod:`cellbench.metrics.coco`; a figure of the
+  whole set, under its metric's name.
 
 Edge cases (each tested): no GT and no prediction -> TP = FP = FN = 0 and
 every ratio is None; predictions but no GT -> precision, recall, F1, AP = 0
@@ -27,18 +35,23 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes
 from cellbench.instances import InstanceSet
-from cellbench.matching import Counts, match, overlaps_from_instances, overlaps_from_labels, pooled
+from cellbench.matching import Counts, overlaps_from_instances, overlaps_from_labels, pooled
+from cellbench.metrics.base import ImagePair, Metric
 from cellbench.metrics.boundary import drop_boundary
-from cellbench.metrics.coco import CocoImage, CocoResult, coco_image, coco_summary
+from cellbench.metrics.coco import CocoImage, CocoMetric, CocoResult
+from cellbench.metrics.dice import PixelDice
+from cellbench.metrics.matched_counts import MatchedCounts
+from cellbench.metrics.registry import resolve_metrics
 
 __all__ = [
     "COUNT_BINS",
@@ -82,46 +95,44 @@ def threshold_key(t: float) -> str:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """One image's counts at each threshold, its pixel Dice and its COCO intermediates."""
+    """One image's part of every metric (by metric name; a tuple of parts, one per threshold, for the
+    per-threshold ones) and, for a per-class evaluation, the same for each class alone."""
 
     name: str
     n_gt: int
     n_pred: int
-    counts: tuple[Counts, ...]
-    dice: float | None
-    coco: tuple[CocoImage, ...] | None = None  # one per COCO category
+    parts: Mapping[str, Any]
     per_class: dict[str, ImageResult] = field(default_factory=dict)
 
-    def to_dict(self, thresholds: Sequence[float]) -> dict:
-        return {
-            "image": self.name,
-            "n_gt": self.n_gt,
-            "n_pred": self.n_pred,
-            "dice": self.dice,
-            "by_iou": {threshold_key(t): c.to_dict() for t, c in zip(thresholds, self.counts)},
-        }
+    @property
+    def counts(self) -> tuple[Counts, ...]:
+        """The matching counts at each threshold."""
+        return self.parts[MatchedCounts.name]
 
+    @property
+    def dice(self) -> float | None:
+        """Pixel Dice of the foregrounds (None when not scored)."""
+        part = self.parts.get(PixelDice.name)
+        return None if part is None else part.dice
 
-def _dice(inter: int, a: int, b: int) -> float | None:
-    return 2.0 * inter / (a + b) if a + b else None
+    @property
+    def coco(self) -> tuple[CocoImage, ...] | None:
+        """The COCO intermediates, one per category (None when not scored)."""
+        part = self.parts.get(CocoMetric.name)
+        return None if part is None else part.images
 
-
-def _foreground_counts(gt: InstanceSet, pred: InstanceSet) -> tuple[int, int, int]:
-    """Shared foreground pixels and both foreground areas, each pixel counted once (overlaps too)."""
-    boxes = [i.bbox for i in (*gt, *pred)]
-    if not boxes:
-        return 0, 0, 0
-    b = np.array(boxes)
-    y0, x0 = b[:, 0].min(), b[:, 1].min()
-    shape = (b[:, 2].max() - y0, b[:, 3].max() - x0)
-    fg = []
-    for s in (gt, pred):
-        m = np.zeros(shape, dtype=bool)
-        for inst in s:
-            iy0, ix0, iy1, ix1 = inst.bbox
-            m[iy0 - y0 : iy1 - y0, ix0 - x0 : ix1 - x0] |= inst.mask
-        fg.append(m)
-    return int(np.count_nonzero(fg[0] & fg[1])), int(np.count_nonzero(fg[0])), int(np.count_nonzero(fg[1]))
+    def to_dict(self, metrics: Sequence[Metric], thresholds: Sequence[float]) -> dict:
+        out = {"image": self.name, "n_gt": self.n_gt, "n_pred": self.n_pred}
+        by_iou = {threshold_key(t): {} for t in thresholds}
+        for m in metrics:
+            part = self.parts[m.name]
+            if not m.per_threshold:
+                out.update(m.values(part))
+                continue
+            for t, p in zip(thresholds, part):
+                by_iou[threshold_key(t)].update(m.values(p))
+        out["by_iou"] = by_iou
+        return out
 
 
 def _as_instances(x: Segmentation, what: str, name: str) -> InstanceSet:
@@ -148,15 +159,18 @@ def evaluate_image(
     *,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     boundary_px: int = 0,
+    metrics: Sequence[str | Metric] | None = None,
     coco: bool = False,
     max_dets: int = 3000,
     per_class: bool = False,
     name: str = "image",
 ) -> ImageResult:
-    """Score one image.
+    """Score one image with ``metrics`` (names or :class:`~cellbench.metrics.base.Metric` objects; see
+    :func:`~cellbench.metrics.registry.resolve_metrics`, which also reads ``coco`` and ``max_dets``).
 
-    Two label images take a fast path (pixel-pair counting); anything else is
-    compared as instances, overlaps included. ``coco`` needs prediction scores.
+    Two label images take a fast path (pixel-pair counting) unless a metric
+    needs instances; anything else is compared as instances, overlaps
+    included. COCO needs prediction scores.
 
     >>> gt = np.array([[1, 1, 0, 2, 2], [1, 1, 0, 2, 2]])
     >>> pred = np.array([[3, 3, 0, 0, 0], [3, 3, 0, 0, 4]])
@@ -164,8 +178,11 @@ def evaluate_image(
     >>> r.counts[0].tp, r.counts[0].fp, r.counts[0].fn, r.dice
     (1, 1, 1, 0.7692307692307693)
     """
+    metrics = resolve_metrics(metrics, coco=coco, max_dets=max_dets)
+    thresholds = tuple(thresholds)
     labels_path = (
-        not isinstance(gt, InstanceSet) and not isinstance(pred, InstanceSet) and not coco and not per_class
+        not isinstance(gt, InstanceSet) and not isinstance(pred, InstanceSet) and not per_class
+        and not any(m.needs_instances for m in metrics)
     )
     if labels_path:
         g = _drop_boundary_labels(np.asarray(gt), boundary_px)
@@ -174,56 +191,24 @@ def evaluate_image(
             ov, _, _ = overlaps_from_labels(g, p)
         except DataError as exc:
             raise DataError(f"{exc} ({name})") from None
-        counts = tuple(match(ov, thresholds))
-        dice = _dice(int(ov.intersection.sum()), int(ov.gt_area.sum()), int(ov.pred_area.sum()))
-        return ImageResult(name, ov.n_gt, ov.n_pred, counts, dice)
-
-    g = drop_boundary(_as_instances(gt, "ground truth", name), boundary_px)
-    p = drop_boundary(_as_instances(pred, "prediction", name), boundary_px)
-    if tuple(g.shape) != tuple(p.shape):
-        raise DataError(f"image {name!r}: ground truth is {tuple(g.shape)} but prediction is {tuple(p.shape)}")
-    ov = overlaps_from_instances(g, p)
-    counts = tuple(match(ov, thresholds))
-    dice = _dice(*_foreground_counts(g, p))
-    coco_parts = None
-    if coco:
-        scores = p.scores
-        if scores is None:
-            raise DataError(f"image {name!r}: COCO metrics need a score for every predicted instance")
-        coco_parts = tuple(
-            coco_image(ov.select(gk, pk), scores[pk], max_dets=max_dets) for _, gk, pk in _category_masks(g, p)
-        )
+        pair = ImagePair(name, thresholds, ov)
+    else:
+        g = drop_boundary(_as_instances(gt, "ground truth", name), boundary_px)
+        p = drop_boundary(_as_instances(pred, "prediction", name), boundary_px)
+        if tuple(g.shape) != tuple(p.shape):
+            raise DataError(f"image {name!r}: ground truth is {tuple(g.shape)} but prediction is {tuple(p.shape)}")
+        pair = ImagePair(name, thresholds, overlaps_from_instances(g, p), g, p)
     classes = {}
     if per_class:
-        for cname, gk, pk in _category_masks(g, p, by_name=True):
-            sub_g = g.replace(instances=tuple(i for i, k in zip(g, gk) if k))
-            sub_p = p.replace(instances=tuple(i for i, k in zip(p, pk) if k))
-            sub_ov = ov.select(gk, pk)
-            classes[cname] = ImageResult(
-                name,
-                sub_ov.n_gt,
-                sub_ov.n_pred,
-                tuple(match(sub_ov, thresholds)),
-                _dice(*_foreground_counts(sub_g, sub_p)),
-            )
-    return ImageResult(name, ov.n_gt, ov.n_pred, counts, dice, coco_parts, classes)
+        for cname, gk, pk in pair.categories(by_name=True):
+            sub = pair.select(gk, pk)
+            classes[cname] = _image_result(sub, [m for m in metrics if m.per_class])
+    return _image_result(pair, metrics, classes)
 
 
-def _category_masks(g: InstanceSet, p: InstanceSet, *, by_name: bool = False):
-    """(category, GT selector, prediction selector) per category.
-
-    Categories are matched by class name. For COCO, when either side has a
-    single class the evaluation is class-agnostic (one category), so a model
-    that calls everything "cell" is scored against GT named "nucleus".
-    """
-    names = _category_names(g.classes, p.classes, by_name=by_name)
-    if not by_name and len(names) == 1:
-        yield names[0], np.ones(len(g), bool), np.ones(len(p), bool)
-        return
-    gnames = np.array([g.classes[i.class_id] for i in g], dtype=object)
-    pnames = np.array([p.classes[i.class_id] for i in p], dtype=object)
-    for cname in names:
-        yield cname, gnames == cname, pnames == cname
+def _image_result(pair: ImagePair, metrics: Sequence[Metric], classes: dict | None = None) -> ImageResult:
+    parts = {m.name: m.image(pair) for m in metrics}
+    return ImageResult(pair.name, pair.overlaps.n_gt, pair.overlaps.n_pred, parts, classes or {})
 
 
 def _stats(values: list[float | None]) -> tuple[float | None, float | None, float | None, int]:
@@ -240,81 +225,114 @@ def _pooled(images: Sequence[ImageResult], k: int) -> Counts:
     return pooled(r.counts[k] for r in images)
 
 
-def _aggregate(images: Sequence[ImageResult], thresholds: Sequence[float]) -> tuple[dict, dict]:
+def _image_stats(metric: Metric, rows: Sequence[dict]) -> dict:
+    """Mean over images of each averaged value (with median and sample std for those in ``spread``)."""
+    out = {}
+    for value in metric.averaged:
+        mean, median, std, _ = _stats([row[value] for row in rows])
+        out[value] = mean
+        if value in metric.spread:
+            out[f"{value}_median"] = median
+            out[f"{value}_std"] = std
+    return out
+
+
+def _aggregate(images: Sequence[ImageResult], thresholds: Sequence[float], metrics: Sequence[Metric]
+               ) -> tuple[dict, dict]:
+    """Pooled and image-mean rows per threshold: each per-threshold metric at that threshold, then the
+    threshold-free ones (the same in every row), then ``n_images`` (images with defined matching counts)."""
+
+    def rows(m: Metric, parts: list) -> tuple[dict, dict]:
+        return (m.values(m.total(parts)) if m.pooled else {}), _image_stats(m, [m.values(p) for p in parts])
+
+    free_pooled, free_mean = {}, {}
+    for m in metrics:
+        if not m.per_threshold:
+            p, i = rows(m, [r.parts[m.name] for r in images])
+            free_pooled.update(p)
+            free_mean.update(i)
     pooled, image_mean = {}, {}
-    dice_mean, dice_median, dice_std, _ = _stats([r.dice for r in images])
     for k, t in enumerate(thresholds):
-        pooled[threshold_key(t)] = _pooled(images, k).to_dict()
-        row = {}
-        for metric in ("precision", "recall", "f1", "ap_dsb", "pq", "mean_matched_iou"):
-            mean, median, std, n = _stats([getattr(r.counts[k], metric) for r in images])
-            row[metric] = mean
-            if metric in ("f1", "precision", "recall", "ap_dsb"):
-                row[f"{metric}_median"] = median
-                row[f"{metric}_std"] = std
-        row["dice"] = dice_mean
-        row["dice_median"] = dice_median
-        row["dice_std"] = dice_std
-        row["n_images"] = n
-        image_mean[threshold_key(t)] = row
+        row_pooled, row_mean = {}, {}
+        for m in metrics:
+            if m.per_threshold:
+                p, i = rows(m, [r.parts[m.name][k] for r in images])
+                row_pooled.update(p)
+                row_mean.update(i)
+        pooled[threshold_key(t)] = {**row_pooled, **free_pooled}
+        image_mean[threshold_key(t)] = {**row_mean, **free_mean,
+                                        "n_images": sum(not r.counts[k].empty for r in images)}
     return pooled, image_mean
 
 
 @dataclass(frozen=True)
 class Evaluation:
-    """Everything :func:`evaluate` computed, with the settings that produced it."""
+    """Everything :func:`evaluate` computed, with the metrics and settings that produced it.
+
+    ``summaries`` holds the figures of whole sets of images by metric name (COCO).
+    """
 
     thresholds: tuple[float, ...]
     settings: dict
     images: tuple[ImageResult, ...]
-    coco: CocoResult | None = None
+    metrics: tuple[Metric, ...] = field(default_factory=resolve_metrics)
+    summaries: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def coco(self) -> CocoResult | None:
+        """The COCO figures (None when not scored)."""
+        return self.summaries.get(CocoMetric.name)
 
     def pooled(self, threshold: float) -> Counts:
         """Summed counts at one threshold."""
         return _pooled(self.images, self.thresholds.index(threshold))
 
     def to_dict(self) -> dict:
-        pooled, image_mean = _aggregate(self.images, self.thresholds)
+        pooled, image_mean = _aggregate(self.images, self.thresholds, self.metrics)
         out = {
             "iou_thresholds": [float(t) for t in self.thresholds],
             "settings": dict(self.settings),
             "n_images": len(self.images),
             "pooled": pooled,
             "image_mean": image_mean,
-            "per_image": [r.to_dict(self.thresholds) for r in self.images],
+            "per_image": [r.to_dict(self.metrics, self.thresholds) for r in self.images],
         }
-        if self.coco is not None:
-            out["coco"] = self.coco.summary()
+        for name, summary in self.summaries.items():
+            out[name] = summary.summary()
         if self.settings.get("per_class"):
             out["per_class"] = self._per_class()
         return out
 
     def _per_class(self) -> dict:
+        metrics = [m for m in self.metrics if m.per_class]
         names = list(dict.fromkeys(n for r in self.images for n in r.per_class))
         out = {}
         for cname in names:
             rows = [r.per_class[cname] for r in self.images if cname in r.per_class]
-            pooled, image_mean = _aggregate(rows, self.thresholds)
+            pooled, image_mean = _aggregate(rows, self.thresholds, metrics)
             out[cname] = {"pooled": pooled, "image_mean": image_mean}
         scored = [c for c in names if any(r.per_class[c].n_gt for r in self.images if c in r.per_class)]
         macro = {}
         for t in self.thresholds:
             key = threshold_key(t)
             macro[key] = {
-                m: _mean_defined([out[c]["pooled"][key][m] for c in scored])
-                for m in ("precision", "recall", "f1", "ap_dsb", "pq", "mean_matched_iou")
+                v: _mean_defined([out[c]["pooled"][key][v] for c in scored])
+                for m in metrics if m.pooled for v in m.averaged
             }
         out["macro"] = {"classes": scored, "pooled": macro}
         return out
 
     def per_image_rows(self) -> list[dict]:
-        """One flat row per image (the CSV table): name, counts, Dice, and every metric at every threshold."""
+        """One flat row per image (the CSV table): name, counts, every threshold-free value, and every other
+        value at every threshold."""
         rows = []
         for r in self.images:
-            row = {"image": r.name, "n_gt": r.n_gt, "n_pred": r.n_pred, "dice": r.dice}
-            for t, c in zip(self.thresholds, r.counts):
-                for metric, value in c.to_dict().items():
-                    row[f"{metric}@{threshold_key(t)}"] = value
+            d = r.to_dict(self.metrics, self.thresholds)
+            by_iou = d.pop("by_iou")
+            row = dict(d)
+            for key, values in by_iou.items():
+                for metric, value in values.items():
+                    row[f"{metric}@{key}"] = value
             rows.append(row)
         return rows
 
@@ -322,7 +340,8 @@ class Evaluation:
         """Write the per-image table (atomically)."""
         rows = self.per_image_rows()
         buf = io.StringIO()
-        fields = list(rows[0]) if rows else ["image", "n_gt", "n_pred", "dice"]
+        free = [v for m in self.metrics if not m.per_threshold for v in m.averaged]
+        fields = list(rows[0]) if rows else ["image", "n_gt", "n_pred", *free]
         writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
         writer.writeheader()
         for row in rows:
@@ -338,10 +357,15 @@ def _mean_defined(values: list[float | None]) -> float | None:
 class Evaluator:
     """Accumulates images (``update``) and returns an :class:`Evaluation` (``compute``).
 
-    >>> ev = Evaluator(thresholds=(0.5,))
+    ``metrics`` are names of :data:`~cellbench.metrics.registry.METRICS` or
+    :class:`~cellbench.metrics.base.Metric` objects (default: the matching
+    counts and pixel Dice); ``coco`` and ``max_dets`` add the COCO metric.
+
+    >>> ev = Evaluator(thresholds=(0.5,), metrics=["matching", "dice", "aji"])
     >>> _ = ev.update(np.array([[1, 1], [0, 0]]), np.array([[1, 1], [0, 0]]), name="a")
-    >>> ev.compute().to_dict()["pooled"]["0.5"]["f1"]
-    1.0
+    >>> d = ev.compute().to_dict()
+    >>> d["pooled"]["0.5"]["f1"], d["pooled"]["0.5"]["aji"], d["per_image"][0]["aji"]
+    (1.0, 1.0, 1.0)
     """
 
     def __init__(
@@ -349,6 +373,7 @@ class Evaluator:
         *,
         thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
         boundary_px: int = 0,
+        metrics: Sequence[str | Metric] | None = None,
         coco: bool = False,
         max_dets: int = 3000,
         per_class: bool = False,
@@ -361,39 +386,25 @@ class Evaluator:
             raise DataError(f"boundary width must be >= 0 pixels, got {boundary_px}")
         self.thresholds = thresholds
         self.boundary_px = int(boundary_px)
-        self.coco = coco
-        self.max_dets = int(max_dets)
+        self.metrics = resolve_metrics(metrics, coco=coco, max_dets=max_dets)
         self.per_class = per_class
         self._images: list[ImageResult] = []
-        self._classes: list[str] = []
 
     def update(self, gt: Segmentation, pred: Segmentation, *, name: str | None = None) -> ImageResult:
         name = name if name is not None else f"image_{len(self._images)}"
-        result = evaluate_image(
-            gt,
-            pred,
-            thresholds=self.thresholds,
-            boundary_px=self.boundary_px,
-            coco=self.coco,
-            max_dets=self.max_dets,
-            per_class=self.per_class,
-            name=name,
-        )
-        if self.coco:
-            cats = _category_names(_classes(gt), _classes(pred))
-            if not self._classes:
-                self._classes = cats
-            elif cats != self._classes:
-                raise DataError(f"image {name!r}: COCO categories {cats} differ from earlier images' {self._classes}")
+        result = evaluate_image(gt, pred, thresholds=self.thresholds, boundary_px=self.boundary_px,
+                                metrics=self.metrics, per_class=self.per_class, name=name)
         self._images.append(result)
         return result
 
     def compute(self) -> Evaluation:
-        coco = None
-        if self.coco:
-            n_cat = len(self._classes)
-            per_cat = [[r.coco[k] for r in self._images] for k in range(n_cat)]
-            coco = coco_summary(per_cat, self._classes, max_dets=self.max_dets)
+        names = [r.name for r in self._images]
+        summaries = {}
+        for m in self.metrics:
+            summary = m.summary([r.parts[m.name] for r in self._images], names)
+            if summary is not None:
+                summaries[m.name] = summary
+        coco = next((m for m in self.metrics if isinstance(m, CocoMetric)), None)
         settings = {
             "boundary_px": self.boundary_px,
             "boundary_rule": (
@@ -402,26 +413,15 @@ class Evaluator:
                 if self.boundary_px
                 else "off"
             ),
-            "matching": "optimal one-to-one (Hungarian), cost -(iou>=t) - iou/(2*n_min); TP when IoU >= t",
+            "matching": MatchedCounts.convention,
             "ap_dsb": "TP / (TP + FP + FN)",
             "pooled": "TP, FP, FN summed over images, then the ratios",
             "image_mean": "ratios per image, then mean / median / sample std over images with defined values",
             "per_class": self.per_class,
-            "coco_max_dets": self.max_dets if self.coco else None,
+            "coco_max_dets": coco.max_dets if coco is not None else None,
+            "metrics": {m.name: {"title": m.title, "convention": m.convention} for m in self.metrics},
         }
-        return Evaluation(self.thresholds, settings, tuple(self._images), coco)
-
-
-def _category_names(g: Sequence[str], p: Sequence[str], *, by_name: bool = False) -> list[str]:
-    """Category names of a GT / prediction pair: by class name, or one class-agnostic category for COCO
-    when either side has a single class (unless ``by_name``)."""
-    if not by_name and (len(g) == 1 or len(p) == 1):
-        return [g[0]]
-    return list(dict.fromkeys([*g, *p]))
-
-
-def _classes(x: Segmentation) -> tuple[str, ...]:
-    return x.classes if isinstance(x, InstanceSet) else ("cell",)
+        return Evaluation(self.thresholds, settings, tuple(self._images), self.metrics, summaries)
 
 
 def evaluate(
@@ -431,6 +431,7 @@ def evaluate(
     names: Sequence[str] | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     boundary_px: int = 0,
+    metrics: Sequence[str | Metric] | None = None,
     coco: bool = False,
     max_dets: int = 3000,
     per_class: bool = False,
@@ -448,7 +449,8 @@ def evaluate(
         raise DataError(f"{len(gt)} ground-truth images but {len(pred)} predictions")
     if names is not None and len(names) != len(gt):
         raise DataError(f"{len(names)} names for {len(gt)} images")
-    ev = Evaluator(thresholds=thresholds, boundary_px=boundary_px, coco=coco, max_dets=max_dets, per_class=per_class)
+    ev = Evaluator(thresholds=thresholds, boundary_px=boundary_px, metrics=metrics, coco=coco, max_dets=max_dets,
+                   per_class=per_class)
     pairs = list(zip(gt, pred))
     iterator = progress(pairs, desc="evaluate", unit="image") if progress else pairs
     for k, (g, p) in enumerate(iterator):
