@@ -14,23 +14,23 @@ None of the seed papers says how certain a score or a difference is. Here:
   two-sided bootstrap p-value; and the Wilcoxon signed-rank test
   (``scipy.stats.wilcoxon``) on the per-image F1.
 
-Metrics are those of :class:`cellbench.matching.Counts`: ``f1`` = 2TP / (2TP +
-FP + FN), ``ap_dsb`` = TP / (TP + FP + FN), ``precision``, ``recall``; a zero
-denominator gives 0, and a resample with no TP, FP or FN at all gives an
-undefined value, left out of the percentiles (and counted).
+Metrics are the registered ratios of TP, FP and FN
+(:func:`cellbench.metrics.count_ratios`, each defined once as weights of TP, FP
+and FN): ``precision``, ``recall``, ``f1`` = 2TP / (2TP + FP + FN), ``ap_dsb`` =
+TP / (TP + FP + FN); a zero denominator gives 0, and a resample with no TP, FP
+or FN at all gives an undefined value, left out of the percentiles (and
+counted).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
-
 import numpy as np
 from scipy import stats
 
 from cellbench.errors import DataError
-from cellbench.metrics import threshold_key
+from cellbench.metrics import count_ratios, threshold_key
 
 __all__ = [
     "CERTAINTY_METRICS",
@@ -43,9 +43,11 @@ __all__ = [
     "pooled_metric",
 ]
 
-Metric = Literal["f1", "ap_dsb", "precision", "recall"]
-#: The pooled metrics the bootstrap recomputes from summed counts.
-CERTAINTY_METRICS: tuple[str, ...] = ("f1", "ap_dsb", "precision", "recall")
+#: A name of :data:`CERTAINTY_METRICS`.
+Metric = str
+_RATIOS = count_ratios()
+#: The pooled metrics the bootstrap recomputes from summed counts: every registered ratio of TP, FP and FN.
+CERTAINTY_METRICS: tuple[str, ...] = tuple(_RATIOS)
 
 
 @dataclass(frozen=True)
@@ -101,12 +103,11 @@ def _check(metric: str, n_boot: int, level: float) -> None:
 
 def pooled_metric(sums: np.ndarray, metric: str) -> np.ndarray:
     """The metric from summed (..., 3) TP / FP / FN; 0 for a zero denominator, NaN when all three are 0."""
-    tp, fp, fn = (sums[..., k].astype(np.float64) for k in range(3))
-    num, den = {"f1": (2 * tp, 2 * tp + fp + fn), "ap_dsb": (tp, tp + fp + fn),
-                "precision": (tp, tp + fp), "recall": (tp, tp + fn)}[metric]
+    counts = np.asarray(sums).astype(np.float64)
+    num, den = (counts @ np.array(weights, dtype=np.float64) for weights in _RATIOS[metric])
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
-    return np.where(tp + fp + fn > 0, value, np.nan)
+    return np.where(counts.sum(axis=-1) > 0, value, np.nan)
 
 
 def _resample(n: int, n_boot: int, seed: int) -> np.ndarray:

@@ -47,7 +47,7 @@ import numpy as np
 from cellbench.analysis.certainty import pooled_metric
 from cellbench.analysis.ranking import task_accuracy
 from cellbench.errors import DataError
-from cellbench.metrics import COUNT_BINS, threshold_key
+from cellbench.metrics import COUNT_BINS, count_ratios, threshold_key
 
 __all__ = [
     "COCO_METRICS",
@@ -61,7 +61,7 @@ __all__ = [
 ]
 
 #: The per-instance ratios (from TP, FP and FN at a threshold) a metric name may use.
-RATIO_METRICS: tuple[str, ...] = ("precision", "recall", "f1", "ap_dsb")
+RATIO_METRICS: tuple[str, ...] = tuple(count_ratios())
 #: The COCO figures (keys of a stored evaluation's ``coco`` summary) as metric names, and their words.
 COCO_METRICS: dict[str, str] = {"coco_map": "map", "coco_ap50": "ap50", "coco_ap75": "ap75", "coco_ar50": "ar50",
                                 "coco_ar75": "ar75"}
@@ -69,7 +69,7 @@ COCO_METRICS: dict[str, str] = {"coco_map": "map", "coco_ap50": "ap50", "coco_ap
 SEED_STATISTICS: tuple[str, ...] = ("mean", "median", "max")
 SeedStatistic = Literal["mean", "median", "max"]
 _IMAGE_STATISTICS = ("mean", "median", "std")
-_NAME = re.compile(r"^(?:(?P<stat>mean|median|std)_)?(?P<base>precision|recall|f1|ap_dsb)@(?P<t>[0-9.]+)"
+_NAME = re.compile(rf"^(?:(?P<stat>mean|median|std)_)?(?P<base>{'|'.join(RATIO_METRICS)})@(?P<t>[0-9.]+)"
                    r"(?:\[(?P<bin>[^\]]+)\])?$")
 
 
@@ -125,7 +125,7 @@ def parse_metric(name: str) -> MetricSpec:
     if not found or threshold is None or not 0 < threshold <= 1:
         bins = ", ".join(b for b, _, _ in COUNT_BINS)
         raise DataError(
-            f"unknown metric {name!r}; metrics: precision|recall|f1|ap_dsb@T (pooled), "
+            f"unknown metric {name!r}; metrics: {'|'.join(RATIO_METRICS)}@T (pooled), "
             f"mean|median|std_<that>@T (per image), mean_<that>@T[BIN] (BIN: {bins}), "
             f"mean|median|std_dice, {', '.join(COCO_METRICS)}, seggal_accuracy")
     stat, base, binned = found.group("stat"), found.group("base"), found.group("bin")
