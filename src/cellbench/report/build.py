@@ -23,6 +23,7 @@ from cellbench.report.leaderboard import (
     seed_aggregates,
     seed_table,
 )
+from cellbench.report.metric_table import metrics_table
 from cellbench.report.results import EntryEvaluation, RunResults, load_results, threshold_key
 from cellbench.report.run_data import entry_dataset, predictions
 from cellbench.report.tables import (
@@ -59,6 +60,7 @@ def build_tables(results: RunResults) -> dict[str, list[Table]]:
     sections = {
         LEADERBOARD_SECTION: [t for t in (leaderboard_table(aggregates),) if t is not None],
         SEEDS_SECTION: [t for t in (seed_table(aggregates),) if t is not None],
+        "Metrics and matching conventions": [t for t in (metrics_table(evs),) if t is not None],
         "Glioma C6 paper tables": glioma_tables(evs),
         "Certainty: bootstrap intervals and paired comparisons": [
             *(t for t in (interval_table(evs),) if t is not None), *pairwise_tables(evs)],
