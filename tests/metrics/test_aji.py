@@ -71,10 +71,8 @@ def test_evaluate_pools_summed_parts_and_averages_images():
     assert "Kumar" in res["settings"]["metrics"]["aji"]["title"]
 
 
-cellseg_metrics = pytest.importorskip("cellseg_metrics")
-
-
 def test_cellseg_metrics_aji_is_another_pairing():
+    cellseg_metrics = pytest.importorskip("cellseg_metrics")  # pip install --no-deps cellseg-metrics==0.2.0
     # cellseg-metrics 0.2.0 pairs each GT with its prediction of largest *intersection*, HoVer-Net with largest IoU.
     gt = np.zeros((1, 20), np.int32)
     gt[0, :10] = 1
