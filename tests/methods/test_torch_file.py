@@ -50,3 +50,40 @@ def test_bad_files_are_refused_naming_them(tmp_path):
     (tmp_path / "raw.pkl").write_bytes(pickle.dumps({"w": [1.0]}, protocol=2))
     with pytest.raises(DataError, match="not a readable torch weights file|not a state dict of tensors"):
         read_state_dict(tmp_path / "raw.pkl", what="test weights file")
+
+
+def test_safetensors_files_are_read_by_safetensors_whatever_torch_load_does(tmp_path, monkeypatch):
+    from safetensors.torch import save_file
+
+    state = {"w": torch.arange(3.0), "b": torch.zeros(2)}
+    save_file(state, tmp_path / "model.safetensors")
+
+    def refuse(*args, **kwargs):  # torch.load before 2026 reads no safetensors file; it is never asked
+        raise RuntimeError("Invalid magic number; corrupt file?")
+
+    monkeypatch.setattr(torch, "load", refuse)
+    read = read_state_dict(tmp_path / "model.safetensors", what="test weights file", wrappers=("model",))
+    assert set(read) == {"w", "b"} and torch.equal(read["w"], state["w"]) and read["w"].device.type == "cpu"
+    assert set(read_torch_file(tmp_path / "model.safetensors", what="test weights file",
+                               map_location=torch.device("cpu"))) == {"w", "b"}
+
+
+def test_a_corrupt_safetensors_file_is_refused_naming_it(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.arange(6.0)}, tmp_path / "good.safetensors")
+    whole = (tmp_path / "good.safetensors").read_bytes()
+    torch.save({"w": torch.zeros(1)}, tmp_path / "torch.pt")  # a torch file under a safetensors name
+    for name, data in (("truncated", whole[:-4]), ("empty", b""), ("junk", b"\x00not safetensors"),
+                       ("zip", (tmp_path / "torch.pt").read_bytes())):
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(data)
+        refused = r"test weights file: not a readable safetensors file \(.+\); retry$"
+        with pytest.raises(DataError, match=refused) as info:
+            read_torch_file(path, what="test weights file", hint="; retry")
+        assert info.value.path == str(path) and "\n" not in str(info.value)
+    with pytest.raises(DataError, match="MEDIAR weights file: not a readable safetensors file") as info:
+        read_state_dict(tmp_path / "truncated.safetensors", what="MEDIAR weights file")
+    assert info.value.path == str(tmp_path / "truncated.safetensors")
+    with pytest.raises(DataError, match="test weights file not found"):
+        read_state_dict(tmp_path / "missing.safetensors", what="test weights file")

@@ -1,9 +1,13 @@
-"""Reading torch files safely: one place for ``torch.load(weights_only=True)`` and its errors.
+"""Reading torch files safely: one place for ``torch.load(weights_only=True)``, safetensors and their errors.
 
 Every model directory, checkpoint and pretrained file a method loads goes
 through :func:`read_torch_file`: no pickled objects are ever run, and a bad file
 (missing, truncated, a pickle, not a zip) becomes a :class:`DataError` that names
-it. :func:`read_state_dict` adds the check that the file holds a state dict of
+it. A ``*.safetensors`` file (the Hugging Face Hub's format: timm's and
+``transformers``' classifiers) is read by ``safetensors`` itself, whichever
+torch is installed: ``torch.load`` hands such paths to safetensors only in
+releases from 2026 on (pytorch/pytorch#170592), and the extras allow torch 2.1.
+:func:`read_state_dict` adds the check that the file holds a state dict of
 tensors, unwrapping the training checkpoints some authors save around it, and
 :func:`check_state_dict` makes the same check on weights found inside a larger
 file (nnU-Net's checkpoint). :func:`fit_state_dict` says how a pretrained state
@@ -31,20 +35,37 @@ __all__ = ["StateFit", "check_state_dict", "fit_state_dict", "misfit_text", "rea
 
 
 def read_torch_file(path: str | Path, *, what: str, map_location: Any = "cpu", hint: str = "") -> Any:
-    """What ``torch.load(path, weights_only=True)`` returns; a DataError naming ``path`` when it cannot.
+    """What ``torch.load(path, weights_only=True)`` returns, or for a ``*.safetensors`` path its tensors by name;
+    a DataError naming ``path`` when it cannot.
 
     ``what`` names the file for the messages ("Mask R-CNN weights file");
     ``hint`` is appended to the unreadable-file message (what to do about it).
     """
-    import torch
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} not found", path=path)
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path, what=what, map_location=map_location, hint=hint)
+    import torch
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # pickle, zip and torch errors all mean the same thing here
         raise DataError(f"{what}: not a readable torch weights file ({_why(exc)}){hint}", path=path) from exc
+
+
+def _read_safetensors(path: Path, *, what: str, map_location: Any, hint: str) -> dict[str, Any]:
+    """The tensors of a safetensors file, on ``map_location`` (a device or its name); a DataError naming it."""
+    try:
+        from safetensors.torch import load_file
+    except ImportError as exc:
+        raise DataError(f"{what}: reading a .safetensors file needs the safetensors package "
+                        "(pip install safetensors)", path=path) from exc
+    try:
+        return load_file(path, device=str(map_location or "cpu"))
+    except Exception as exc:  # safetensors' SafetensorError (bad header, truncated file) and OS errors alike
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{what}: not a readable safetensors file ({first}){hint}", path=path) from exc
 
 
 def _why(exc: Exception) -> str:

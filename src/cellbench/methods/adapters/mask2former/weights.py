@@ -1,10 +1,10 @@
 """Weights files of Mask2Former: read safely, and loaded whole or into the backbone alone.
 
-Every file is read without running pickled code: ``.safetensors`` files with
-``safetensors``, anything else with ``torch.load(weights_only=True)``
-(:mod:`cellbench.methods.torch_file`), unwrapped from a training checkpoint's
-``model`` / ``state_dict`` entry. :func:`load_pretrained` tells two kinds of
-file apart by their names:
+Every file is read without running pickled code by
+:mod:`cellbench.methods.torch_file` (``.safetensors`` files with
+``safetensors``, anything else with ``torch.load(weights_only=True)``),
+unwrapped from a training checkpoint's ``model`` / ``state_dict`` entry.
+:func:`load_pretrained` tells two kinds of file apart by their names:
 
 * a whole Mask2Former in Hugging Face's layout (names under
   ``model.pixel_level_module.``: ``Mask2FormerForUniversalSegmentation``'s
@@ -71,18 +71,7 @@ def read_weights(path: str | Path, *, what: str = "Mask2Former weights file") ->
     path = Path(path)
     if path.is_dir():
         return _read_folder(path)
-    if path.suffix != ".safetensors":
-        return torch_file.read_state_dict(path, what=what, wrappers=("model", "state_dict"))
-    if not path.is_file():
-        raise DataError(f"{what} not found", path=path)
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        state = load_file(path, device="cpu")
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise DataError(f"{what}: not a readable safetensors file ({str(exc).splitlines()[0]})", path=path) from exc
-    return torch_file.check_state_dict(state, what=what, path=path)
+    return torch_file.read_state_dict(path, what=what, wrappers=("model", "state_dict"))
 
 
 def write_weights(model: nn.Module, path: str | Path) -> None:
