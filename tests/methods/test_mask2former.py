@@ -168,6 +168,80 @@ def test_classifier_file_loads_into_the_backbone_alone(tmp_path):
                         backbone="swin_t_w48")
 
 
+def _with_index(state: dict) -> dict:
+    """``state`` with the ``relative_position_index`` buffers transformers 4 saved beside each Swin bias table (the
+    Hub's Swin files hold them; transformers 5 rebuilds them)."""
+    return state | {k.replace("bias_table", "index"): torch.zeros(49, dtype=torch.long)
+                    for k in state if k.endswith("relative_position_bias_table")}
+
+
+def test_swin_classifier_with_transformers_4_names_loads_as_from_pretrained_loads_it(tmp_path):
+    """transformers 5's save_pretrained writes a Swin's tensors under transformers 4's names (its conversion mapping
+    reversed), the names of the Hub's Swin files: the lone file loads into the backbone and gives the backbone
+    outputs that transformers' own from_pretrained of the folder gives."""
+    from safetensors.torch import load_file, save_file
+    from transformers import SwinBackbone, SwinConfig, SwinForImageClassification
+
+    from cellbench.methods.adapters.mask2former.backbones import OUT_FEATURES, REGISTRY
+    from cellbench.methods.adapters.mask2former.weights import SWIN_RENAMES, swin_names
+
+    torch.manual_seed(4)
+    classifier = SwinForImageClassification(SwinConfig(**dict(REGISTRY["tiny"].options), num_labels=7))
+    classifier.save_pretrained(tmp_path / "hf")
+    written = load_file(tmp_path / "hf" / "model.safetensors")
+    assert any(".attention.self.query." in k for k in written) and not any(".q_proj." in k for k in written)
+    assert set(swin_names(written)) == set(classifier.state_dict())  # the map is transformers' own, forwards
+    reversed_map = set()
+    for key in classifier.state_dict():
+        key = f".{key}."
+        for old, new in reversed(SWIN_RENAMES):
+            key = key.replace(f".{new}.", f".{old}.")
+        reversed_map.add(key[1:-1])
+    assert reversed_map == set(written)  # ... and backwards
+    save_file(_with_index(written), tmp_path / "swin.safetensors")
+    model = build_network(tiny(), n_classes=1).eval()
+    info = load_pretrained(model, tmp_path / "swin.safetensors", backbone="tiny")
+    assert info["backbone_only"]
+    ours = model.model.pixel_level_module.encoder
+    theirs = SwinBackbone.from_pretrained(tmp_path / "hf", out_features=list(OUT_FEATURES), local_files_only=True)
+    theirs.hidden_states_norms.load_state_dict(ours.hidden_states_norms.state_dict())  # in neither file
+    theirs.eval()
+    for key, value in theirs.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(ours(x).feature_maps, theirs(x).feature_maps, strict=True))
+    one = "swin.encoder.layers.0.blocks.0.attention.q_proj.weight"
+    save_file(written | {one: classifier.state_dict()[one]}, tmp_path / "both.safetensors")
+    with pytest.raises(DataError, match=f"both.safetensors: two tensors are named '{one}'"):
+        load_pretrained(model, tmp_path / "both.safetensors", backbone="tiny")
+
+
+def test_lone_mask2former_file_with_transformers_4_names_loads_as_its_folder_does(tmp_path):
+    """A Mask2Former COCO model.safetensors on its own (transformers 4 wrote them: the Swin's old names, the
+    SwinModel's parts straight under the backbone, no last LayerNorm) loads whole, as from_pretrained loads it."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(5)
+    build_network(tiny(), n_classes=3).save_pretrained(tmp_path / "hf")
+    written = load_file(tmp_path / "hf" / "model.safetensors")
+    legacy = _with_index({k: v for k, v in written.items() if ".swin.layernorm." not in k})
+    assert "model.pixel_level_module.encoder.encoder.layers.0.blocks.0.attention.self.query.weight" in legacy
+    save_file(legacy, tmp_path / "model.safetensors")
+    lone, folder = build_network(tiny(), n_classes=3).eval(), build_network(tiny(), n_classes=3).eval()
+    assert not load_pretrained(lone, tmp_path / "model.safetensors", backbone="tiny")["class_heads_reinitialised"]
+    load_pretrained(folder, tmp_path / "hf", backbone="tiny")
+    mine, other = lone.state_dict(), folder.state_dict()
+    assert mine.keys() == other.keys() and all(torch.equal(mine[k], other[k]) for k in mine)
+    with torch.no_grad():  # the LayerNorm the lone file lacks kept its initialisation: no output passes through it
+        lone.model.pixel_level_module.encoder.swin.layernorm.weight.normal_()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        a, b = lone(pixel_values=x), folder(pixel_values=x)
+    assert torch.equal(a.masks_queries_logits, b.masks_queries_logits)
+    assert torch.equal(a.class_queries_logits, b.class_queries_logits)
+
+
 def test_bad_weights_files_are_refused_by_name(tmp_path):
     model = build_network(tiny(), n_classes=1)
     (tmp_path / "junk.safetensors").write_bytes(b"not safetensors")

@@ -10,7 +10,6 @@ import pytest
 
 from fake_registry import replace_file
 
-from cellbench.errors import DataError
 from cellbench.pretrained import get_pretrained, list_pretrained
 
 IMAGENET = ("maskrcnn/resnet18_imagenet", "maskrcnn/resnet50_imagenet", "maskrcnn/res2net50_imagenet",
@@ -139,10 +138,8 @@ SWIN_4_NAMES = (("attention.q_proj", "attention.self.query"), ("attention.k_proj
                 ("mlp.fc1", "intermediate.dense"), ("mlp.fc2", "output.dense"))
 
 
-@pytest.mark.xfail(strict=True, raises=DataError,
-                   reason="mask2former's backbone loader compares tensor names as transformers 5 writes them; the "
-                          "Hub's Swin classifier (2023) has transformers 4 names and relative_position_index")
 def test_swin_classifier_with_transformers_4_names_loads_into_the_mask2former_backbone(fake_mirror, monkeypatch):
+    # the Hub's Swin classifier (2023) has transformers 4 names and relative_position_index: mapped before matching
     torch = pytest.importorskip("torch")
     pytest.importorskip("transformers")
     from transformers import SwinConfig, SwinForImageClassification
@@ -164,5 +161,8 @@ def test_swin_classifier_with_transformers_4_names_loads_into_the_mask2former_ba
     replace_file(monkeypatch, mirror, name, get_pretrained(name).files[0].file_name,
                  _bytes(legacy, safetensors=True))
     monkeypatch.setenv("CELLBENCH_MODEL_MIRROR", str(mirror))
-    info = load_pretrained(_mask2former("tiny"), resolve_pretrained(name), backbone="tiny")
-    assert info["backbone_only"]
+    model = _mask2former("tiny")
+    info = load_pretrained(model, resolve_pretrained(name), backbone="tiny")
+    assert info["backbone_only"] and info["left_out"] == 2 + 4  # classifier weight / bias, 4 relative_position_index
+    key = "swin.encoder.layers.3.blocks.0.attention.o_proj.weight"
+    assert torch.equal(model.state_dict()["model.pixel_level_module.encoder." + key], classifier.state_dict()[key])

@@ -261,7 +261,7 @@ REGISTRY: tuple[PretrainedModel, ...] = (
                    "Transformer using Shifted Windows. ICCV 2021, 10012-10022. arXiv:2103.14030"),
          notes=("Microsoft's Swin-T ImageNet-1k classifier (acc@1 81.2) as SwinForImageClassification, about 113 MB "
                 "(Hub revision d00d478 on main; the sha256 pins the file). Written by transformers 4, with its tensor "
-                "names (attention.self.query, intermediate.dense, relative_position_index), which transformers 5 "
-                "renames only inside from_pretrained: Mask2Former's backbone loader must map them before this file "
-                "fits `backbone: swin_t`.")),
+                "names (attention.self.query, intermediate.dense, relative_position_index), which Mask2Former's "
+                "loader maps to transformers 5's as from_pretrained does: loads into the backbone of "
+                "`backbone: swin_t` (pixel decoder and transformer decoder start new).")),
 )
