@@ -28,7 +28,7 @@ def test_list_json_and_method_filter(mirror, capsys):
     assert main(["models", "list", "--json"]) == 0
     entries = json.loads(capsys.readouterr().out)
     by_name = {e["name"]: e for e in entries}
-    assert len(entries) == 23 and not any(e["cached"] for e in entries)  # 13 + 5 YOLO11-seg sizes + 5 ImageNet
+    assert len(entries) == 22 and not any(e["cached"] for e in entries)  # 13 + 5 YOLO11-seg sizes + 4 ImageNet
     vit_b = by_name["sam/vit_b"]
     assert vit_b["method"] == "sam" and vit_b["checksum_published"] and vit_b["licence"] == "Apache-2.0"
     assert vit_b["files"][0]["url"] == "https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth"

@@ -12,8 +12,8 @@ from fake_registry import replace_file
 
 from cellbench.pretrained import get_pretrained, list_pretrained
 
-IMAGENET = ("maskrcnn/resnet18_imagenet", "maskrcnn/resnet50_imagenet", "maskrcnn/res2net50_imagenet",
-            "mask2former/resnet50_imagenet", "mask2former/swin_t_imagenet")
+IMAGENET = ("maskrcnn/resnet18_imagenet", "maskrcnn/resnet50_imagenet", "mask2former/resnet50_imagenet",
+            "mask2former/swin_t_imagenet")
 HUB_URL = r"https://huggingface\.co/([\w.-]+)/([\w.-]+)/resolve/(main|[0-9a-f]{40})/([\w.]+)"
 
 
@@ -37,47 +37,21 @@ def test_imagenet_entries_name_a_backbone_of_their_method_and_the_hubs_sha256():
     assert len(names) == len(set(names))  # one mirror folder holds every file under its registry name
 
 
-def _bytes(state: dict, *, safetensors: bool) -> bytes:
-    import io
-
-    import torch
+def _safetensors(state: dict) -> bytes:
     from safetensors.torch import save
 
-    state = {k: v.contiguous() for k, v in state.items()}
-    if safetensors:
-        return save(state)
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
+    return save({k: v.contiguous() for k, v in state.items()})
 
 
-def _maskrcnn_loads(name: str, backbone: str, *, safetensors: bool, fake_mirror, monkeypatch) -> None:
-    """timm's classifier of ``backbone``, in the entry's file format, pulled by registry name over HTTP and loaded
-    the way maskrcnn loads ``pretrained`` (read_state_dict, then the backbone's trunk)."""
+def test_timm_safetensors_loads_into_the_maskrcnn_backbone(fake_mirror, monkeypatch):
+    """timm's classifier of resnet18, in the entry's safetensors format, pulled by registry name over HTTP and
+    loaded the way maskrcnn loads ``pretrained`` (read_state_dict, then the backbone's trunk)."""
     torch = pytest.importorskip("torch")
     timm = pytest.importorskip("timm")
     from local_server import serve
 
     from cellbench.methods.adapters.detection.backbones import REGISTRY, build_backbone
     from cellbench.methods.adapters.detection.weights import load_backbone, read_state_dict, resolve_weights
-
-    mirror, _ = fake_mirror
-    torch.manual_seed(0)
-    classifier = timm.create_model(REGISTRY[backbone].model, pretrained=False).state_dict()
-    replace_file(monkeypatch, mirror, name, get_pretrained(name).files[0].file_name,
-                 _bytes(classifier, safetensors=safetensors))
-    with serve(mirror) as server:
-        monkeypatch.setenv("CELLBENCH_MODEL_MIRROR", server.url() + "/")
-        path = resolve_weights(name.split("/")[1], method="maskrcnn")
-    body = build_backbone(backbone, trainable_layers=5).body
-    info = load_backbone(body, read_state_dict(path), path)
-    assert info["backbone_only"] and info["left_out"] == 2  # fc.weight, fc.bias
-    trunk = {k.removeprefix("trunk."): v for k, v in body.state_dict().items()}  # timm's trunks sit under trunk.
-    assert torch.equal(trunk["layer1.0.conv1.weight"], classifier["layer1.0.conv1.weight"])
-
-
-def test_timm_safetensors_loads_into_the_maskrcnn_backbone(fake_mirror, monkeypatch):
-    import torch
 
     load = torch.load
 
@@ -86,14 +60,19 @@ def test_timm_safetensors_loads_into_the_maskrcnn_backbone(fake_mirror, monkeypa
         return load(f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "load", old_torch_load)
-    _maskrcnn_loads("maskrcnn/resnet18_imagenet", "resnet18", safetensors=True, fake_mirror=fake_mirror,
-                    monkeypatch=monkeypatch)
-
-
-@pytest.mark.slow
-def test_timm_torch_state_dict_loads_into_the_res2net_backbone(fake_mirror, monkeypatch):
-    _maskrcnn_loads("maskrcnn/res2net50_imagenet", "res2net50", safetensors=False, fake_mirror=fake_mirror,
-                    monkeypatch=monkeypatch)
+    mirror, _ = fake_mirror
+    name = "maskrcnn/resnet18_imagenet"
+    torch.manual_seed(0)
+    classifier = timm.create_model(REGISTRY["resnet18"].model, pretrained=False).state_dict()
+    replace_file(monkeypatch, mirror, name, get_pretrained(name).files[0].file_name, _safetensors(classifier))
+    with serve(mirror) as server:
+        monkeypatch.setenv("CELLBENCH_MODEL_MIRROR", server.url() + "/")
+        path = resolve_weights("resnet18_imagenet", method="maskrcnn")
+    body = build_backbone("resnet18", trainable_layers=5).body
+    info = load_backbone(body, read_state_dict(path), path)
+    assert info["backbone_only"] and info["left_out"] == 2  # fc.weight, fc.bias
+    trunk = {k.removeprefix("trunk."): v for k, v in body.state_dict().items()}  # timm's trunks sit under trunk.
+    assert torch.equal(trunk["layer1.0.conv1.weight"], classifier["layer1.0.conv1.weight"])
 
 
 def _mask2former(backbone: str):
@@ -119,8 +98,7 @@ def test_hugging_face_resnet50_classifier_loads_into_the_mask2former_backbone(fa
     torch.manual_seed(0)  # microsoft/resnet-50's config: bottleneck blocks 3, 4, 6, 3 and 1000 ImageNet classes
     classifier = ResNetForImageClassification(ResNetConfig(depths=[3, 4, 6, 3], layer_type="bottleneck",
                                                            num_labels=1000)).state_dict()
-    replace_file(monkeypatch, mirror, name, get_pretrained(name).files[0].file_name,
-                 _bytes(classifier, safetensors=True))
+    replace_file(monkeypatch, mirror, name, get_pretrained(name).files[0].file_name, _safetensors(classifier))
     monkeypatch.setenv("CELLBENCH_MODEL_MIRROR", str(mirror))
     path = resolve_pretrained(name)
     model = _mask2former("resnet50")
@@ -158,8 +136,7 @@ def test_swin_classifier_with_transformers_4_names_loads_into_the_mask2former_ba
         legacy[key] = value
         if key.endswith("relative_position_bias_table"):  # a persistent buffer in transformers 4
             legacy[key.replace("bias_table", "index")] = torch.zeros(49, dtype=torch.long)
-    replace_file(monkeypatch, mirror, name, get_pretrained(name).files[0].file_name,
-                 _bytes(legacy, safetensors=True))
+    replace_file(monkeypatch, mirror, name, get_pretrained(name).files[0].file_name, _safetensors(legacy))
     monkeypatch.setenv("CELLBENCH_MODEL_MIRROR", str(mirror))
     model = _mask2former("tiny")
     info = load_pretrained(model, resolve_pretrained(name), backbone="tiny")

@@ -15,7 +15,7 @@ NAMES = {"cellpose/cyto3", "cellpose/nuclei", "cellpose/cyto2", "stardist/2D_ver
          "stardist/2D_versatile_he", "stardist/2D_paper_dsb2018", "sam/vit_b", "sam/vit_l", "sam/vit_h",
          "litemedsam", "maskrcnn/resnet50_fpn_v2_coco", "mediar/from_phase1", "mediar/from_phase2",
          *(f"yolo/yolo11{size}-seg" for size in "nsmlx"), "maskrcnn/resnet18_imagenet", "maskrcnn/resnet50_imagenet",
-         "maskrcnn/res2net50_imagenet", "mask2former/resnet50_imagenet", "mask2former/swin_t_imagenet"}
+         "mask2former/resnet50_imagenet", "mask2former/swin_t_imagenet"}
 
 
 def _installed_source(package: str, relative: str) -> str:

@@ -235,16 +235,7 @@ REGISTRY: tuple[PretrainedModel, ...] = (
          notes=("torchvision's ResNet-50 ImageNet weights (resnet50-0676ba61.pth, acc@1 76.1), as timm hosts them "
                 "in safetensors (about 102 MB). "
                 "Loads into the backbone of `backbone: resnet50` (FPN and heads start new).")),
-    _hub("maskrcnn/res2net50_imagenet", "timm/res2net50_26w_4s.in1k", "pytorch_model.bin",
-         "d73b44deaf5b068a3632893bc82400b7e9285169",
-         "c2c4ebadfab380fcea2dde2be93965bcbfc5dc7621a516da2b1a39f69a47d0e8", backbone="res2net50",
-         licence=("none stated: the Res2Net authors' weights repository (Res2Net/Res2Net-PretrainedModels) names "
-                  f"no licence and timm's model card says 'unknown'; {_IMAGENET_TERMS}"),
-         citation=("Gao S-H, Cheng M-M, Zhao K, Zhang X-Y, Yang M-H, Torr P. Res2Net: A New Multi-scale Backbone "
-                   "Architecture. IEEE TPAMI 43(2), 652-662 (2021). doi:10.1109/TPAMI.2019.2938758"),
-         notes=("The Res2Net authors' Res2Net-50-26w-4s (top-1 78.0 %) as timm hosts it, about 103 MB. A torch "
-                "state dict of plain tensors, read with torch.load(weights_only=True); the sha256 of timm's "
-                "model.safetensors copy could not be read here. Loads into the backbone of `backbone: res2net50`.")),
+    # not registered: Res2Net-50 (timm/res2net50_26w_4s.in1k), no licence stated; pass its file by path instead
     _hub("mask2former/resnet50_imagenet", "microsoft/resnet-50", "model.safetensors",
          "34c2154c194f829b11125337b98c8f5f9965ff19",
          "9c6061af1f450bb0847e529fd742aa5066017be379c71bbf5546b198e5b13a1e", backbone="resnet50",
