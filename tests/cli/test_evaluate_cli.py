@@ -153,3 +153,21 @@ def test_evaluate_on_label_images_imports_nothing_it_does_not_use(folders, tmp_p
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "0 []"
     assert json.loads((tmp_path / "r.json").read_text())["n_images"] == 2
+
+
+def test_per_image_records_stream_to_a_file_and_an_error_leaves_nothing(folders, tmp_path):
+    root, pairs = folders
+    out = tmp_path / "out"
+    assert main(["evaluate", "--gt", str(root / "gt"), "--pred", str(root / "pred"), "--json", str(out / "r.json"),
+                 "--per-image", str(out / "r.jsonl"), "--csv", str(out / "r.csv")]) == 0
+    d = json.loads((out / "r.json").read_text())
+    records = [json.loads(line) for line in (out / "r.jsonl").read_text().splitlines()]
+    assert records == d["per_image"] and [r["image"] for r in records] == ["a", "b"]
+    # The second pair is refused after the first was scored: no output appears, none is left half-written.
+    (tmp_path / "p").mkdir()
+    tifffile.imwrite(tmp_path / "p" / "a.tif", pairs["a"][1].astype(np.uint16))
+    tifffile.imwrite(tmp_path / "p" / "b.tif", pairs["b"][1][:-1].astype(np.uint16))
+    bad = tmp_path / "bad"
+    assert main(["evaluate", "--gt", str(root / "gt"), "--pred", str(tmp_path / "p"), "--json", str(bad / "r.json"),
+                 "--per-image", str(bad / "r.jsonl"), "--csv", str(bad / "r.csv")]) == 2
+    assert not bad.exists() or list(bad.iterdir()) == []

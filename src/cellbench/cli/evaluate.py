@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+import tempfile
 from pathlib import Path
 
 from cellbench.data import LAYOUTS, read_dataset
 from cellbench.data.layouts.coco import load_coco_json
 from cellbench.errors import DataError
-from cellbench.files import atomic_write_bytes
 from cellbench.instances import InstanceSet
 from cellbench.metrics import DEFAULT_METRICS, DEFAULT_THRESHOLDS, METRICS, Evaluator, Metric, metric_named
 from cellbench.metrics.sources import Loader, pair_name, segmentation_file, segmentation_loaders
@@ -75,24 +74,28 @@ def _run(args: argparse.Namespace) -> int:
             path=args.pred,
         )
     names = sorted(gt)
-    evaluator = Evaluator(thresholds=args.iou, boundary_px=args.boundary_px, metrics=args.metrics, coco=args.coco,
-                          max_dets=args.max_dets, per_class=args.per_class)
-    # One pair in memory at a time: label images are read as they are scored.
-    for n in _tqdm()(names, desc="evaluate", unit="image") if sys.stderr.isatty() else names:
-        g = gt[n]()
-        if n in pred:
-            p = pred[n]()
-            _check_shape(g, p, n, args)
-        else:  # scored as an empty prediction
-            p = InstanceSet(shape=tuple(g.shape), classes=getattr(g, "classes", ("cell",)))
-        evaluator.update(g, p, name=n)
-    result = evaluator.compute()
-    d = result.to_dict()
-    d["settings"].update({"gt": str(args.gt), "pred": str(args.pred), "missing_as_empty": missing})
-    if args.json:
-        atomic_write_bytes(Path(args.json), json.dumps(d, indent=2).encode())
-    if args.csv:
-        result.to_csv(args.csv)
+    with tempfile.TemporaryDirectory(prefix="cellbench-evaluate-") as spool:
+        # One pair in memory at a time: label images are read as they are scored, their records go to a file.
+        per_image = args.per_image or Path(spool) / "per_image.jsonl"
+        with Evaluator(thresholds=args.iou, boundary_px=args.boundary_px, metrics=args.metrics, coco=args.coco,
+                       max_dets=args.max_dets, per_class=args.per_class, per_image=per_image) as evaluator:
+            for n in _tqdm()(names, desc="evaluate", unit="image") if sys.stderr.isatty() else names:
+                g = gt[n]()
+                if n in pred:
+                    p = pred[n]()
+                    _check_shape(g, p, n, args)
+                else:  # scored as an empty prediction
+                    p = InstanceSet(shape=tuple(g.shape), classes=getattr(g, "classes", ("cell",)))
+                evaluator.update(g, p, name=n)
+                del g, p
+            result = evaluator.compute()
+        settings = {"gt": str(args.gt), "pred": str(args.pred), "missing_as_empty": missing}
+        if args.json:
+            result.write_json(args.json, settings=settings)
+        if args.csv:
+            result.to_csv(args.csv)
+    d = result.to_dict(per_image=False)
+    d["settings"].update(settings)
     _print_table(d, [m for m in evaluator.metrics if m.name not in DEFAULT_METRICS])
     return 0
 
@@ -171,4 +174,6 @@ def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--missing-as-empty", action="store_true", help="score GT images without a prediction as empty")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--csv", help="write the per-image table to this CSV file")
+    p.add_argument("--per-image", metavar="FILE.jsonl", help="also keep the per-image records in this JSON-lines "
+                   "file, one line per image as it is scored (it appears when the evaluation completes)")
     p.set_defaults(func=_run)

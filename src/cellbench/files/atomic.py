@@ -22,10 +22,11 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from cellbench.errors import DataError
 
-__all__ = ["atomic_write_bytes", "check_output_dir", "staged_dir"]
+__all__ = ["atomic_write_bytes", "atomic_writer", "check_output_dir", "staged_dir"]
 
 _PARTIAL = ".partial-"
 _OLD = ".old-"
@@ -111,6 +112,23 @@ def _commit(tmp: Path, out: Path) -> Path | None:
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write a file through a temporary sibling and an atomic rename."""
+    with atomic_writer(path) as fh:
+        fh.write(data)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: str | Path) -> Iterator[BinaryIO]:
+    """Yield a binary file that becomes ``path`` only if the block finishes (written piece by piece, as
+    :func:`atomic_write_bytes` writes it whole): on any error the hidden sibling is removed and ``path`` is
+    untouched. A file-system error is raised as a :class:`DataError` naming ``path``.
+
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()) / "lines.jsonl"
+    >>> with atomic_writer(out) as fh:
+    ...     _ = fh.write(b"1\\n"), fh.write(b"2\\n")
+    >>> out.read_bytes()
+    b'1\\n2\\n'
+    """
     path = Path(path)
     check_output_dir(path.parent, overwrite=True)
     made = _top_missing(path.parent)
@@ -122,7 +140,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             try:
                 with os.fdopen(fd, "wb") as fh:
                     fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held until renamed: see _remove_stale
-                    fh.write(data)
+                    yield fh
                     fh.flush()
                     os.replace(tmp, path)
             except BaseException:

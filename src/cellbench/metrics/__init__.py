@@ -19,6 +19,7 @@ from cellbench.matching import (
     overlaps_from_labels,
     pooled,
 )
+from cellbench.metrics.aggregate import PerImageFile, read_records
 from cellbench.metrics.aji import AggregatedJaccard, AggregatedJaccardPlus, aji_parts, aji_plus_parts
 from cellbench.metrics.base import ImagePair, Metric
 from cellbench.metrics.boundary import drop_boundary, touches_frame
@@ -63,6 +64,7 @@ __all__ = [
     "MatchedCounts",
     "Metric",
     "Overlaps",
+    "PerImageFile",
     "PixelDice",
     "aji_parts",
     "aji_plus_parts",
@@ -79,6 +81,7 @@ __all__ = [
     "overlaps_from_instances",
     "overlaps_from_labels",
     "pooled",
+    "read_records",
     "resolve_metrics",
     "threshold_key",
     "touches_frame",

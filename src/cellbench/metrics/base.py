@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import reduce
-from operator import add
 from typing import Any, ClassVar
 
 import numpy as np
@@ -126,10 +125,16 @@ class Metric:
         """The named values of one part (one image's, or the parts of several images summed)."""
         return part.to_dict()
 
+    def add(self, total: Any, part: Any) -> Any:
+        """A running total with one more image's part: the evaluator folds images in one at a time from
+        ``zero``, keeping no image's part (unless the metric has a :meth:`summary`)."""
+        return total + part
+
     def total(self, parts: Sequence[Any]) -> Any:
         """Parts summed over images, in order."""
-        return reduce(add, parts, self.zero)
+        return reduce(self.add, parts, self.zero)
 
     def summary(self, parts: Sequence[Any], names: Sequence[str]) -> Any:
-        """A figure of the whole set of images that is no sum of per-image values (COCO), or None."""
+        """A figure of the whole set of images that is no sum of per-image values (COCO), or None. A metric
+        that defines it has every image's part kept for it (COCO's are its ranked detections)."""
         return None

@@ -1,8 +1,10 @@
 """Evaluate predictions against ground truth: per image, pooled, image mean, per class, COCO.
 
 :func:`evaluate_image` scores one image; :class:`Evaluator` accumulates images
-(``update`` / ``compute``) and :func:`evaluate` runs it over two sequences.
-Inputs are :class:`~cellbench.instances.InstanceSet` (overlapping instances
+(``update`` / ``compute``) and :func:`evaluate` runs it over two sequences or
+iterators, one pair at a time. What is kept of the images scored is their
+running figures (:mod:`cellbench.metrics.aggregate`) and, unless
+``per_image`` names a JSON-lines file for them, each image's record. Inputs are :class:`~cellbench.instances.InstanceSet` (overlapping instances
 are scored as they are, nothing is flattened) or integer label images.
 
 What is scored is a list of metric families (:mod:`cellbench.metrics.base`,
@@ -32,24 +34,19 @@ label ids with gaps are fine; non-integer or negative labels are refused.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from cellbench.errors import DataError
-from cellbench.files import atomic_write_bytes
 from cellbench.instances import InstanceSet
-from cellbench.matching import Counts, overlaps_from_instances, overlaps_from_labels, pooled
+from cellbench.matching import overlaps_from_instances, overlaps_from_labels
+from cellbench.metrics.aggregate import Evaluation, ImageResult, PerImageFile, Tally, threshold_key
 from cellbench.metrics.base import ImagePair, Metric
 from cellbench.metrics.boundary import drop_boundary
-from cellbench.metrics.coco import CocoImage, CocoMetric, CocoResult
-from cellbench.metrics.dice import PixelDice
+from cellbench.metrics.coco import CocoMetric
 from cellbench.metrics.matched_counts import MatchedCounts
 from cellbench.metrics.registry import resolve_metrics
 
@@ -82,57 +79,6 @@ REPORT_THRESHOLDS = tuple(sorted({*GLIOMA_THRESHOLDS, *NEURIPS_THRESHOLDS}))
 DEFAULT_THRESHOLDS = GLIOMA_THRESHOLDS
 
 Segmentation = InstanceSet | np.ndarray
-
-
-def threshold_key(t: float) -> str:
-    """The key of an IoU threshold in result dicts, as Python writes the float.
-
-    >>> threshold_key(0.5), threshold_key(1)
-    ('0.5', '1.0')
-    """
-    return repr(float(t))
-
-
-@dataclass(frozen=True)
-class ImageResult:
-    """One image's part of every metric (by metric name; a tuple of parts, one per threshold, for the
-    per-threshold ones) and, for a per-class evaluation, the same for each class alone."""
-
-    name: str
-    n_gt: int
-    n_pred: int
-    parts: Mapping[str, Any]
-    per_class: dict[str, ImageResult] = field(default_factory=dict)
-
-    @property
-    def counts(self) -> tuple[Counts, ...]:
-        """The matching counts at each threshold."""
-        return self.parts[MatchedCounts.name]
-
-    @property
-    def dice(self) -> float | None:
-        """Pixel Dice of the foregrounds (None when not scored)."""
-        part = self.parts.get(PixelDice.name)
-        return None if part is None else part.dice
-
-    @property
-    def coco(self) -> tuple[CocoImage, ...] | None:
-        """The COCO intermediates, one per category (None when not scored)."""
-        part = self.parts.get(CocoMetric.name)
-        return None if part is None else part.images
-
-    def to_dict(self, metrics: Sequence[Metric], thresholds: Sequence[float]) -> dict:
-        out = {"image": self.name, "n_gt": self.n_gt, "n_pred": self.n_pred}
-        by_iou = {threshold_key(t): {} for t in thresholds}
-        for m in metrics:
-            part = self.parts[m.name]
-            if not m.per_threshold:
-                out.update(m.values(part))
-                continue
-            for t, p in zip(thresholds, part):
-                by_iou[threshold_key(t)].update(m.values(p))
-        out["by_iou"] = by_iou
-        return out
 
 
 def _as_instances(x: Segmentation, what: str, name: str) -> InstanceSet:
@@ -211,155 +157,21 @@ def _image_result(pair: ImagePair, metrics: Sequence[Metric], classes: dict | No
     return ImageResult(pair.name, pair.overlaps.n_gt, pair.overlaps.n_pred, parts, classes or {})
 
 
-def _stats(values: list[float | None]) -> tuple[float | None, float | None, float | None, int]:
-    """Mean, median, sample std (ddof 1, as pandas) of the defined values, and their count."""
-    vals = np.array([v for v in values if v is not None], dtype=np.float64)
-    if vals.size == 0:
-        return None, None, None, 0
-    std = float(np.std(vals, ddof=1)) if vals.size > 1 else None
-    return float(np.mean(vals)), float(np.median(vals)), std, int(vals.size)
-
-
-def _pooled(images: Sequence[ImageResult], k: int) -> Counts:
-    """Counts at the ``k``-th threshold summed over images."""
-    return pooled(r.counts[k] for r in images)
-
-
-def _image_stats(metric: Metric, rows: Sequence[dict]) -> dict:
-    """Mean over images of each averaged value (with median and sample std for those in ``spread``)."""
-    out = {}
-    for value in metric.averaged:
-        mean, median, std, _ = _stats([row[value] for row in rows])
-        out[value] = mean
-        if value in metric.spread:
-            out[f"{value}_median"] = median
-            out[f"{value}_std"] = std
-    return out
-
-
-def _aggregate(images: Sequence[ImageResult], thresholds: Sequence[float], metrics: Sequence[Metric]
-               ) -> tuple[dict, dict]:
-    """Pooled and image-mean rows per threshold: each per-threshold metric at that threshold, then the
-    threshold-free ones (the same in every row), then ``n_images`` (images with defined matching counts)."""
-
-    def rows(m: Metric, parts: list) -> tuple[dict, dict]:
-        return (m.values(m.total(parts)) if m.pooled else {}), _image_stats(m, [m.values(p) for p in parts])
-
-    free_pooled, free_mean = {}, {}
-    for m in metrics:
-        if not m.per_threshold:
-            p, i = rows(m, [r.parts[m.name] for r in images])
-            free_pooled.update(p)
-            free_mean.update(i)
-    pooled, image_mean = {}, {}
-    for k, t in enumerate(thresholds):
-        row_pooled, row_mean = {}, {}
-        for m in metrics:
-            if m.per_threshold:
-                p, i = rows(m, [r.parts[m.name][k] for r in images])
-                row_pooled.update(p)
-                row_mean.update(i)
-        pooled[threshold_key(t)] = {**row_pooled, **free_pooled}
-        image_mean[threshold_key(t)] = {**row_mean, **free_mean,
-                                        "n_images": sum(not r.counts[k].empty for r in images)}
-    return pooled, image_mean
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """Everything :func:`evaluate` computed, with the metrics and settings that produced it.
-
-    ``summaries`` holds the figures of whole sets of images by metric name (COCO).
-    """
-
-    thresholds: tuple[float, ...]
-    settings: dict
-    images: tuple[ImageResult, ...]
-    metrics: tuple[Metric, ...] = field(default_factory=resolve_metrics)
-    summaries: Mapping[str, Any] = field(default_factory=dict)
-
-    @property
-    def coco(self) -> CocoResult | None:
-        """The COCO figures (None when not scored)."""
-        return self.summaries.get(CocoMetric.name)
-
-    def pooled(self, threshold: float) -> Counts:
-        """Summed counts at one threshold."""
-        return _pooled(self.images, self.thresholds.index(threshold))
-
-    def to_dict(self) -> dict:
-        pooled, image_mean = _aggregate(self.images, self.thresholds, self.metrics)
-        out = {
-            "iou_thresholds": [float(t) for t in self.thresholds],
-            "settings": dict(self.settings),
-            "n_images": len(self.images),
-            "pooled": pooled,
-            "image_mean": image_mean,
-            "per_image": [r.to_dict(self.metrics, self.thresholds) for r in self.images],
-        }
-        for name, summary in self.summaries.items():
-            out[name] = summary.summary()
-        if self.settings.get("per_class"):
-            out["per_class"] = self._per_class()
-        return out
-
-    def _per_class(self) -> dict:
-        metrics = [m for m in self.metrics if m.per_class]
-        names = list(dict.fromkeys(n for r in self.images for n in r.per_class))
-        out = {}
-        for cname in names:
-            rows = [r.per_class[cname] for r in self.images if cname in r.per_class]
-            pooled, image_mean = _aggregate(rows, self.thresholds, metrics)
-            out[cname] = {"pooled": pooled, "image_mean": image_mean}
-        scored = [c for c in names if any(r.per_class[c].n_gt for r in self.images if c in r.per_class)]
-        macro = {}
-        for t in self.thresholds:
-            key = threshold_key(t)
-            macro[key] = {
-                v: _mean_defined([out[c]["pooled"][key][v] for c in scored])
-                for m in metrics if m.pooled for v in m.averaged
-            }
-        out["macro"] = {"classes": scored, "pooled": macro}
-        return out
-
-    def per_image_rows(self) -> list[dict]:
-        """One flat row per image (the CSV table): name, counts, every threshold-free value, and every other
-        value at every threshold."""
-        rows = []
-        for r in self.images:
-            d = r.to_dict(self.metrics, self.thresholds)
-            by_iou = d.pop("by_iou")
-            row = dict(d)
-            for key, values in by_iou.items():
-                for metric, value in values.items():
-                    row[f"{metric}@{key}"] = value
-            rows.append(row)
-        return rows
-
-    def to_csv(self, path: str | Path) -> None:
-        """Write the per-image table (atomically)."""
-        rows = self.per_image_rows()
-        buf = io.StringIO()
-        free = [v for m in self.metrics if not m.per_threshold for v in m.averaged]
-        fields = list(rows[0]) if rows else ["image", "n_gt", "n_pred", *free]
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if v is None else v for k, v in row.items()})
-        atomic_write_bytes(Path(path), buf.getvalue().encode())
-
-
-def _mean_defined(values: list[float | None]) -> float | None:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    return float(np.mean(vals)) if vals else None
-
-
 class Evaluator:
-    """Accumulates images (``update``) and returns an :class:`Evaluation` (``compute``).
+    """Scores images one at a time (``update``) and returns an :class:`Evaluation` (``compute``).
 
     ``metrics`` are names of :data:`~cellbench.metrics.registry.METRICS` or
     :class:`~cellbench.metrics.base.Metric` objects (default: the matching
     counts and pixel Dice); ``coco`` and ``max_dets`` add the COCO metric.
+
+    Only the running figures are kept (:class:`~cellbench.metrics.aggregate.Tally`)
+    and, by default, each image's :class:`ImageResult`. With ``per_image`` a
+    file, the per-image records go there instead, one JSON line each, as the
+    images are scored: memory then stays flat however many images there are
+    (a few hundred bytes per image for the medians; COCO keeps its ranked
+    detections). The file appears under its name at :meth:`compute`; used as
+    a ``with`` block, an error removes it (:meth:`discard`), so it is never
+    half-written.
 
     >>> ev = Evaluator(thresholds=(0.5,), metrics=["matching", "dice", "aji"])
     >>> _ = ev.update(np.array([[1, 1], [0, 0]]), np.array([[1, 1], [0, 0]]), name="a")
@@ -377,6 +189,7 @@ class Evaluator:
         coco: bool = False,
         max_dets: int = 3000,
         per_class: bool = False,
+        per_image: str | Path | None = None,
     ) -> None:
         thresholds = tuple(float(t) for t in thresholds)
         bad = [t for t in thresholds if not 0.0 < t <= 1.0]
@@ -388,22 +201,31 @@ class Evaluator:
         self.boundary_px = int(boundary_px)
         self.metrics = resolve_metrics(metrics, coco=coco, max_dets=max_dets)
         self.per_class = per_class
+        self._tally = Tally(self.metrics, self.thresholds)
         self._images: list[ImageResult] = []
+        self._file = None if per_image is None else PerImageFile(per_image)
+        self._done = False
 
     def update(self, gt: Segmentation, pred: Segmentation, *, name: str | None = None) -> ImageResult:
-        name = name if name is not None else f"image_{len(self._images)}"
+        """Score one image and count it in; returns its result."""
+        if self._done and self._file is not None:
+            raise DataError("this evaluation's per-image file is complete: compute() was called", path=self._file.path)
+        name = name if name is not None else f"image_{self._tally.n_images}"
         result = evaluate_image(gt, pred, thresholds=self.thresholds, boundary_px=self.boundary_px,
                                 metrics=self.metrics, per_class=self.per_class, name=name)
-        self._images.append(result)
+        self._tally.add(result)
+        if self._file is not None:
+            self._file.write(result.to_dict(self.metrics, self.thresholds))
+        else:
+            self._images.append(result)
         return result
 
     def compute(self) -> Evaluation:
-        names = [r.name for r in self._images]
-        summaries = {}
-        for m in self.metrics:
-            summary = m.summary([r.parts[m.name] for r in self._images], names)
-            if summary is not None:
-                summaries[m.name] = summary
+        """The evaluation of the images so far (with ``per_image``: completes the file; no image can follow)."""
+        path = None
+        if self._file is not None:
+            path = self._file.path if self._done else self._file.close()
+        self._done = True
         coco = next((m for m in self.metrics if isinstance(m, CocoMetric)), None)
         settings = {
             "boundary_px": self.boundary_px,
@@ -421,23 +243,43 @@ class Evaluator:
             "coco_max_dets": coco.max_dets if coco is not None else None,
             "metrics": {m.name: {"title": m.title, "convention": m.convention} for m in self.metrics},
         }
-        return Evaluation(self.thresholds, settings, tuple(self._images), self.metrics, summaries)
+        return Evaluation(self.thresholds, settings, tuple(self._images), self.metrics, self._tally.summaries(),
+                          self._tally, path)
+
+    def discard(self) -> None:
+        """Remove the unfinished per-image file (nothing is left under its name)."""
+        if self._file is not None and not self._done:
+            self._file.discard()
+        self._done = True
+
+    def __enter__(self) -> Evaluator:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is not None:
+            self.discard()
 
 
 def evaluate(
-    gt: Sequence[Segmentation],
-    pred: Sequence[Segmentation],
+    gt: Iterable[Segmentation],
+    pred: Iterable[Segmentation],
     *,
-    names: Sequence[str] | None = None,
+    names: Iterable[str] | None = None,
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
     boundary_px: int = 0,
     metrics: Sequence[str | Metric] | None = None,
     coco: bool = False,
     max_dets: int = 3000,
     per_class: bool = False,
+    per_image: str | Path | None = None,
     progress=None,
 ) -> Evaluation:
-    """Score paired sequences of ground truth and predictions (InstanceSets or label images).
+    """Score paired ground truth and predictions (InstanceSets, label images or label files), one pair at a time.
+
+    ``gt``, ``pred`` and ``names`` may be iterators (a generator reading one
+    file at a time): nothing but the running figures is kept, plus each
+    image's result unless ``per_image`` names a file for the per-image records
+    (see :class:`Evaluator`).
 
     >>> gt = [np.array([[1, 1, 0, 2]]), np.array([[0, 0, 0, 0]])]
     >>> pred = [np.array([[1, 1, 0, 0]]), np.array([[0, 0, 0, 0]])]
@@ -445,14 +287,34 @@ def evaluate(
     >>> res["pooled"]["0.5"]["tp"], res["pooled"]["0.5"]["fn"], res["per_image"][1]["by_iou"]["0.5"]["f1"]
     (1, 1, None)
     """
-    if len(gt) != len(pred):
-        raise DataError(f"{len(gt)} ground-truth images but {len(pred)} predictions")
-    if names is not None and len(names) != len(gt):
-        raise DataError(f"{len(names)} names for {len(gt)} images")
-    ev = Evaluator(thresholds=thresholds, boundary_px=boundary_px, metrics=metrics, coco=coco, max_dets=max_dets,
-                   per_class=per_class)
-    pairs = list(zip(gt, pred))
-    iterator = progress(pairs, desc="evaluate", unit="image") if progress else pairs
-    for k, (g, p) in enumerate(iterator):
-        ev.update(g, p, name=names[k] if names is not None else None)
-    return ev.compute()
+    total = None
+    if all(hasattr(x, "__len__") for x in (gt, pred)):
+        total = len(gt)
+        if len(gt) != len(pred):
+            raise DataError(f"{len(gt)} ground-truth images but {len(pred)} predictions")
+        if names is not None and hasattr(names, "__len__") and len(names) != len(gt):
+            raise DataError(f"{len(names)} names for {len(gt)} images")
+    with Evaluator(thresholds=thresholds, boundary_px=boundary_px, metrics=metrics, coco=coco, max_dets=max_dets,
+                   per_class=per_class, per_image=per_image) as ev:
+        triples = _in_step(gt, pred, names)
+        for g, p, n in progress(triples, desc="evaluate", unit="image", total=total) if progress else triples:
+            ev.update(g, p, name=n)
+        return ev.compute()
+
+
+def _in_step(gt: Iterable, pred: Iterable, names: Iterable[str] | None) -> Iterator[tuple]:
+    """(ground truth, prediction, name) in step, read one at a time; an error when one runs out first."""
+    end = object()
+    gi, pi, ni = iter(gt), iter(pred), None if names is None else iter(names)
+    count = 0
+    while True:
+        g, p = next(gi, end), next(pi, end)
+        n = None if ni is None else next(ni, end)
+        done = [x is end for x in (g, p, *(() if ni is None else (n,)))]
+        if all(done):
+            return
+        if any(done):
+            what = "ground truth, predictions and names" if ni is not None else "ground truth and predictions"
+            raise DataError(f"{what} differ in number: one of them ends after {count} image(s)")
+        yield g, p, n
+        count += 1
