@@ -163,7 +163,8 @@ def test_a_decompression_bomb_is_refused_from_its_header(tmp_path, suffix):
         assert err.value.path == str(path)
 
 
-def test_the_pixel_limit_follows_pillows_setting(tmp_path, monkeypatch):
+def test_the_pixel_limit_follows_pillows_setting_and_max_pixels(tmp_path, monkeypatch):
+    """PNG and the other Pillow formats: twice Pillow's limit unless max_pixels says otherwise; TIFF: none."""
     from PIL import Image
 
     from cellbench.data.images import pixel_limit
@@ -172,12 +173,17 @@ def test_the_pixel_limit_follows_pillows_setting(tmp_path, monkeypatch):
         iio.imwrite(tmp_path / f"im{suffix}", _ramp((12, 16)))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 90)  # 12 x 16 = 192 pixels > 2 x 90
     assert pixel_limit() == 180
-    for suffix in (".png", ".tif"):
-        with pytest.raises(DataError, match="decompression bomb"):
-            read_image(tmp_path / f"im{suffix}")
+    with pytest.raises(DataError, match="decompression bomb.*--max-pixels"):
+        read_image(tmp_path / "im.png")
+    assert read_image(tmp_path / "im.tif").shape == (12, 16)  # TIFF has no pixel limit
+    assert read_image(tmp_path / "im.png", max_pixels=192).shape == (12, 16)  # above Pillow's own refusal size
+    assert read_image(tmp_path / "im.png", max_pixels=0).shape == (12, 16)
+    assert Image.MAX_IMAGE_PIXELS == 90  # lifted for that read only
+    with pytest.raises(DataError, match="191"):
+        read_label_image(tmp_path / "im.png", max_pixels=191)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)
     assert pixel_limit() is None
-    assert read_image(tmp_path / "im.tif").shape == (12, 16)
+    assert read_image(tmp_path / "im.png").shape == (12, 16)
 
 
 def test_a_large_image_below_the_limit_reads_without_a_warning(tmp_path, monkeypatch, recwarn):

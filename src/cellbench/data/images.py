@@ -3,10 +3,14 @@
 TIFF goes through tifffile, everything else through imageio (Pillow).
 ``image_shape`` reads only the header, so checking that an image matches its
 annotation does not decode the pixels. Both read the header first and refuse
-an image whose header claims more pixels than :func:`pixel_limit` (a
-decompression bomb: a few bytes that would decode to gigabytes) before any
-pixel is decoded. :func:`image_files` lists a folder's images and refuses
-links that lead nowhere instead of skipping them.
+a decompression bomb (a few bytes that would decode to gigabytes) before any
+pixel is decoded: a PNG, JPEG or BMP whose header claims more pixels than
+``max_pixels`` (by default :func:`pixel_limit`, Pillow's own refusal size), an
+uncompressed TIFF whose header claims more pixel data than the file holds.
+TIFF has no pixel limit: whole-slide label images of 20,000 x 20,000 pixels
+and more are read, by :class:`~cellbench.data.label_file.LabelFile` a band of
+rows at a time. :func:`image_files` lists a folder's images and refuses links
+that lead nowhere instead of skipping them.
 """
 
 from __future__ import annotations
@@ -27,17 +31,17 @@ from cellbench.data.confine import confine
 from cellbench.errors import DataError
 
 __all__ = [
-    "IMAGE_SUFFIXES", "image_files", "image_shape", "is_image_file", "missing_path", "pixel_limit", "read_image",
-    "read_label_image",
+    "IMAGE_SUFFIXES", "check_ids", "check_labels", "image_files", "image_shape", "is_image_file", "is_tiff",
+    "missing_path", "pixel_limit", "read_image", "read_label_image", "tiff_shape", "unreadable_error",
 ]
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
 
 
 def pixel_limit() -> int | None:
-    """Most pixels an image header may claim: twice Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 179 million,
-    e.g. 13,000 x 13,000), the size at which Pillow itself refuses a file; ``None`` (no limit) when
-    ``Image.MAX_IMAGE_PIXELS`` is ``None``. Raise Pillow's setting to read larger images.
+    """Most pixels the header of a PNG, JPEG or BMP may claim unless told otherwise (``max_pixels``): twice
+    Pillow's ``Image.MAX_IMAGE_PIXELS`` (about 179 million, e.g. 13,000 x 13,000), the size at which Pillow
+    itself refuses a file; ``None`` (no limit) when ``Image.MAX_IMAGE_PIXELS`` is ``None``. TIFF has none.
 
     >>> pixel_limit() == 2 * Image.MAX_IMAGE_PIXELS
     True
@@ -45,14 +49,30 @@ def pixel_limit() -> int | None:
     return None if Image.MAX_IMAGE_PIXELS is None else 2 * int(Image.MAX_IMAGE_PIXELS)
 
 
-def _check_size(shape: Sequence[int], path: Path) -> None:
-    limit = pixel_limit()
+def _check_size(shape: Sequence[int], path: Path, max_pixels: int | None) -> None:
+    """Refuse a Pillow-format header that claims more than ``max_pixels`` (None: :func:`pixel_limit`; 0: no limit)."""
+    limit = pixel_limit() if max_pixels is None else (int(max_pixels) or None)
     n = math.prod(int(d) for d in shape)
     if limit is not None and n > limit:
         dims = " x ".join(str(int(d)) for d in shape)
         raise DataError(
             f"image header claims {dims} = {n:,} pixels, more than the limit of {limit:,}: refused as a possible "
-            "decompression bomb (raise PIL.Image.MAX_IMAGE_PIXELS to read larger images)", path=path)
+            "decompression bomb (--max-pixels N reads larger images; TIFF has no such limit)", path=path)
+
+
+def tiff_shape(tif: tifffile.TiffFile, path: Path) -> tuple[int, ...]:
+    """The shape of the first series; refused when uncompressed pages claim more pixel data than the file holds
+    (a header that claims gigabytes over a few bytes). Compressed data is decoded a tile or strip at a time."""
+    series = tif.series[0]
+    pages = [p for p in series.pages if p is not None]
+    if pages and all(p.keyframe.compression == 1 for p in pages):
+        held = sum(int(n) for p in pages for n in p.databytecounts)
+        claimed = math.prod(int(d) for d in series.shape) * series.dtype.itemsize
+        if held < claimed:
+            dims = " x ".join(str(int(d)) for d in series.shape)
+            raise DataError(f"uncompressed image header claims {dims} pixels = {claimed:,} bytes but the file holds "
+                            f"{held:,}: refused as a truncated file or a possible decompression bomb", path=path)
+    return tuple(series.shape)
 
 
 def missing_path(path: str | Path, not_found: str = "no such file or folder") -> DataError:
@@ -95,7 +115,8 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def _is_tiff(path: Path) -> bool:
+def is_tiff(path: Path) -> bool:
+    """Read by tifffile (by suffix)."""
     return path.suffix.lower() in (".tif", ".tiff")
 
 
@@ -111,24 +132,25 @@ def _spatial(shape: tuple[int, ...], path: Path) -> tuple[int, int]:
     raise DataError(f"cannot tell height and width of an image of shape {shape}", path=path)
 
 
-def image_shape(path: str | Path) -> tuple[int, int]:
-    """(height, width) from the file header; raises :class:`DataError` for unreadable files."""
+def image_shape(path: str | Path, *, max_pixels: int | None = None) -> tuple[int, int]:
+    """(height, width) from the file header; raises :class:`DataError` for unreadable files and bombs
+    (``max_pixels``: see :func:`read_image`)."""
     path = Path(path)
     if not path.is_file():
         raise missing_path(path, "image file not found")
     try:
-        if _is_tiff(path):
+        if is_tiff(path):
             with tifffile.TiffFile(path) as tif:
-                shape = tif.series[0].shape
+                shape = tiff_shape(tif, path)
         else:
-            with _pillow_warnings(), Image.open(path) as im:
+            with _pillow_warnings(), _pillow_unlimited(), Image.open(path) as im:  # the header only; checked next
                 shape = (im.size[1], im.size[0], *((len(im.getbands()),) if len(im.getbands()) > 1 else ()))
-        _check_size(shape, path)
+            _check_size(shape, path, max_pixels)
         return _spatial(shape, path)
     except DataError:
         raise
     except Exception as exc:  # any decoder failure means a corrupt or foreign file
-        raise _unreadable(exc, path) from exc
+        raise unreadable_error(exc, path) from exc
 
 
 @contextlib.contextmanager
@@ -139,46 +161,75 @@ def _pillow_warnings() -> Iterator[None]:
         yield
 
 
-def _unreadable(exc: Exception, path: Path) -> DataError:
+@contextlib.contextmanager
+def _pillow_unlimited() -> Iterator[None]:
+    """Pillow's own refusal size lifted while a file whose header cellbench checks (:func:`_check_size`) is
+    opened or decoded: one limit decides, ``max_pixels``."""
+    before = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = before
+
+
+def unreadable_error(exc: Exception, path: Path) -> DataError:
+    """The error for a file a decoder failed on (corrupt, foreign, or refused by Pillow as a bomb)."""
     if isinstance(exc, Image.DecompressionBombError):
         return DataError(f"refused as a possible decompression bomb ({exc})", path=path)
     return DataError(f"corrupt or unreadable image ({type(exc).__name__}: {exc})", path=path)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Pixels of an image file as stored (no normalisation); the header is checked before decoding."""
+def read_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
+    """Pixels of an image file as stored (no normalisation); the header is checked before decoding.
+
+    ``max_pixels`` caps the pixels a PNG, JPEG or BMP header may claim
+    (None: :func:`pixel_limit`; 0: no cap); TIFF has no cap.
+    """
     path = Path(path)
     if not path.is_file():
         raise missing_path(path, "image file not found")
     try:
-        if _is_tiff(path):
+        if is_tiff(path):
             with tifffile.TiffFile(path) as tif:
-                _check_size(tif.series[0].shape, path)
+                tiff_shape(tif, path)
                 pixels = tif.asarray()
         else:
             import imageio.v3 as iio  # here: its import reads package metadata (~30 ms), and TIFF never needs it
 
             with _pillow_warnings():
-                image_shape(path)
-                pixels = iio.imread(path)
+                image_shape(path, max_pixels=max_pixels)
+                with _pillow_unlimited():  # the header passed max_pixels, which may allow more than Pillow does
+                    pixels = iio.imread(path)
     except DataError:
         raise
     except Exception as exc:
-        raise _unreadable(exc, path) from exc
+        raise unreadable_error(exc, path) from exc
     if pixels.size == 0:  # tifffile returns an empty array for a TIFF header with no readable page
         raise DataError("corrupt or unreadable image (no pixel data)", path=path)
     return pixels
 
 
-def read_label_image(path: str | Path) -> np.ndarray:
-    """A 2-D integer label image; refuses float or multi-channel files and negative ids."""
-    labels = read_image(path)
+def read_label_image(path: str | Path, *, max_pixels: int | None = None) -> np.ndarray:
+    """A 2-D integer label image; refuses float or multi-channel files and negative ids (``max_pixels``: see
+    :func:`read_image`)."""
+    labels = read_image(path, max_pixels=max_pixels)
     if labels.ndim > 2:
         labels = labels.squeeze()
-    if labels.ndim != 2:
-        raise DataError(f"label image must be 2-D, got shape {labels.shape}", path=path)
-    if labels.dtype.kind not in "iu":
-        raise DataError(f"label image has non-integer dtype {labels.dtype}", path=path)
+    check_labels(labels.shape, labels.dtype, path)
+    check_ids(labels, path)
+    return labels
+
+
+def check_labels(shape: tuple[int, ...], dtype: np.dtype, path: str | Path) -> None:
+    """Refuse a label image that is not 2-D or not of an integer type, naming the file."""
+    if len(shape) != 2:
+        raise DataError(f"label image must be 2-D, got shape {tuple(shape)}", path=path)
+    if np.dtype(dtype).kind not in "iu":
+        raise DataError(f"label image has non-integer dtype {np.dtype(dtype)}", path=path)
+
+
+def check_ids(labels: np.ndarray, path: str | Path) -> None:
+    """Refuse negative ids in (a band of) a label image, naming the file."""
     if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
         raise DataError(f"label image has negative ids (smallest {labels.min()})", path=path)
-    return labels
