@@ -171,3 +171,25 @@ def test_per_image_records_stream_to_a_file_and_an_error_leaves_nothing(folders,
     assert main(["evaluate", "--gt", str(root / "gt"), "--pred", str(tmp_path / "p"), "--json", str(bad / "r.json"),
                  "--per-image", str(bad / "r.jsonl"), "--csv", str(bad / "r.csv")]) == 2
     assert not bad.exists() or list(bad.iterdir()) == []
+
+
+def test_tiff_has_no_pixel_limit_and_png_takes_max_pixels(folders, tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    import imageio.v3 as iio
+
+    root, pairs = folders
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the DSB images are far larger than 2 x 1000 pixels
+    assert main(["evaluate", "--gt", str(root / "gt"), "--pred", str(root / "pred"), "--json",
+                 str(tmp_path / "tif.json")]) == 0
+    for side in ("gt", "pred"):
+        (tmp_path / side).mkdir()
+        for name, pair in pairs.items():
+            iio.imwrite(tmp_path / side / f"{name}.png", pair[side == "pred"].astype(np.uint16))
+    assert main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred")]) == 2
+    err = capsys.readouterr().err
+    assert "a.png" in err and "decompression bomb (--max-pixels N" in err
+    assert main(["evaluate", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--max-pixels", "0",
+                 "--json", str(tmp_path / "png.json")]) == 0
+    tif, png = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("tif", "png"))
+    assert tif["pooled"] == png["pooled"]

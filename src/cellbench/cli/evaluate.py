@@ -27,6 +27,16 @@ def _thresholds(text: str) -> list[float]:
     return values
 
 
+def _max_pixels(text: str) -> int:
+    try:
+        value = int(text.replace(",", "").replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of pixels (0: no limit), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--max-pixels must be >= 0, got {text!r}")
+    return value
+
+
 def _metric_names(text: str) -> list[str]:
     names = [v.strip() for v in text.split(",") if v.strip()]
     try:
@@ -50,7 +60,7 @@ def _ground_truth(args: argparse.Namespace) -> dict[str, Loader]:
     if args.gt_layout or _registered(args.gt):
         ds = read_dataset(args.gt, args.gt_layout, split=args.split, task=args.task)
         return {pair_name(s.name): (lambda s=s: s.instances) for s in ds.samples}
-    return segmentation_loaders(args.gt)
+    return segmentation_loaders(args.gt, max_pixels=args.max_pixels, banded=True)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -58,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
     gt_coco = None
     if Path(args.gt).suffix.lower() == ".json" and Path(args.gt).is_file():
         gt_coco = load_coco_json(Path(args.gt))
-    pred = segmentation_loaders(args.pred, gt_coco=gt_coco)
+    pred = segmentation_loaders(args.pred, gt_coco=gt_coco, max_pixels=args.max_pixels, banded=True)
     missing = sorted(set(gt) - set(pred))
     extra = sorted(set(pred) - set(gt))
     for n in extra[:10]:  # an unpaired file that cannot be read is the problem to report first
@@ -172,6 +182,10 @@ def add_evaluate_command(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-dets", type=int, default=3000, help="COCO max detections per image (default 3000)")
     p.add_argument("--per-class", action="store_true", help="also per class and macro over classes")
     p.add_argument("--missing-as-empty", action="store_true", help="score GT images without a prediction as empty")
+    p.add_argument("--max-pixels", type=_max_pixels, default=None, metavar="N",
+                   help="most pixels a PNG / JPEG / BMP label image may claim in its header (default: twice Pillow's "
+                   "MAX_IMAGE_PIXELS, ~358 million; 0: no limit). TIFF has no limit: it is read a band of rows at a "
+                   "time")
     p.add_argument("--json", help="write all results to this JSON file")
     p.add_argument("--csv", help="write the per-image table to this CSV file")
     p.add_argument("--per-image", metavar="FILE.jsonl", help="also keep the per-image records in this JSON-lines "

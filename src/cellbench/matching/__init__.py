@@ -10,12 +10,13 @@ The package sits below both (it needs only :mod:`cellbench.instances`).
 
 from cellbench.matching.assignment import assign
 from cellbench.matching.counts import COUNT_RATIOS, Counts, counts_of, match, match_labels, match_pairs, pooled
-from cellbench.matching.overlap import Overlaps, overlaps_from_instances, overlaps_from_labels
+from cellbench.matching.overlap import Overlaps, PixelPairCounts, overlaps_from_instances, overlaps_from_labels
 
 __all__ = [
     "COUNT_RATIOS",
     "Counts",
     "Overlaps",
+    "PixelPairCounts",
     "assign",
     "counts_of",
     "match",

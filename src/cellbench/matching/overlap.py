@@ -8,7 +8,8 @@ bbox-cropped masks, so only pairs whose bounding boxes intersect are compared
 matrix), and overlapping instances on either side are handled like any other.
 For two label images there is a faster path that counts pixel pairs directly
 (in runs of equal pairs along the rows, so it touches each pixel once, in the
-images' own dtype).
+images' own dtype). :class:`PixelPairCounts` gives the same overlaps from two
+label images fed a band of rows at a time, for images too large to hold.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 
-__all__ = ["Overlaps", "overlaps_from_instances", "overlaps_from_labels"]
+__all__ = ["Overlaps", "PixelPairCounts", "overlaps_from_instances", "overlaps_from_labels"]
 
 _CHUNK = 2048  # GT instances per block of the bbox test
 
@@ -253,3 +254,80 @@ def _ids_and_areas(flat: np.ndarray, weights: np.ndarray | None):
     nz = flat != 0
     ids, areas = _totals(flat[nz], None if weights is None else weights[nz])
     return ids, areas.astype(np.int64), lambda v: np.searchsorted(ids, v)
+
+
+class PixelPairCounts:
+    """Pixel pairs of two label images fed in aligned bands of rows (:meth:`add`), summed as they come.
+
+    :meth:`overlaps` equals :func:`overlaps_from_labels` of the whole images
+    (the same arrays in the same order: pairs by GT id, then predicted id),
+    whatever the bands: an instance cut by a band border is one id whose
+    pixels are summed over the bands. Memory is the distinct (GT id,
+    predicted id) pairs seen, not the pixels.
+
+    >>> c = PixelPairCounts()
+    >>> c.add(np.array([[1, 1, 0, 5]]), np.array([[0, 7, 7, 7]]))
+    >>> c.add(np.array([[1, 0, 0, 5]]), np.array([[0, 0, 7, 7]]))
+    >>> ov, gids, pids = c.overlaps()
+    >>> gids, ov.gt_area, ov.intersection, ov.iou
+    (array([1, 5]), array([3, 2]), array([1, 2]), array([0.14285714, 0.4       ]))
+    """
+
+    _COMPACT = 1 << 20  # pairs of the bands so far that are summed into one set of distinct pairs
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._pending = 0
+
+    def add(self, gt: np.ndarray, pred: np.ndarray) -> None:
+        """Count the pixel pairs of one band (the same rows of both images)."""
+        gt = _check_labels(gt, "ground-truth")
+        pred = _check_labels(pred, "predicted")
+        if gt.shape != pred.shape:
+            raise DataError(f"ground-truth band is {gt.shape} but predicted band is {pred.shape}")
+        g, p, n = _runs(gt.ravel(), pred.ravel())
+        g, p = _check_ids(g, "ground-truth").astype(np.int64), _check_ids(p, "predicted").astype(np.int64)
+        part = _distinct(g, p, np.ones(g.size, np.int64) if n is None else n.astype(np.int64))
+        self._parts.append(part)
+        self._pending += part[0].size
+        if self._pending > self._COMPACT:
+            self._compact()
+
+    def _compact(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every band so far summed into distinct (GT id, predicted id) pairs, sorted, with their pixel counts."""
+        if len(self._parts) != 1:
+            empty = np.zeros(0, np.int64)
+            self._parts = [_distinct(*(np.concatenate(a) for a in zip(*self._parts))) if self._parts
+                           else (empty, empty, empty)]
+            self._pending = 0
+        return self._parts[0]
+
+    def overlaps(self, *, drop_gt: np.ndarray | None = None, drop_pred: np.ndarray | None = None
+                 ) -> tuple[Overlaps, np.ndarray, np.ndarray]:
+        """The overlaps and ids of both sides (as :func:`overlaps_from_labels`), leaving out the ids in
+        ``drop_gt`` / ``drop_pred`` as if their pixels were 0 (the boundary rule)."""
+        g, p, n = self._compact()
+        gids, garea = _summed(g, n, drop_gt)
+        pids, parea = _summed(p, n, drop_pred)
+        both = np.isin(g, gids) & np.isin(p, pids)
+        ov = Overlaps(garea, parea, np.searchsorted(gids, g[both]), np.searchsorted(pids, p[both]), n[both])
+        return ov, gids, pids
+
+
+def _distinct(g: np.ndarray, p: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (GT id, predicted id) pairs (sorted: by GT id, then predicted id) and their summed counts."""
+    if g.size and int(g.max()) < 2**31 and int(p.max()) < 2**32:
+        keys, n = _totals((g << 32) | p, n)
+        g, p = keys >> 32, keys & 0xFFFFFFFF
+    elif g.size:
+        (g, p), n = _totals(np.stack([g, p]), n, axis=1)
+    return g, p, n.astype(np.int64)
+
+
+def _summed(ids: np.ndarray, counts: np.ndarray, drop: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct non-zero ids (sorted, less ``drop``) and their summed pixel counts."""
+    keep = ids != 0
+    if drop is not None and len(drop):
+        keep &= ~np.isin(ids, drop)
+    uniq, inverse = np.unique(ids[keep], return_inverse=True)
+    return uniq.astype(np.int64), np.bincount(inverse.reshape(-1), counts[keep], uniq.size).astype(np.int64)

@@ -12,7 +12,7 @@ import numpy as np
 
 from cellbench.instances import Instance, InstanceSet
 
-__all__ = ["touches_frame", "drop_boundary"]
+__all__ = ["drop_boundary", "drop_boundary_labels", "frame_ids", "touches_frame"]
 
 
 def touches_frame(inst: Instance, shape: tuple[int, int], px: int) -> bool:
@@ -41,3 +41,30 @@ def drop_boundary(instances: InstanceSet, px: int = 2) -> InstanceSet:
         return instances
     kept = tuple(i for i in instances if not touches_frame(i, instances.shape, px))
     return instances.replace(instances=kept)
+
+
+def frame_ids(band: np.ndarray, y0: int, height: int, px: int) -> np.ndarray:
+    """The non-zero ids of a band of label rows (rows ``y0`` on of an image ``height`` rows high) with a pixel
+    in the ``px``-wide frame: the band's part of the top and bottom strips and its left and right columns.
+
+    >>> frame_ids(np.array([[0, 0, 0, 0], [0, 5, 6, 7]]), 3, 5, 1)  # rows 3-4 of 5: row 4 is in the frame
+    array([5, 6, 7])
+    """
+    if px <= 0:
+        return np.zeros(0, band.dtype)
+    top = band[: max(0, px - y0)]
+    bottom = band[max(0, height - px - y0) :]
+    frame = np.concatenate([top.ravel(), bottom.ravel(), band[:, :px].ravel(), band[:, -px:].ravel()])
+    ids = np.unique(frame)
+    return ids[ids != 0]
+
+
+def drop_boundary_labels(labels: np.ndarray, px: int) -> np.ndarray:
+    """Label image with every instance touching the ``px``-wide frame set to 0 (the label twin of
+    :func:`drop_boundary`)."""
+    if px <= 0 or labels.dtype.kind not in "iu":  # non-integer labels are refused by overlaps_from_labels
+        return labels
+    touching = frame_ids(labels, 0, labels.shape[0], px)
+    if touching.size == 0:
+        return labels
+    return np.where(np.isin(labels, touching), 0, labels)

@@ -37,6 +37,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -45,8 +46,9 @@ from cellbench.instances import InstanceSet
 from cellbench.matching import overlaps_from_instances, overlaps_from_labels
 from cellbench.metrics.aggregate import Evaluation, ImageResult, PerImageFile, Tally, threshold_key
 from cellbench.metrics.base import ImagePair, Metric
-from cellbench.metrics.boundary import drop_boundary
+from cellbench.metrics.boundary import drop_boundary, drop_boundary_labels
 from cellbench.metrics.coco import CocoMetric
+from cellbench.metrics.label_files import is_label_file, label_file_overlaps
 from cellbench.metrics.matched_counts import MatchedCounts
 from cellbench.metrics.registry import resolve_metrics
 
@@ -78,25 +80,19 @@ REPORT_THRESHOLDS = tuple(sorted({*GLIOMA_THRESHOLDS, *NEURIPS_THRESHOLDS}))
 #: The thresholds of :func:`evaluate` and ``cellbench evaluate`` unless told otherwise: the Glioma paper's.
 DEFAULT_THRESHOLDS = GLIOMA_THRESHOLDS
 
-Segmentation = InstanceSet | np.ndarray
+#: What is scored: instances (overlaps kept), a label image, or a label-image file read in bands
+#: (:class:`~cellbench.data.label_file.LabelFile`).
+Segmentation = InstanceSet | np.ndarray | Any
+
+
+def _array(x: Segmentation) -> np.ndarray:
+    return x.read() if is_label_file(x) else np.asarray(x)
 
 
 def _as_instances(x: Segmentation, what: str, name: str) -> InstanceSet:
     if isinstance(x, InstanceSet):
         return x
-    return InstanceSet.from_label_image(np.asarray(x), source=f"{what} of {name}")
-
-
-def _drop_boundary_labels(labels: np.ndarray, px: int) -> np.ndarray:
-    """Label image with every instance touching the ``px``-wide frame set to 0 (the label twin of drop_boundary)."""
-    if px <= 0 or labels.dtype.kind not in "iu":  # non-integer labels are refused by overlaps_from_labels
-        return labels
-    frame = np.concatenate([labels[:px].ravel(), labels[-px:].ravel(), labels[:, :px].ravel(), labels[:, -px:].ravel()])
-    touching = np.unique(frame)
-    touching = touching[touching != 0]
-    if touching.size == 0:
-        return labels
-    return np.where(np.isin(labels, touching), 0, labels)
+    return InstanceSet.from_label_image(_array(x), source=f"{what} of {name}")
 
 
 def evaluate_image(
@@ -115,8 +111,10 @@ def evaluate_image(
     :func:`~cellbench.metrics.registry.resolve_metrics`, which also reads ``coco`` and ``max_dets``).
 
     Two label images take a fast path (pixel-pair counting) unless a metric
-    needs instances; anything else is compared as instances, overlaps
-    included. COCO needs prediction scores.
+    needs instances; two :class:`~cellbench.data.label_file.LabelFile` take
+    it a band of rows at a time (:mod:`cellbench.metrics.label_files`: the
+    same numbers, without whole arrays); anything else is compared as
+    instances, overlaps included. COCO needs prediction scores.
 
     >>> gt = np.array([[1, 1, 0, 2, 2], [1, 1, 0, 2, 2]])
     >>> pred = np.array([[3, 3, 0, 0, 0], [3, 3, 0, 0, 4]])
@@ -130,9 +128,11 @@ def evaluate_image(
         not isinstance(gt, InstanceSet) and not isinstance(pred, InstanceSet) and not per_class
         and not any(m.needs_instances for m in metrics)
     )
-    if labels_path:
-        g = _drop_boundary_labels(np.asarray(gt), boundary_px)
-        p = _drop_boundary_labels(np.asarray(pred), boundary_px)
+    if labels_path and is_label_file(gt) and is_label_file(pred):
+        pair = ImagePair(name, thresholds, label_file_overlaps(gt, pred, boundary_px=boundary_px, name=name))
+    elif labels_path:
+        g = drop_boundary_labels(_array(gt), boundary_px)
+        p = drop_boundary_labels(_array(pred), boundary_px)
         try:
             ov, _, _ = overlaps_from_labels(g, p)
         except DataError as exc:

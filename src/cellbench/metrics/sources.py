@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cellbench.data.images import image_files, missing_path, read_label_image
+from cellbench.data.images import image_files, is_tiff, missing_path, read_label_image
+from cellbench.data.label_file import LabelFile
 from cellbench.data.layouts.coco import _instance, check_annotations, load_coco_json
 from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
@@ -24,7 +25,7 @@ from cellbench.instances import InstanceSet
 __all__ = ["Loader", "label_files", "pair_name", "read_segmentations", "segmentation_file", "segmentation_loaders"]
 
 #: Reads one segmentation when called.
-Loader = Callable[[], "np.ndarray | InstanceSet"]
+Loader = Callable[[], "np.ndarray | InstanceSet | LabelFile"]
 
 _SUFFIXES = ("_cp_masks", "_masks", "_mask", "_labels", "_label", "_pred")
 
@@ -105,25 +106,36 @@ def _coco_file(path: Path, gt_coco: Mapping | None) -> dict[str, InstanceSet]:
     return out
 
 
-def read_segmentations(path: str | Path, *, gt_coco: Mapping | None = None) -> dict[str, np.ndarray | InstanceSet]:
-    """Segmentations by pairing name from a folder of label images or a COCO json file."""
-    return {name: load() for name, load in segmentation_loaders(path, gt_coco=gt_coco).items()}
+def read_segmentations(path: str | Path, *, gt_coco: Mapping | None = None, max_pixels: int | None = None
+                       ) -> dict[str, np.ndarray | InstanceSet]:
+    """Segmentations by pairing name from a folder of label images or a COCO json file (``max_pixels``: see
+    :func:`~cellbench.data.images.read_image`)."""
+    return {name: load() for name, load in segmentation_loaders(path, gt_coco=gt_coco, max_pixels=max_pixels).items()}
+
+
+def _label_loader(path: Path, max_pixels: int | None, banded: bool) -> Loader:
+    if banded and is_tiff(path):
+        return functools.partial(LabelFile.open, path)
+    return functools.partial(read_label_image, path, max_pixels=max_pixels)
 
 
 def _loaded(segmentation: np.ndarray | InstanceSet) -> Loader:
     return lambda: segmentation
 
 
-def segmentation_loaders(path: str | Path, *, gt_coco: Mapping | None = None) -> dict[str, Loader]:
+def segmentation_loaders(path: str | Path, *, gt_coco: Mapping | None = None, max_pixels: int | None = None,
+                         banded: bool = False) -> dict[str, Loader]:
     """As :func:`read_segmentations`, but a label image is read only when its loader is called.
 
     A caller that scores one pair at a time (``cellbench evaluate``) then holds
-    one pair of label images in memory, not the whole folder. A COCO file is
-    one json, so its segmentations are read at once.
+    one pair of label images in memory, not the whole folder; with ``banded``
+    a TIFF loader opens a :class:`~cellbench.data.label_file.LabelFile` (its
+    header), whose pixels are read a band of rows at a time when scored. A
+    COCO file is one json, so its segmentations are read at once.
     """
     path = Path(path)
     if path.is_dir():
-        return {name: functools.partial(read_label_image, f) for name, f in label_files(path).items()}
+        return {name: _label_loader(f, max_pixels, banded) for name, f in label_files(path).items()}
     if path.is_file() and path.suffix.lower() == ".json":
         return {name: _loaded(s) for name, s in _coco_file(path, gt_coco).items()}
     if not path.exists():
