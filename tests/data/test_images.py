@@ -218,3 +218,18 @@ def test_negative_label_ids_are_refused_naming_the_file(tmp_path):
     with pytest.raises(DataError, match="negative ids") as err:
         read_label_image(tmp_path / "m.tif")
     assert err.value.path == str(tmp_path / "m.tif")
+
+
+def test_reads_in_threads_put_pillows_setting_back(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from cellbench.data.images import pixel_limit
+
+    before = Image.MAX_IMAGE_PIXELS
+    iio.imwrite(tmp_path / "im.png", _ramp((12, 16)))
+    with ThreadPoolExecutor(4) as pool:
+        shapes = list(pool.map(lambda _: read_image(tmp_path / "im.png").shape, range(40)))
+    assert shapes == [(12, 16)] * 40
+    assert Image.MAX_IMAGE_PIXELS == before and pixel_limit() == 2 * before

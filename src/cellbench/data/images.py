@@ -19,6 +19,7 @@ import contextlib
 import errno
 import math
 import os
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -46,7 +47,9 @@ def pixel_limit() -> int | None:
     >>> pixel_limit() == 2 * Image.MAX_IMAGE_PIXELS
     True
     """
-    return None if Image.MAX_IMAGE_PIXELS is None else 2 * int(Image.MAX_IMAGE_PIXELS)
+    with _LIFT:
+        setting = _lifted[1] if _lifted[0] else Image.MAX_IMAGE_PIXELS
+    return None if setting is None else 2 * int(setting)
 
 
 def _check_size(shape: Sequence[int], path: Path, max_pixels: int | None) -> None:
@@ -161,16 +164,27 @@ def _pillow_warnings() -> Iterator[None]:
         yield
 
 
+_LIFT = threading.Lock()
+_lifted = [0, None]  # reads under _pillow_unlimited now, and Pillow's setting they put aside
+
+
 @contextlib.contextmanager
 def _pillow_unlimited() -> Iterator[None]:
     """Pillow's own refusal size lifted while a file whose header cellbench checks (:func:`_check_size`) is
-    opened or decoded: one limit decides, ``max_pixels``."""
-    before = Image.MAX_IMAGE_PIXELS
-    Image.MAX_IMAGE_PIXELS = None
+    opened or decoded: one limit decides, ``max_pixels``. Reads in other threads still see Pillow's setting
+    in :func:`pixel_limit`, and the last read to finish puts it back."""
+    with _LIFT:
+        if _lifted[0] == 0:
+            _lifted[1] = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _lifted[0] += 1
     try:
         yield
     finally:
-        Image.MAX_IMAGE_PIXELS = before
+        with _LIFT:
+            _lifted[0] -= 1
+            if _lifted[0] == 0:
+                Image.MAX_IMAGE_PIXELS = _lifted[1]
 
 
 def unreadable_error(exc: Exception, path: Path) -> DataError:
