@@ -88,6 +88,7 @@ METHOD_CONFIGS = {
     "maskrcnn": lambda args: _config_file("maskrcnn"),
     "msrcnn": lambda args: _config_file("msrcnn"),
     "cascade": lambda args: _config_file("cascade"),
+    "mask2former": lambda args: _config_file("mask2former"),
     "sam": lambda args: _config_file("sam"),
     # Ultralytics is AGPL-3.0: run this one from .venv-yolo (`make test-yolo` builds it, stardist included).
     "yolo": lambda args: _config_file("yolo"),
