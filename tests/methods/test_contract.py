@@ -58,6 +58,13 @@ FAST["unet"] = {"channels": [8, 16, 32], "strides": [2, 2], "num_res_units": 1, 
 FAST["maunet"] = {"backbone": "tu-mobilenetv3_small_050", "width": 8, "threads": 1, "foreground_threshold": 0.0,
                   "interior_threshold": 0.0, "train": {"epochs": 3, "batch_size": 2, "patch_size": 64, "lr": 0.01},
                   "augment": {"zoom_prob": 0.0}, "inference": {"scales": [1.0], "window_batch": 1}}
+# mesmer: ResNet-18 under a 16-channel pyramid and 8-channel heads, 64 px crops; one grey channel (DSB-like), a
+# low h-maxima height and every pixel interior, so an untrained network still finds something.
+FAST["mesmer"] = {"backbone": "resnet18", "feature_size": 16, "head_filters": 8, "head_dense": 8, "threads": 1,
+                  "compartment": "nuclear", "channels": ["grey", None], "maxima_threshold": 0.001,
+                  "interior_threshold": 0.0, "small_objects": 0,
+                  "train": {"epochs": 3, "batch_size": 2, "patch_size": 64, "lr": 0.01},
+                  "inference": {"window_batch": 1}}
 # mediar: mit_b0 with a narrow decoder, two steps of 64 px crops; low probability threshold, no flow check.
 FAST["mediar"] = {"encoder": "mit_b0", "decoder_channels": [32, 16, 16, 16, 16], "decoder_pab_channels": 16,
                   "crop": 64, "roi": 64, "epochs": 2, "batch_size": 2, "crops_per_epoch": 2, "learning_rate": 0.001,
@@ -83,6 +90,7 @@ NEEDS["msrcnn"] = NEEDS["cascade"] = ("torch", "torchvision")
 NEEDS["mask2former"] = ("torch", "transformers")
 NEEDS["sam"] = ("torch", "segment_anything")
 NEEDS["unet"] = ("torch", "monai")
+NEEDS["mesmer"] = ("torch", "torchvision", "monai")
 NEEDS["maunet"] = ("torch", "monai", "segmentation_models_pytorch", "timm")
 NEEDS["mediar"] = ("torch", "segmentation_models_pytorch", "cellpose")
 NEEDS["yolo"] = ("torch", "ultralytics")  # the AGPL extra, tested by `make test-yolo` in .venv-yolo

@@ -41,6 +41,7 @@ METHODS: dict[str, str] = {
     "cellseg1": "cellbench.methods.adapters.cellseg1.method:CellSeg1",
     "unet": "cellbench.methods.adapters.unet:UNetMethod",
     "maunet": "cellbench.methods.adapters.maunet:MAUNetMethod",
+    "mesmer": "cellbench.methods.adapters.mesmer:MesmerMethod",
     "mediar": "cellbench.methods.adapters.mediar.method:MediarMethod",
     "stardist": "cellbench.methods.adapters.stardist:StarDistMethod",
     "nnunet": "cellbench.methods.adapters.nnunet.method:NnUNetMethod",

@@ -105,6 +105,11 @@ class SemanticMethod(Method):
     def instances(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(label image, interior probability) from the network's output channels (C x H x W)."""
 
+    def input_image(self, image: np.ndarray) -> np.ndarray:
+        """The network's input (H x W x C float32) of an image: by default three channels normalised by
+        ``config.preprocess`` (:func:`~cellbench.methods.adapters.semantic.inference.network_input`)."""
+        return network_input(image, self.config.preprocess)
+
     # -- the interface ------------------------------------------------------------------------
     @property
     def weights_file(self) -> str:
@@ -114,7 +119,7 @@ class SemanticMethod(Method):
         policy = policy_from_name(self.config.flatten)
         images, targets = [], []
         for s in samples:
-            image = network_input(s.load_image(), self.config.preprocess)
+            image = self.input_image(s.load_image())
             labels = flatten(s.instances, policy).labels
             if labels.shape != image.shape[:2]:
                 raise DataError(f"{self.name}: image {s.name} is {image.shape[:2]} but its annotation "
@@ -188,7 +193,7 @@ class SemanticMethod(Method):
 
     def _labels(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         network = self._require_network()
-        x = network_input(image, self.config.preprocess)
+        x = self.input_image(image)
         maps = predict_maps(network, x, roi=self.config.train.patch_size, settings=self.config.inference)
         return self.instances(maps)
 
