@@ -1,11 +1,13 @@
-"""The training loop both semantic methods share: AdamW on random augmented patches, seeded and deterministic.
+"""The training loop the semantic methods share: AdamW (or SGD) on random augmented patches, seeded and deterministic.
 
 As in the two reference scripts (MONAI's 2-D segmentation tutorial, adapted
 by the NeurIPS-2022 baseline and by saltfish): AdamW at lr 6e-4, one epoch is
 one pass of batches over the training images (``ceil(images / batch)``
 steps, each drawing ``batch_size`` random patches), optionally a StepLR
-schedule (saltfish: x0.95 every 10 epochs). What the network computes and
-how the loss reads its output are passed in.
+schedule (saltfish: x0.95 every 10 epochs; DeepCell: x0.99 every epoch).
+DeepCell's FeatureNet trains with SGD and Nesterov momentum instead
+(``optimizer: sgd``). What the network computes and how the loss reads its
+output are passed in.
 
 Seed determinism: Python, NumPy and torch are seeded, patches come from one
 ``numpy.random.Generator`` seeded with the same seed, and on CUDA torch runs
@@ -22,7 +24,7 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -49,6 +51,8 @@ class TrainSettings:
             it (one image still gives several steps per epoch).
         lr_step, lr_gamma: StepLR: multiply the learning rate by ``lr_gamma``
             every ``lr_step`` epochs; 0 keeps it constant.
+        optimizer: ``adamw`` (the references'), or ``sgd``: SGD with Nesterov
+            momentum ``momentum`` and L2 weight decay (DeepCell's FeatureNet).
     """
 
     epochs: int = 100
@@ -59,6 +63,8 @@ class TrainSettings:
     steps_per_epoch: int | None = None
     lr_step: int = 0
     lr_gamma: float = 0.95
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    momentum: float = 0.9
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.patch_size < 16:
@@ -68,6 +74,9 @@ class TrainSettings:
             raise ValueError(f"steps_per_epoch must be None or >= 1, got {self.steps_per_epoch}")
         if self.lr <= 0 or self.lr_step < 0:
             raise ValueError(f"need lr > 0 and lr_step >= 0, got {self.lr}, {self.lr_step}")
+        if self.optimizer not in ("adamw", "sgd") or not 0 <= self.momentum < 1:
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd' and 0 <= momentum < 1, got {self.optimizer!r}, "
+                             f"{self.momentum}")
 
     def steps(self, n_images: int) -> int:
         """Steps per epoch for ``n_images`` training images."""
@@ -125,7 +134,11 @@ def fit(
     import torch
 
     device = next(network.parameters()).device
-    optimizer = torch.optim.AdamW(network.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    if settings.optimizer == "sgd":
+        optimizer = torch.optim.SGD(network.parameters(), lr=settings.lr, momentum=settings.momentum,
+                                    nesterov=settings.momentum > 0, weight_decay=settings.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(network.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     scheduler = (torch.optim.lr_scheduler.StepLR(optimizer, settings.lr_step, gamma=settings.lr_gamma)
                  if settings.lr_step else None)
     steps = settings.steps(n_images)
