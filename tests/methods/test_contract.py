@@ -65,6 +65,11 @@ FAST["mesmer"] = {"backbone": "resnet18", "feature_size": 16, "head_filters": 8,
                   "interior_threshold": 0.0, "small_objects": 0,
                   "train": {"epochs": 3, "batch_size": 2, "patch_size": 64, "lr": 0.01},
                   "inference": {"window_batch": 1}}
+# featurenet: a 21 px receptive field at 8 / 16 channels, a few steps of 64 px patches at a high learning rate.
+FAST["featurenet"] = {"receptive_field": 21, "conv_filters": 8, "dense_filters": 16, "threads": 1, "min_size": 4,
+                      "foreground_threshold": 0.3,
+                      "train": {"epochs": 6, "batch_size": 2, "patch_size": 64, "steps_per_epoch": 2, "lr": 0.05},
+                      "inference": {"window_batch": 1}}
 # mediar: mit_b0 with a narrow decoder, two steps of 64 px crops; low probability threshold, no flow check.
 FAST["mediar"] = {"encoder": "mit_b0", "decoder_channels": [32, 16, 16, 16, 16], "decoder_pab_channels": 16,
                   "crop": 64, "roi": 64, "epochs": 2, "batch_size": 2, "crops_per_epoch": 2, "learning_rate": 0.001,
@@ -91,6 +96,7 @@ NEEDS["mask2former"] = ("torch", "transformers")
 NEEDS["sam"] = ("torch", "segment_anything")
 NEEDS["unet"] = ("torch", "monai")
 NEEDS["mesmer"] = ("torch", "torchvision", "monai")
+NEEDS["featurenet"] = ("torch", "monai")
 NEEDS["maunet"] = ("torch", "monai", "segmentation_models_pytorch", "timm")
 NEEDS["mediar"] = ("torch", "segmentation_models_pytorch", "cellpose")
 NEEDS["yolo"] = ("torch", "ultralytics")  # the AGPL extra, tested by `make test-yolo` in .venv-yolo

@@ -42,6 +42,7 @@ METHODS: dict[str, str] = {
     "unet": "cellbench.methods.adapters.unet:UNetMethod",
     "maunet": "cellbench.methods.adapters.maunet:MAUNetMethod",
     "mesmer": "cellbench.methods.adapters.mesmer:MesmerMethod",
+    "featurenet": "cellbench.methods.adapters.featurenet:FeatureNetMethod",
     "mediar": "cellbench.methods.adapters.mediar.method:MediarMethod",
     "stardist": "cellbench.methods.adapters.stardist:StarDistMethod",
     "nnunet": "cellbench.methods.adapters.nnunet.method:NnUNetMethod",
