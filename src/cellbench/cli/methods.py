@@ -245,10 +245,16 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Methods of the NeurIPS-2022 report that cellbench cannot offer, and why (issue 14).
+#: Methods of the NeurIPS-2022 report (issue 14) and the 18-methods paper (issue 26) that cellbench
+#: cannot offer, and why.
 UNAVAILABLE: dict[str, str] = {
     "lstm-unet": "not available: LSTM-UNet's code is hosted on GitLab, which cannot be reached from here",
     "sac": "not available: SAC's code was only sent by e-mail on request, it is not public",
+    # the 18-methods paper's RF-Next (issue 26)
+    "rf-next": "not available: RF-Next is a receptive-field search (a genetic global search, then an iterative "
+               "local search of every convolution's dilation rates) run over another detector, here Mask R-CNN, "
+               "through repeated trainings; the rates the paper found for cells are not published and its code "
+               "is MMCV's rfsearch hook (compiled mmcv, no wheel on this stack): use maskrcnn for its base",
 }
 
 
