@@ -5,7 +5,8 @@ training mode takes a list of images and a list of targets and returns a dict
 of losses (Mask R-CNN and the heads that follow it). Each step draws
 ``batch_size`` random crops (:func:`~.targets.random_crop`; every instance in
 the window a target, overlaps kept), sums the losses with equal weights and
-takes an SGD or AdamW step; the learning rate warms up linearly for
+takes an SGD or AdamW step (gradients clipped to ``max_grad_norm`` where the
+config has one: SOLOv2's); the learning rate warms up linearly for
 ``warmup_iters`` steps and then decays on a cosine to 0. Every ``val_every``
 epochs (and after the last) ``validate`` scores the model; with ``keep_best``
 the best epoch's weights are the ones left in the model. With a checkpoint
@@ -39,7 +40,8 @@ log = logging.getLogger(__name__)
 
 
 class LoopConfig(Protocol):
-    """The settings the loop reads: fields of a detector method's config (see ``MaskRCNNConfig``)."""
+    """The settings the loop reads: fields of a detector method's config (see ``MaskRCNNConfig``); a config may
+    also have ``max_grad_norm`` (a float, or None: not clipped), as ``SOLOv2Config`` does."""
 
     epochs: int
     crops_per_epoch: int | None
@@ -105,6 +107,7 @@ def train_detector(
     per_epoch = crops_per_epoch(images, cfg)
     steps = max(1, math.ceil(per_epoch / cfg.batch_size))
     opt = _optimizer(model, cfg)
+    max_grad_norm = getattr(cfg, "max_grad_norm", None)
     sched = _schedule(opt, cfg.warmup_iters, steps * cfg.epochs)
     checkpoint = EpochCheckpoint(checkpoint_dir, fingerprint=fingerprint or {}, generators={"rng": rng},
                                  objects={"model": model, "optimizer": opt, "scheduler": sched})
@@ -123,6 +126,8 @@ def train_detector(
                 raise DataError(f"{name}: training loss is {float(loss)} at epoch {epoch}; lower lr")
             opt.zero_grad()
             loss.backward()
+            if max_grad_norm is not None:
+                nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], max_grad_norm)
             opt.step()
             sched.step()
             for key, value in losses.items():

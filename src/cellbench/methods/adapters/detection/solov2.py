@@ -1,0 +1,231 @@
+"""``solov2``: SOLOv2 (Wang et al., NeurIPS 2020), the 18-methods benchmark's "SOLOv2".
+
+A single-stage, box-free instance segmenter: every cell of a grid over the
+image predicts a category score and a dynamic mask kernel, one mask feature
+map serves every kernel, and Matrix NMS decays the scores of duplicates
+(:mod:`~cellbench.methods.adapters.detection.solov2_head`,
+:mod:`~cellbench.methods.adapters.detection.matrix_nms`). Settings are
+MMDetection's ``solov2_r50_fpn`` config, the one the benchmark ran (grids 40,
+36, 24, 16, 12; scale ranges; focal loss for the categories, Dice loss x 3 for
+the masks; gradients clipped at norm 35; Matrix NMS with a gaussian kernel,
+sigma 2, over the 500 best masks; score threshold 0.1, 0.05 after the decay;
+mask threshold 0.5).
+
+From the family (:mod:`cellbench.methods.adapters.detection`): the backbones
+with their FPN (``resnet50`` as published, ``resnet18`` / ``resnet34`` for CPUs,
+and the timm ones), pretrained files (:mod:`.weights`: an ImageNet
+classifier's file loads into the backbone; a whole Mask R-CNN's gives its
+backbone and FPN), the random crops (:mod:`.targets`), the training loop
+(:func:`~cellbench.methods.adapters.detection.training.train_detector`), validation
+and the model directory (``solov2.pt``, ``solov2.json``) of
+:class:`~cellbench.methods.adapters.detection.maskrcnn.MaskRCNNMethod`. Whole
+images are predicted in tiles of the training crop (:meth:`SOLOv2Method.tiling_defaults`):
+the grid and the coordinate channels are laid out in units of a training
+crop, so the network sees on a tile what it saw in training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from cellbench.errors import DataError
+from cellbench.instances import Instance, InstanceSet
+from cellbench.methods.adapters.detection.backbones import BACKBONES, REGISTRY
+from cellbench.methods.adapters.detection.maskrcnn import MaskRCNNMethod
+from cellbench.methods.device import check_threads, on_config_threads
+from cellbench.methods.preprocess import PreprocessConfig
+
+__all__ = ["SOLOv2Config", "SOLOv2Method"]
+
+
+@dataclass(frozen=True)
+class SOLOv2Config:
+    """SOLOv2 settings (MMDetection's names in brackets where they differ).
+
+    Attributes:
+        backbone: a name of :data:`~cellbench.methods.adapters.detection.backbones.BACKBONES`, with an FPN
+            (``resnet50`` published).
+        pretrained: a file or a pretrained-model registry name: an ImageNet classifier of the backbone, or a
+            whole Mask R-CNN (its backbone and FPN load); None trains from scratch.
+        trainable_layers: backbone parts trained, counted from the top of stem + 4 stages (0-5); None: 5 from
+            scratch, 3 when pretrained (MMDetection freezes the stem and the first stage).
+        num_grids: grid cells per side of a training crop, for each of the five levels (strides 8, 8, 16,
+            32, 32); the cells keep their size in pixels on inputs of other sizes.
+        scale_ranges: the square root of box area (network pixels) each level learns.
+        pos_scale: the part of an instance's half box around its centre whose cells are positives (sigma).
+        head_width: channels of the category and kernel branches' convolutions (feat_channels).
+        stacked_convs: convolutions in each of the two branches.
+        mask_width: channels of the mask feature branch's convolutions (mask_feature_head.feat_channels).
+        kernel_channels: channels of the mask feature, so weights of each dynamic kernel (out_channels).
+        mask_loss_weight: weight of the Dice loss (loss_mask.loss_weight).
+        focal_alpha, focal_gamma: the category branch's focal loss.
+        max_grad_norm: gradients are clipped to this norm (grad_clip.max_norm); None: not clipped.
+        scale, epochs, crops_per_epoch, batch_size, patch_size, optimizer, lr, momentum, weight_decay,
+            warmup_iters, augment, min_area, val_every, keep_best: the family's training loop, as
+            :class:`~cellbench.methods.adapters.detection.maskrcnn.MaskRCNNConfig` has them (``patch_size`` x
+            ``scale`` is the side the grids divide).
+        score_threshold: category score a cell needs (score_thr).
+        mask_threshold: mask probability a pixel needs (mask_thr).
+        update_threshold: score a mask needs after Matrix NMS's decay (filter_thr).
+        nms_kernel, nms_sigma: Matrix NMS's decay (kernel, sigma).
+        nms_pre: the best masks Matrix NMS ranks (nms_pre).
+        detections_per_image: at most this many instances per tile (max_per_img).
+        preprocess: cellbench preprocessing (percentile normalisation by default).
+        threads: torch CPU threads for training and prediction; 0 leaves torch's default.
+    """
+
+    backbone: str = "resnet50"
+    pretrained: str | None = None
+    trainable_layers: int | None = None
+    num_grids: tuple[int, ...] = (40, 36, 24, 16, 12)
+    scale_ranges: tuple[tuple[float, float], ...] = ((1, 96), (48, 192), (96, 384), (192, 768), (384, 2048))
+    pos_scale: float = 0.2
+    head_width: int = 512
+    stacked_convs: int = 4
+    mask_width: int = 128
+    kernel_channels: int = 256
+    mask_loss_weight: float = 3.0
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    max_grad_norm: float | None = 35.0
+    scale: float = 1.0
+    epochs: int = 50
+    crops_per_epoch: int | None = None
+    batch_size: int = 2
+    patch_size: int = 512
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_iters: int = 100
+    augment: bool = True
+    min_area: int = 4
+    val_every: int = 1
+    keep_best: bool = True
+    score_threshold: float = 0.1
+    mask_threshold: float = 0.5
+    update_threshold: float = 0.05
+    nms_kernel: Literal["gaussian", "linear"] = "gaussian"
+    nms_sigma: float = 2.0
+    nms_pre: int = 500
+    detections_per_image: int = 100
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        # a config file gives lists of lists; the config is frozen and compares equal to its defaults' form
+        object.__setattr__(self, "scale_ranges", tuple(tuple(r) for r in self.scale_ranges))
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {self.backbone!r}")
+        if self.batch_size < REGISTRY[self.backbone].min_batch:
+            raise ValueError(f"backbone {self.backbone} trains on batch_size >= {REGISTRY[self.backbone].min_batch}, "
+                             f"got {self.batch_size}")
+        if self.optimizer not in ("sgd", "adamw") or self.nms_kernel not in ("gaussian", "linear"):
+            raise ValueError(f"optimizer must be 'sgd' or 'adamw' and nms_kernel 'gaussian' or 'linear', got "
+                             f"{self.optimizer!r}, {self.nms_kernel!r}")
+        if self.epochs < 1 or self.batch_size < 1 or self.patch_size < 32 or self.scale <= 0:
+            raise ValueError(f"need epochs >= 1, batch_size >= 1, patch_size >= 32, scale > 0; got {self.epochs}, "
+                             f"{self.batch_size}, {self.patch_size}, {self.scale}")
+        if self.trainable_layers is not None and not 0 <= self.trainable_layers <= 5:
+            raise ValueError(f"trainable_layers must be 0-5, got {self.trainable_layers}")
+        check_threads(self.threads)
+        if len(self.num_grids) != 5 or len(self.scale_ranges) != 5 or min(self.num_grids) < 1:
+            raise ValueError(f"num_grids and scale_ranges need 5 entries (one per level), grids >= 1; got "
+                             f"{list(self.num_grids)}, {[list(r) for r in self.scale_ranges]}")
+        if any(len(r) != 2 or not 0 <= r[0] <= r[1] for r in self.scale_ranges):
+            raise ValueError(f"each scale range is [low, high] with 0 <= low <= high, got "
+                             f"{[list(r) for r in self.scale_ranges]}")
+        if min(self.head_width, self.stacked_convs, self.mask_width, self.kernel_channels, self.nms_pre,
+               self.detections_per_image) < 1:
+            raise ValueError("head_width, stacked_convs, mask_width, kernel_channels, nms_pre and "
+                             "detections_per_image must be >= 1")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be > 0 or null, got {self.max_grad_norm}")
+
+
+class SOLOv2Method(MaskRCNNMethod):
+    """SOLOv2: grid cells predict categories and dynamic mask kernels; Matrix NMS; one model for all classes.
+
+    Training, validation and the model directory are :class:`MaskRCNNMethod`'s (the network takes images and
+    targets and returns its losses, as a torchvision detector does); the network and prediction are its own.
+    """
+
+    name = "solov2"
+    version = "1"
+    paper: ClassVar[str] = "SOLOv2"
+    description = (f"SOLOv2 (the 18-methods paper's row): location-category grid, dynamic mask kernels on a unified "
+                   f"mask feature, Matrix NMS; MMDetection's solov2_r50_fpn settings; maskrcnn's backbones "
+                   f"({', '.join(BACKBONES)}; resnet50 published)")
+    Config = SOLOv2Config  # type: ignore[assignment]
+    #: ``cpu``: ResNet-18-FPN on 256 px crops with 128-channel branches, AdamW.
+    presets = {"cpu": {"backbone": "resnet18", "patch_size": 256, "batch_size": 2, "head_width": 128,
+                       "optimizer": "adamw", "lr": 0.0005, "weight_decay": 0.0001, "epochs": 30}}
+    #: The category branch's last layer depends on the number of classes.
+    class_heads: ClassVar[tuple[str, ...]] = ("head.conv_cls.",)
+    #: A Mask R-CNN's file gives the backbone and FPN; its RPN and RoI heads are left out, the head starts new.
+    new_heads: ClassVar[tuple[str, ...]] = ("head.", "rpn.", "roi_heads.")
+    loss_text: ClassVar[str] = "focal loss of the grid's categories + Dice loss of the positive cells' masks x 3"
+
+    @classmethod
+    def tiling_defaults(cls, config: SOLOv2Config | None = None) -> dict[str, int]:
+        """Tiles of the training crop, a quarter of it as overlap: a tile has the grid a crop had.
+
+        >>> SOLOv2Method.tiling_defaults(SOLOv2Config(patch_size=128))
+        {'tile': 128, 'overlap': 32}
+        """
+        crop = (config or cls.Config()).patch_size
+        return {"tile": crop, "overlap": crop // 4}
+
+    def _new_model(self, n_classes: int) -> Any:
+        """A randomly initialised SOLOv2 for ``n_classes`` classes on the configured backbone."""
+        from cellbench.methods.adapters.detection.backbones import build_backbone
+        from cellbench.methods.adapters.detection.solov2_head import SOLOv2, SOLOv2Head, HeadSettings
+
+        cfg = self.config
+        trainable = cfg.trainable_layers if cfg.trainable_layers is not None else (3 if cfg.pretrained else 5)
+        backbone = build_backbone(cfg.backbone, trainable_layers=trainable)
+        settings = HeadSettings(
+            num_classes=n_classes, grid_size=max(1, round(cfg.patch_size * cfg.scale)),
+            num_grids=tuple(cfg.num_grids), scale_ranges=cfg.scale_ranges,
+            pos_scale=cfg.pos_scale, width=cfg.head_width, stacked_convs=cfg.stacked_convs,
+            mask_width=cfg.mask_width, kernel_channels=cfg.kernel_channels, mask_loss_weight=cfg.mask_loss_weight,
+            focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
+        return SOLOv2(backbone, SOLOv2Head(backbone.out_channels, settings))
+
+    @on_config_threads
+    def predict(self, image: np.ndarray) -> InstanceSet:
+        """The instances of one image (a tile), scored (category score x maskness, decayed by Matrix NMS),
+        overlaps and classes kept."""
+        import torch
+
+        from cellbench.methods.adapters.detection.inference import set_input_size
+        from cellbench.methods.adapters.detection.solov2_head import MASK_STRIDE, predict_masks
+
+        image = np.asarray(image)
+        if image.ndim not in (2, 3):
+            raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
+        cfg = self.config
+        model = self._require_model()
+        model.eval()
+        h, w = image.shape[:2]
+        x = torch.from_numpy(np.ascontiguousarray(self._input(image).transpose(2, 0, 1)))
+        rh, rw = set_input_size(model, h, w, cfg.scale)
+        with torch.no_grad():
+            (kernels, logits, mask_feats), _ = model([x.to(next(model.parameters()).device)])
+            probs, labels, scores = predict_masks(
+                kernels, logits, mask_feats, score_threshold=cfg.score_threshold, mask_threshold=cfg.mask_threshold,
+                update_threshold=cfg.update_threshold, nms_pre=cfg.nms_pre, max_instances=cfg.detections_per_image,
+                kernel=cfg.nms_kernel, sigma=cfg.nms_sigma)
+        padded = tuple(MASK_STRIDE * n for n in mask_feats.shape[-2:])
+        instances = []
+        for start in range(0, len(probs), 16):  # full-size masks a few at a time
+            chunk = torch.nn.functional.interpolate(probs[None, start:start + 16], size=padded, mode="bilinear",
+                                                    align_corners=False)[..., :rh, :rw]
+            chunk = torch.nn.functional.interpolate(chunk, size=(h, w), mode="bilinear", align_corners=False)[0]
+            for k, mask in enumerate((chunk > cfg.mask_threshold).cpu().numpy(), start=start):
+                if mask.any():
+                    instances.append(Instance.from_mask(mask, score=float(scores[k]), class_id=int(labels[k])))
+        return InstanceSet(shape=(h, w), instances=tuple(instances), classes=self._classes)
