@@ -54,18 +54,17 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cellbench.methods.adapters.semantic.deepcell import pixelwise_map, weighted_cross_entropy
+from cellbench.methods.adapters.semantic.deepcell import (DeepCellAugment, DeepCellTrain, pixelwise_map,
+                                                          weighted_cross_entropy)
 from cellbench.methods.adapters.semantic.method import SemanticConfig, SemanticMethod
-from cellbench.methods.adapters.semantic.patches import AugmentSettings
-from cellbench.methods.adapters.semantic.postprocess import interior_watershed, softmax
-from cellbench.methods.adapters.semantic.train_loop import TrainSettings
+from cellbench.methods.adapters.semantic.postprocess import three_class_instances
 
 __all__ = ["FeatureNetAugment", "FeatureNetConfig", "FeatureNetMethod", "FeatureNetTrain", "build_featurenet",
            "featurenet_layers"]
 
 
 @dataclass(frozen=True)
-class FeatureNetTrain(TrainSettings):
+class FeatureNetTrain(DeepCellTrain):
     """The paper's FeatureNet schedule (lr 0.001, batch 16, 25 epochs) with DeepCell's optimiser: SGD, Nesterov
     momentum 0.9, L2 1e-5 on the kernels (weight decay 2e-5), the rate x0.99 after every epoch."""
 
@@ -74,19 +73,14 @@ class FeatureNetTrain(TrainSettings):
     weight_decay: float = 2e-5
     batch_size: int = 16
     epochs: int = 25
-    lr_step: int = 1
-    lr_gamma: float = 0.99
 
 
 @dataclass(frozen=True)
-class FeatureNetAugment(AugmentSettings):
-    """DeepCell's ``ImageFullyConvDataGenerator`` in the notebook: flips, rotations, zoom 0.8-1.2 on every patch;
-    no intensity changes."""
+class FeatureNetAugment(DeepCellAugment):
+    """DeepCell's ``ImageFullyConvDataGenerator`` in the notebook: zoom 0.8-1.2 on every patch, flips, rotations."""
 
-    zoom_prob: float = 1.0
     zoom_min: float = 0.8
     zoom_max: float = 1.2
-    intensity_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -200,7 +194,6 @@ class FeatureNetMethod(SemanticMethod):
                    "61 px receptive field, interior/edge/background, watershed")
     requires = ("torch", "monai")
     extra = "mesmer"
-    licence = "cellbench's own PyTorch rewrite (BSD-3); DeepCell itself is non-commercial only and is not used"
     Config = FeatureNetConfig
     #: ``cpu``: the notebook's widths (32 / 128), 64 px patches in batches of 8, lr 0.01 (the notebook's), 300 steps.
     presets = {"cpu": {"conv_filters": 32, "dense_filters": 128,
@@ -222,8 +215,6 @@ class FeatureNetMethod(SemanticMethod):
 
     def instances(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
-        prob = softmax(maps)
-        labels = interior_watershed(prob[0], prob[1], interior_threshold=cfg.interior_threshold,
-                                    foreground_threshold=cfg.foreground_threshold, min_seed=cfg.min_seed,
-                                    min_size=cfg.min_size)
-        return labels, prob[1]
+        return three_class_instances(maps, interior_threshold=cfg.interior_threshold,
+                                     foreground_threshold=cfg.foreground_threshold, min_seed=cfg.min_seed,
+                                     min_size=cfg.min_size)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from cellbench.methods.adapters.semantic.method import SemanticConfig, SemanticMethod
-from cellbench.methods.adapters.semantic.postprocess import interior_watershed, softmax
+from cellbench.methods.adapters.semantic.postprocess import three_class_instances
 from cellbench.methods.adapters.semantic.targets import three_class_map
 
 __all__ = ["UNetConfig", "UNetMethod"]
@@ -111,8 +111,6 @@ class UNetMethod(SemanticMethod):
 
     def instances(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
-        prob = softmax(maps)
-        labels = interior_watershed(prob[0], prob[1], interior_threshold=cfg.interior_threshold,
-                                    foreground_threshold=cfg.foreground_threshold, min_seed=cfg.min_seed,
-                                    min_size=cfg.min_size)
-        return labels, prob[1]
+        return three_class_instances(maps, interior_threshold=cfg.interior_threshold,
+                                     foreground_threshold=cfg.foreground_threshold, min_seed=cfg.min_seed,
+                                     min_size=cfg.min_size)

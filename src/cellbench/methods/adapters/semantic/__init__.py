@@ -1,10 +1,12 @@
-"""Shared pieces of the methods that classify pixels and cut the classes into cells (``unet``, ``maunet``).
+"""Shared pieces of the methods that classify pixels and cut the classes into cells (``unet``, ``maunet``,
+``mesmer``, ``featurenet``).
 
 One module an idea: :mod:`.targets` (interior / boundary / background map
 and saltfish's distance target from a flattened label image),
 :mod:`.patches` (random augmented training patches), :mod:`.train_loop`
-(seeded AdamW loop), :mod:`.inference` (normalisation and sliding-window
-prediction), :mod:`.postprocess` (seeded watersheds, scores) and
+(seeded AdamW / SGD loop), :mod:`.inference` (normalisation and sliding-window
+prediction), :mod:`.postprocess` (seeded watersheds, scores), :mod:`.deepcell`
+(DeepCell's targets, loss and deep watershed, for Mesmer and FeatureNet) and
 :mod:`.method` (:class:`SemanticMethod`, the ``Method`` built from them).
 Nothing here imports torch at module level.
 """

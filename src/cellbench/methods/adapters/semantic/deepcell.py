@@ -25,10 +25,15 @@ are documented to compute.
   map, the watershed floods the negative (smoothed) interior map inside
   ``interior > interior_threshold``; small objects removed and small holes
   filled.
+* :class:`DeepCellTrain` / :class:`DeepCellAugment`: what DeepCell's
+  training scripts share: the rate x0.99 after every epoch
+  (``rate_scheduler(decay=0.99)``), a random zoom on every crop, flips and
+  rotations, no intensity changes.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -37,10 +42,29 @@ from skimage.measure import label, regionprops
 from skimage.morphology import disk, h_maxima
 from skimage.segmentation import find_boundaries, relabel_sequential, watershed
 
+from cellbench.methods.adapters.semantic.patches import AugmentSettings
+from cellbench.methods.adapters.semantic.postprocess import drop_small_labels
 from cellbench.methods.adapters.semantic.targets import BACKGROUND, BOUNDARY, INTERIOR
+from cellbench.methods.adapters.semantic.train_loop import TrainSettings
 
-__all__ = ["deep_watershed", "erode_edges", "fill_holes", "inner_distance", "pixelwise_map",
-           "weighted_cross_entropy"]
+__all__ = ["DeepCellAugment", "DeepCellTrain", "deep_watershed", "erode_edges", "fill_holes", "inner_distance",
+           "pixelwise_map", "weighted_cross_entropy"]
+
+
+@dataclass(frozen=True)
+class DeepCellTrain(TrainSettings):
+    """DeepCell's ``rate_scheduler(decay=0.99)``: the learning rate x0.99 after every epoch."""
+
+    lr_step: int = 1
+    lr_gamma: float = 0.99
+
+
+@dataclass(frozen=True)
+class DeepCellAugment(AugmentSettings):
+    """DeepCell's data generators: a random zoom on every crop, flips and rotations, no intensity changes."""
+
+    zoom_prob: float = 1.0
+    intensity_prob: float = 0.0
 
 
 def _check_labels(labels: np.ndarray) -> np.ndarray:
@@ -192,10 +216,7 @@ def deep_watershed(
     markers = label(h_maxima(maxima, maxima_threshold, footprint=disk(int(radius))))
     labels = watershed(-interior, markers, mask=interior > interior_threshold).astype(np.int32)
     if small_objects_threshold:
-        areas = np.bincount(labels.ravel())
-        small = areas < small_objects_threshold
-        small[0] = False
-        labels[small[labels]] = 0
+        labels = drop_small_labels(labels, small_objects_threshold)
     if fill_holes_threshold > 0:
         labels = fill_holes(labels, fill_holes_threshold)
     return relabel_sequential(labels)[0].astype(np.int32)

@@ -1,6 +1,7 @@
 """:class:`SemanticMethod`: train / predict / save / load for a network that classifies pixels.
 
-A subclass (``unet``, ``maunet``) says four things: the network
+A subclass (``unet``, ``maunet``, ``mesmer``, ``featurenet``) says four things (and
+may say a fifth, its input: :meth:`~SemanticMethod.input_image`): the network
 (:meth:`~SemanticMethod.build_network`), the targets of a flattened label
 image (:meth:`~SemanticMethod.targets`), the loss
 (:meth:`~SemanticMethod.loss`) and the instances of the output maps

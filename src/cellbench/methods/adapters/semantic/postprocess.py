@@ -6,6 +6,8 @@
   probability over the foreground (interior + boundary), so touching cells
   split where the network put a boundary and each cell gets its boundary
   pixels back.
+* :func:`three_class_instances` (``unet``, ``featurenet``): that watershed
+  on the softmax of background / interior / boundary logits.
 * :func:`saltfish_watershed` (``maunet``): the saltfish team's two-pass
   post-processing of the interior class and the distance map (their
   ``predict.py``, function ``output``), rewritten on scikit-image.
@@ -24,7 +26,8 @@ from skimage.segmentation import relabel_sequential, watershed
 from cellbench.instances import InstanceSet
 from cellbench.methods.adapters.semantic.targets import drop_small
 
-__all__ = ["interior_watershed", "saltfish_watershed", "scored_instances", "softmax"]
+__all__ = ["drop_small_labels", "interior_watershed", "saltfish_watershed", "scored_instances", "softmax",
+           "three_class_instances"]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -37,7 +40,12 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=0, keepdims=True)
 
 
-def _drop_small_labels(labels: np.ndarray, min_size: float) -> np.ndarray:
+def drop_small_labels(labels: np.ndarray, min_size: float) -> np.ndarray:
+    """``labels`` without the objects under ``min_size`` px, relabelled 1..n.
+
+    >>> drop_small_labels(np.array([[1, 1, 0, 3]]), 2).tolist()
+    [[1, 1, 0, 0]]
+    """
     areas = np.bincount(labels.ravel())
     small = areas < min_size
     small[0] = False
@@ -71,7 +79,14 @@ def interior_watershed(
     if not seeds.any():
         return np.zeros(p_interior.shape, dtype=np.int32)
     labels = watershed(-p_interior, seeds, mask=foreground).astype(np.int32)
-    return _drop_small_labels(labels, min_size)
+    return drop_small_labels(labels, min_size)
+
+
+def three_class_instances(logits: np.ndarray, **watershed_options: float) -> tuple[np.ndarray, np.ndarray]:
+    """(label image, interior probability) of background / interior / boundary logits (3 x H x W): the softmax's
+    interior pieces grown over its foreground (:func:`interior_watershed` with ``watershed_options``)."""
+    prob = softmax(logits)
+    return interior_watershed(prob[0], prob[1], **watershed_options), prob[1]
 
 
 def _opencv_gaussian(image: np.ndarray, ksize: int) -> np.ndarray:
@@ -135,7 +150,7 @@ def saltfish_watershed(
     grown = watershed(-smooth, both, mask=foreground | (both > 0)).astype(np.int32)
     grown = relabel_sequential(grown)[0]
     mean_area = np.count_nonzero(grown) / max(1, int(grown.max()))
-    return _drop_small_labels(grown, small_fraction * mean_area)
+    return drop_small_labels(grown, small_fraction * mean_area)
 
 
 def scored_instances(labels: np.ndarray, p_interior: np.ndarray) -> InstanceSet:
