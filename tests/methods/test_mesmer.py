@@ -55,8 +55,10 @@ def test_input_is_nuclear_and_membrane_channels_preprocessed():
     grey = mesmer_input(image[..., 0], ("grey", None), MesmerPreprocess())
     assert not grey[..., 1].any() and grey[..., 0].max() <= 1.0
     assert not mesmer_input(np.full((8, 8), 7), (0, None), MesmerPreprocess()).any()  # constant: zeros
-    with pytest.raises(DataError, match="channel 1"):
-        mesmer_input(image[..., 0], (0, 1), MesmerPreprocess())
+    one = mesmer_input(image[..., 0], (0, 1), MesmerPreprocess())  # one channel: the second input is blank
+    assert one[..., 0].any() and not one[..., 1].any()
+    with pytest.raises(DataError, match="channel 2"):
+        mesmer_input(image[..., :2], (0, 2), MesmerPreprocess())
 
 
 def test_panopticnet_has_mesmers_heads_and_keeps_the_size():

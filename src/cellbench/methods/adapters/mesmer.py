@@ -42,8 +42,12 @@ Where cellbench had to choose:
    Each head and the shared network are Mesmer's.
 2. Channels (``channels``): which image channel is the nuclear and which the
    membrane input, ``"grey"`` (the mean of the first three) or None (blank).
-   A one-channel image (DSB) runs as ``channels: [grey, null]``: the nuclear
-   channel with a blank membrane channel, predicting ``compartment: nuclear``.
+   A one-channel image runs as the nuclear input with a blank membrane
+   channel (the default ``(0, 1)`` reads channel 1 of a one-channel image as
+   blank); DSB's PNGs, grey or RGB, as ``channels: [grey, null]`` with
+   ``compartment: nuclear``. Trained from scratch, the network learns
+   whatever its input slots hold (a whole-cell-only image in the nuclear slot
+   too); the slots matter for published Mesmer weights, which are not used.
 3. The pyramid levels P4-P7 and their 3x3 convolutions, which no head reads
    (DeepCell's heads take the finest level only), are not built.
 4. No ImageNet weights are fetched: the ResNet starts at random unless
@@ -71,13 +75,11 @@ import numpy as np
 from skimage.exposure import equalize_adapthist
 
 from cellbench.errors import DataError
-from cellbench.methods.adapters.semantic.deepcell import (deep_watershed, inner_distance, pixelwise_map,
-                                                          weighted_cross_entropy)
+from cellbench.methods.adapters.semantic.deepcell import (DeepCellAugment, DeepCellTrain, deep_watershed,
+                                                          inner_distance, pixelwise_map, weighted_cross_entropy)
 from cellbench.methods.adapters.semantic.method import SemanticConfig, SemanticMethod
-from cellbench.methods.adapters.semantic.patches import AugmentSettings
 from cellbench.methods.adapters.semantic.postprocess import softmax
 from cellbench.methods.adapters.semantic.targets import INTERIOR
-from cellbench.methods.adapters.semantic.train_loop import TrainSettings
 
 __all__ = ["MesmerAugment", "MesmerConfig", "MesmerMethod", "MesmerPreprocess", "MesmerTrain", "build_panopticnet",
            "mesmer_input"]
@@ -92,26 +94,21 @@ Channel = int | Literal["grey"] | None
 
 
 @dataclass(frozen=True)
-class MesmerTrain(TrainSettings):
+class MesmerTrain(DeepCellTrain):
     """The paper's Mesmer schedule: Adam (no weight decay) at lr 4e-4, batch 8, 200 epochs of 256 px crops,
     the rate x0.99 after every epoch (DeepCell's ``rate_scheduler``)."""
 
     lr: float = 4e-4
     weight_decay: float = 0.0
     epochs: int = 200
-    lr_step: int = 1
-    lr_gamma: float = 0.99
 
 
 @dataclass(frozen=True)
-class MesmerAugment(AugmentSettings):
-    """DeepCell's ``CroppingDataGenerator`` for Mesmer: zoom 0.7-1/0.7 on every crop, flips, rotations;
-    no intensity changes."""
+class MesmerAugment(DeepCellAugment):
+    """DeepCell's ``CroppingDataGenerator`` for Mesmer: zoom 0.7-1/0.7 on every crop, flips, rotations."""
 
-    zoom_prob: float = 1.0
     zoom_min: float = 0.7
     zoom_max: float = 1 / 0.7
-    intensity_prob: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -207,14 +204,18 @@ def _channel(image: np.ndarray, which: Channel) -> np.ndarray:
     if which == "grey":
         return image[..., :3].mean(axis=-1, dtype=np.float64).astype(np.float32)
     if which >= image.shape[-1]:
-        raise DataError(f"mesmer: channel {which} asked for, but the image has {image.shape[-1]} channel(s)")
+        if image.shape[-1] == 1:  # a one-channel image: its channel is the only input, the other blank
+            return np.zeros(image.shape[:2], dtype=np.float32)
+        raise DataError(f"mesmer: channel {which} asked for, but the image has {image.shape[-1]} channels")
     return image[..., which].astype(np.float32)
 
 
 def mesmer_input(image: np.ndarray, channels: tuple[Channel, Channel], prep: MesmerPreprocess) -> np.ndarray:
     """H x W x 2 float32 (nuclear, membrane) of an image, each channel preprocessed as ``mesmer_preprocess``.
 
-    A blank or constant channel is all zeros.
+    A blank or constant channel is all zeros. On a one-channel image a channel
+    index other than 0 is blank, so the default ``(0, 1)`` runs a nuclear-only
+    (or any one-channel) image as the nuclear input with a blank membrane.
 
     >>> x = mesmer_input(np.arange(64, dtype=np.uint8).reshape(8, 8), ("grey", None), MesmerPreprocess())
     >>> x.shape, float(x[..., 1].max()), 0.0 <= float(x.min()) and float(x.max()) <= 1.0
@@ -311,7 +312,6 @@ class MesmerMethod(SemanticMethod):
                    "pixelwise heads, deep watershed")
     requires = ("torch", "torchvision", "monai")
     extra = "mesmer"
-    licence = "cellbench's own PyTorch rewrite (BSD-3); DeepCell itself is non-commercial only and is not used"
     Config = MesmerConfig
     #: ``cpu``: ResNet-18, 128 px crops in batches of 4, 300 steps (~1.2 s of CPU a step on one thread).
     presets = {"cpu": {"backbone": "resnet18",
