@@ -193,7 +193,7 @@ class FeatureNetMethod(SemanticMethod):
     description = ("FeatureNet (DeepCell; the 18-methods paper's FeatureNet): dilated-convolution pixel classifier, "
                    "61 px receptive field, interior/edge/background, watershed")
     requires = ("torch", "monai")
-    extra = "mesmer"
+    extra = "unet"  # torch and MONAI, as unet
     Config = FeatureNetConfig
     #: ``cpu``: the notebook's widths (32 / 128), 64 px patches in batches of 8, lr 0.01 (the notebook's), 300 steps.
     presets = {"cpu": {"conv_filters": 32, "dense_filters": 128,
