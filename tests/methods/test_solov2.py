@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,8 +13,8 @@ pytest.importorskip("torchvision")
 
 from cellbench.methods import config_from_dict, get_method  # noqa: E402
 from cellbench.methods.adapters.detection.matrix_nms import matrix_nms  # noqa: E402
+from cellbench.methods.adapters.detection.solov2 import SOLOv2Config  # noqa: E402
 from cellbench.methods.adapters.detection.solov2_head import (  # noqa: E402
-    HeadSettings,
     SOLOv2Head,
     dice_loss,
     grid_shape,
@@ -77,9 +78,9 @@ def test_grid_targets_by_hand():
     masks[2, 10:50, 10:50] = True
     boxes = torch.tensor([[4.0, 20.0, 20.0, 36.0], [43.0, 43.0, 47.0, 47.0], [10.0, 10.0, 50.0, 50.0]])
     labels = torch.tensor([0, 1, 0])
-    s = HeadSettings(num_classes=2, grid_size=64, num_grids=(8, 8, 4, 4, 2), pos_scale=1.0,
+    s = SOLOv2Config(num_grids=(8, 8, 4, 4, 2), pos_scale=1.0,
                      scale_ranges=((1, 20), (1, 8), (30, 50), (100, 200), (100, 200)))
-    levels = grid_targets(masks, boxes, labels, (64, 64), s)
+    levels = grid_targets(masks, boxes, labels, (64, 64), s, grid_size=64)
     assert [tuple(t.owner.shape) for t in levels] == [(8, 8), (8, 8), (4, 4), (4, 4), (2, 2)]
     first = levels[0].owner
     expected = torch.full((8, 8), -1)
@@ -94,11 +95,10 @@ def test_grid_targets_by_hand():
     assert torch.equal(levels[2].owner, coarse)
     assert all(int((t.owner >= 0).sum()) == 0 for t in levels[3:])
     # pos_scale 0.2: only the cell of the centre of mass
-    narrow = grid_targets(masks, boxes, labels, (64, 64), HeadSettings(
-        num_classes=2, grid_size=64, num_grids=(8, 8, 4, 4, 2), pos_scale=0.2, scale_ranges=s.scale_ranges))
+    narrow = grid_targets(masks, boxes, labels, (64, 64), dataclasses.replace(s, pos_scale=0.2), grid_size=64)
     assert torch.nonzero(narrow[0].owner == 0).tolist() == [[3, 1]]
     # a cell two instances claim goes to the later one
-    twice = grid_targets(masks[[0, 0]], boxes[[0, 0]], torch.tensor([0, 1]), (64, 64), s)
+    twice = grid_targets(masks[[0, 0]], boxes[[0, 0]], torch.tensor([0, 1]), (64, 64), s, grid_size=64)
     assert set(twice[0].owner.unique().tolist()) == {-1, 1} and int((twice[0].labels == 1).sum()) == 9
 
 
@@ -109,7 +109,7 @@ def test_grids_keep_their_pixel_size_on_other_inputs():
 
 
 def test_head_layers_as_published():
-    head = SOLOv2Head(256, HeadSettings(num_classes=1))
+    head = SOLOv2Head(256, 1, 512, SOLOv2Config())  # MMDetection's solov2_r50_fpn
     convs = [m for m in head.kernel_convs.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels) for c in convs] == [(258, 512)] + [(512, 512)] * 3
     assert head.conv_kernel.out_channels == 256 and head.conv_cls.out_channels == 1
@@ -144,7 +144,7 @@ def test_training_sums_focal_and_dice_and_clips_the_gradients(blobs, monkeypatch
     crops = [random_crop(solo._input(sample.load_image()), sample.instances, 64, np.random.default_rng(k))
              for k in range(2)]
     losses = model(*batch_tensors(crops))
-    assert set(losses) == {"loss_cls", "loss_mask"} and all(float(v) > 0 for v in losses.values())
+    assert set(losses) == {"loss_cls", "loss_mask"} and all(float(v.detach()) > 0 for v in losses.values())
     losses["loss_mask"].backward()
     assert float(model.head.conv_kernel.weight.grad.abs().sum()) > 0  # the Dice loss reaches the kernels
     assert float(model.head.mask_features.out[0].weight.grad.abs().sum()) > 0  # and the mask features

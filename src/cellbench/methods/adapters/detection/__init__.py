@@ -3,6 +3,7 @@
 * :mod:`.backbones`: backbone name -> feature extractor (torchvision ResNets,
   timm's Swin, ResNeSt, Res2Net, HRNet); a new backbone is one line there.
 * :mod:`.fpn`: a timm feature extractor as a backbone, and the FPN on top.
+* :mod:`.config`: the settings every detector's config shares (backbone, weights, the loop).
 * :mod:`.weights`: pretrained files, a whole detector's or a backbone's alone.
 * :mod:`.targets`: training crops and their targets (overlaps kept).
 * :mod:`.training`: the one training loop.
@@ -10,10 +11,12 @@
 * one module per architecture: :mod:`.maskrcnn` (method ``maskrcnn``),
   :mod:`.msrcnn` (``msrcnn``, Mask Scoring R-CNN) and :mod:`.cascade`
   (``cascade``, Cascade Mask R-CNN), their RoI heads beside them
-  (:mod:`.maskiou_head`, :mod:`.cascade_heads`).
+  (:mod:`.maskiou_head`, :mod:`.cascade_heads`); the single-stage :mod:`.solov2`
+  (``solov2``, SOLOv2), its head and Matrix NMS beside it (:mod:`.solov2_head`,
+  :mod:`.matrix_nms`).
 
-Importing this package and :mod:`.backbones` needs no torch (a config
-validates its backbone without it); the other modules do.
+Importing this package, :mod:`.backbones` and :mod:`.config` needs no torch (a
+config validates its backbone without it); the other modules do.
 """
 
 from __future__ import annotations

@@ -42,9 +42,9 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -53,9 +53,10 @@ from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 from cellbench.methods.base import Method, ProgressFactory, TrainHistory
 from cellbench.methods.checkpoint import train_fingerprint
-from cellbench.methods.adapters.detection.backbones import BACKBONES, REGISTRY
-from cellbench.methods.device import check_threads, on_config_threads
-from cellbench.methods.preprocess import PreprocessConfig, preprocess
+from cellbench.methods.adapters.detection.backbones import BACKBONES
+from cellbench.methods.adapters.detection.config import DetectorConfig
+from cellbench.methods.device import on_config_threads
+from cellbench.methods.preprocess import preprocess
 from cellbench.methods.seeding import seed_torch
 from cellbench.methods.training import training_classes
 from cellbench.methods.validation import tiled_overlap_f1
@@ -70,30 +71,13 @@ CLASS_HEADS = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_lo
 
 
 @dataclass(frozen=True)
-class MaskRCNNConfig:
-    """Mask R-CNN settings (torchvision's names where it has one).
+class MaskRCNNConfig(DetectorConfig):
+    """Mask R-CNN settings (torchvision's names where it has one): the family's
+    (:class:`~cellbench.methods.adapters.detection.config.DetectorConfig`: backbone, pretrained, the training
+    loop, preprocess, threads), and
 
     Attributes:
-        backbone: a name of :data:`~cellbench.methods.adapters.detection.backbones.BACKBONES`, with an FPN:
-            ``resnet50`` (published), ``resnet34``, ``resnet18``, ``swin_t``, ``swin_s``, ``resnest50``,
-            ``res2net50``, ``res2net101``, ``hrnet_w32``.
-        pretrained: weights to start from: a file, or a name in the pretrained-model
-            registry (``cellbench pretrained list``): a whole Mask R-CNN, or an ImageNet classifier of the
-            backbone (its trunk only); None trains from scratch.
-        trainable_layers: backbone parts trained, counted from the top of stem + 4 stages (0-5); None: 5
-            from scratch, 3 when pretrained (torchvision: the stem and the first stage frozen).
         anchor_sizes: anchor side (px, at network scale) per FPN level P2-P6.
-        scale: factor images are resized by before the network (2 for ~20 px nuclei).
-        epochs: training epochs; an epoch is ``crops_per_epoch`` crops.
-        crops_per_epoch: None: as many crops as tile the training images once (at least one batch).
-        batch_size, patch_size: crops per step and their side (image pixels).
-        optimizer, lr, momentum, weight_decay: the optimiser (momentum for SGD only).
-        warmup_iters: steps of linear learning-rate warm-up; a cosine decay follows.
-        augment: random flips and 90-degree rotations of the crops.
-        min_area: instance pixels a crop must show for the instance to be a target.
-        val_every: validate (F1 at IoU 0.5, class-agnostic) every this many epochs and at the end;
-            the best epoch's weights are kept when ``keep_best``. 0 validates only at the end.
-        keep_best: end with the best validated epoch's weights (else the last epoch's).
         score_threshold: detections below this score are dropped.
         mask_threshold: mask probability a pixel needs.
         nms_threshold: box NMS IoU within a class (torchvision's ``box_nms_thresh``).
@@ -105,29 +89,9 @@ class MaskRCNNConfig:
             this sets the cost of a step (128: four times cheaper).
         head_width: channels of the box and mask heads' convolutions (256 as published; 128 costs about a
             third on a CPU).
-        preprocess: cellbench preprocessing (percentile normalisation by default).
-        threads: torch CPU threads for training and prediction; 0 leaves torch's default (one per
-            core). The count changes the trained weights (see ``torch_threads``).
     """
 
-    backbone: str = "resnet50"
-    pretrained: str | None = None
-    trainable_layers: int | None = None
     anchor_sizes: tuple[int, ...] = (32, 64, 128, 256, 512)
-    scale: float = 1.0
-    epochs: int = 50
-    crops_per_epoch: int | None = None
-    batch_size: int = 2
-    patch_size: int = 512
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int = 100
-    augment: bool = True
-    min_area: int = 4
-    val_every: int = 1
-    keep_best: bool = True
     score_threshold: float = 0.5
     mask_threshold: float = 0.5
     nms_threshold: float = 0.5
@@ -136,23 +100,9 @@ class MaskRCNNConfig:
     rpn_post_nms: int = 3000
     roi_batch_size: int = 512
     head_width: int = 256
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    threads: int = 0
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {self.backbone!r}")
-        if self.batch_size < REGISTRY[self.backbone].min_batch:
-            raise ValueError(f"backbone {self.backbone} trains on batch_size >= {REGISTRY[self.backbone].min_batch}, "
-                             f"got {self.batch_size}")
-        if self.optimizer not in ("sgd", "adamw"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adamw', got {self.optimizer!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.patch_size < 32 or self.scale <= 0:
-            raise ValueError(f"need epochs >= 1, batch_size >= 1, patch_size >= 32, scale > 0; got {self.epochs}, "
-                             f"{self.batch_size}, {self.patch_size}, {self.scale}")
-        if self.trainable_layers is not None and not 0 <= self.trainable_layers <= 5:
-            raise ValueError(f"trainable_layers must be 0-5, got {self.trainable_layers}")
-        check_threads(self.threads)
+        super().__post_init__()
         if len(self.anchor_sizes) != 5:
             raise ValueError(f"anchor_sizes needs 5 sizes (FPN levels P2-P6), got {list(self.anchor_sizes)}")
         if min(self.detections_per_image, self.rpn_post_nms, self.roi_batch_size, self.head_width) < 1:
@@ -291,9 +241,8 @@ class MaskRCNNMethod(Method):
     # -- building ---------------------------------------------------------------
     def _settings(self, n_classes: int) -> NetworkSettings:
         cfg = self.config
-        trainable = cfg.trainable_layers if cfg.trainable_layers is not None else (3 if cfg.pretrained else 5)
         return NetworkSettings(
-            backbone=cfg.backbone, num_classes=n_classes + 1, trainable_layers=trainable,
+            backbone=cfg.backbone, num_classes=n_classes + 1, trainable_layers=cfg.trained_layers,
             anchor_sizes=tuple(cfg.anchor_sizes), detections_per_image=cfg.detections_per_image,
             rpn_post_nms=cfg.rpn_post_nms, roi_batch_size=cfg.roi_batch_size, score_threshold=cfg.score_threshold,
             nms_threshold=cfg.nms_threshold, head_width=cfg.head_width,

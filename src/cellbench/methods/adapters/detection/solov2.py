@@ -26,32 +26,28 @@ crop, so the network sees on a tile what it saw in training.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from cellbench.errors import DataError
 from cellbench.instances import Instance, InstanceSet
-from cellbench.methods.adapters.detection.backbones import BACKBONES, REGISTRY
+from cellbench.methods.adapters.detection.backbones import BACKBONES
+from cellbench.methods.adapters.detection.config import DetectorConfig
 from cellbench.methods.adapters.detection.maskrcnn import MaskRCNNMethod
-from cellbench.methods.device import check_threads, on_config_threads
-from cellbench.methods.preprocess import PreprocessConfig
+from cellbench.methods.device import on_config_threads
 
 __all__ = ["SOLOv2Config", "SOLOv2Method"]
 
 
 @dataclass(frozen=True)
-class SOLOv2Config:
-    """SOLOv2 settings (MMDetection's names in brackets where they differ).
+class SOLOv2Config(DetectorConfig):
+    """SOLOv2 settings: the family's (:class:`~cellbench.methods.adapters.detection.config.DetectorConfig`:
+    backbone, pretrained, the training loop, preprocess, threads; ``patch_size`` x ``scale`` is the side the
+    grids divide), and (MMDetection's names in brackets where they differ)
 
     Attributes:
-        backbone: a name of :data:`~cellbench.methods.adapters.detection.backbones.BACKBONES`, with an FPN
-            (``resnet50`` published).
-        pretrained: a file or a pretrained-model registry name: an ImageNet classifier of the backbone, or a
-            whole Mask R-CNN (its backbone and FPN load); None trains from scratch.
-        trainable_layers: backbone parts trained, counted from the top of stem + 4 stages (0-5); None: 5 from
-            scratch, 3 when pretrained (MMDetection freezes the stem and the first stage).
         num_grids: grid cells per side of a training crop, for each of the five levels (strides 8, 8, 16,
             32, 32); the cells keep their size in pixels on inputs of other sizes.
         scale_ranges: the square root of box area (network pixels) each level learns.
@@ -63,23 +59,14 @@ class SOLOv2Config:
         mask_loss_weight: weight of the Dice loss (loss_mask.loss_weight).
         focal_alpha, focal_gamma: the category branch's focal loss.
         max_grad_norm: gradients are clipped to this norm (grad_clip.max_norm); None: not clipped.
-        scale, epochs, crops_per_epoch, batch_size, patch_size, optimizer, lr, momentum, weight_decay,
-            warmup_iters, augment, min_area, val_every, keep_best: the family's training loop, as
-            :class:`~cellbench.methods.adapters.detection.maskrcnn.MaskRCNNConfig` has them (``patch_size`` x
-            ``scale`` is the side the grids divide).
         score_threshold: category score a cell needs (score_thr).
         mask_threshold: mask probability a pixel needs (mask_thr).
         update_threshold: score a mask needs after Matrix NMS's decay (filter_thr).
         nms_kernel, nms_sigma: Matrix NMS's decay (kernel, sigma).
         nms_pre: the best masks Matrix NMS ranks (nms_pre).
         detections_per_image: at most this many instances per tile (max_per_img).
-        preprocess: cellbench preprocessing (percentile normalisation by default).
-        threads: torch CPU threads for training and prediction; 0 leaves torch's default.
     """
 
-    backbone: str = "resnet50"
-    pretrained: str | None = None
-    trainable_layers: int | None = None
     num_grids: tuple[int, ...] = (40, 36, 24, 16, 12)
     scale_ranges: tuple[tuple[float, float], ...] = ((1, 96), (48, 192), (96, 384), (192, 768), (384, 2048))
     pos_scale: float = 0.2
@@ -91,20 +78,6 @@ class SOLOv2Config:
     focal_alpha: float = 0.25
     focal_gamma: float = 2.0
     max_grad_norm: float | None = 35.0
-    scale: float = 1.0
-    epochs: int = 50
-    crops_per_epoch: int | None = None
-    batch_size: int = 2
-    patch_size: int = 512
-    optimizer: Literal["sgd", "adamw"] = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    warmup_iters: int = 100
-    augment: bool = True
-    min_area: int = 4
-    val_every: int = 1
-    keep_best: bool = True
     score_threshold: float = 0.1
     mask_threshold: float = 0.5
     update_threshold: float = 0.05
@@ -112,26 +85,13 @@ class SOLOv2Config:
     nms_sigma: float = 2.0
     nms_pre: int = 500
     detections_per_image: int = 100
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
-    threads: int = 0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         # a config file gives lists of lists; the config is frozen and compares equal to its defaults' form
         object.__setattr__(self, "scale_ranges", tuple(tuple(r) for r in self.scale_ranges))
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {self.backbone!r}")
-        if self.batch_size < REGISTRY[self.backbone].min_batch:
-            raise ValueError(f"backbone {self.backbone} trains on batch_size >= {REGISTRY[self.backbone].min_batch}, "
-                             f"got {self.batch_size}")
-        if self.optimizer not in ("sgd", "adamw") or self.nms_kernel not in ("gaussian", "linear"):
-            raise ValueError(f"optimizer must be 'sgd' or 'adamw' and nms_kernel 'gaussian' or 'linear', got "
-                             f"{self.optimizer!r}, {self.nms_kernel!r}")
-        if self.epochs < 1 or self.batch_size < 1 or self.patch_size < 32 or self.scale <= 0:
-            raise ValueError(f"need epochs >= 1, batch_size >= 1, patch_size >= 32, scale > 0; got {self.epochs}, "
-                             f"{self.batch_size}, {self.patch_size}, {self.scale}")
-        if self.trainable_layers is not None and not 0 <= self.trainable_layers <= 5:
-            raise ValueError(f"trainable_layers must be 0-5, got {self.trainable_layers}")
-        check_threads(self.threads)
+        if self.nms_kernel not in ("gaussian", "linear"):
+            raise ValueError(f"nms_kernel must be 'gaussian' or 'linear', got {self.nms_kernel!r}")
         if len(self.num_grids) != 5 or len(self.scale_ranges) != 5 or min(self.num_grids) < 1:
             raise ValueError(f"num_grids and scale_ranges need 5 entries (one per level), grids >= 1; got "
                              f"{list(self.num_grids)}, {[list(r) for r in self.scale_ranges]}")
@@ -182,18 +142,12 @@ class SOLOv2Method(MaskRCNNMethod):
     def _new_model(self, n_classes: int) -> Any:
         """A randomly initialised SOLOv2 for ``n_classes`` classes on the configured backbone."""
         from cellbench.methods.adapters.detection.backbones import build_backbone
-        from cellbench.methods.adapters.detection.solov2_head import SOLOv2, SOLOv2Head, HeadSettings
+        from cellbench.methods.adapters.detection.solov2_head import SOLOv2, SOLOv2Head
 
         cfg = self.config
-        trainable = cfg.trainable_layers if cfg.trainable_layers is not None else (3 if cfg.pretrained else 5)
-        backbone = build_backbone(cfg.backbone, trainable_layers=trainable)
-        settings = HeadSettings(
-            num_classes=n_classes, grid_size=max(1, round(cfg.patch_size * cfg.scale)),
-            num_grids=tuple(cfg.num_grids), scale_ranges=cfg.scale_ranges,
-            pos_scale=cfg.pos_scale, width=cfg.head_width, stacked_convs=cfg.stacked_convs,
-            mask_width=cfg.mask_width, kernel_channels=cfg.kernel_channels, mask_loss_weight=cfg.mask_loss_weight,
-            focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma)
-        return SOLOv2(backbone, SOLOv2Head(backbone.out_channels, settings))
+        backbone = build_backbone(cfg.backbone, trainable_layers=cfg.trained_layers)
+        head = SOLOv2Head(backbone.out_channels, n_classes, max(1, round(cfg.patch_size * cfg.scale)), cfg)
+        return SOLOv2(backbone, head)
 
     @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:

@@ -13,7 +13,7 @@ the mask feature with its kernel. As MMDetection's ``SOLOV2Head`` (the
   8, 16, 32, 32;
 * location-category branch, per level: the level's features sampled at the
   centres of its grid cells (``num_grids`` 40, 36, 24, 16, 12), four 3 x 3
-  convolutions (``width`` 512, group norm) and a 3 x 3 convolution to one
+  convolutions (``head_width`` 512, group norm) and a 3 x 3 convolution to one
   logit per class (sigmoid; bias for a prior of 0.01);
 * kernel branch, per level: the same sampled features plus two coordinate
   channels, four convolutions and a 3 x 3 convolution to a kernel of
@@ -50,6 +50,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -67,22 +68,19 @@ LEVEL_STRIDES = (8, 8, 16, 32, 32)
 MASK_STRIDE = 4
 
 
-@dataclass(frozen=True)
-class HeadSettings:
-    """What :class:`SOLOv2Head` is built with; MMDetection's ``solov2_r50_fpn`` values by default."""
+class HeadSettings(Protocol):
+    """The settings the head reads: fields of ``SOLOv2Config`` (MMDetection's ``solov2_r50_fpn`` values there)."""
 
-    num_classes: int = 1
-    grid_size: int = 512
-    num_grids: tuple[int, ...] = (40, 36, 24, 16, 12)
-    scale_ranges: tuple[tuple[float, float], ...] = ((1, 96), (48, 192), (96, 384), (192, 768), (384, 2048))
-    pos_scale: float = 0.2
-    width: int = 512
-    stacked_convs: int = 4
-    mask_width: int = 128
-    kernel_channels: int = 256
-    mask_loss_weight: float = 3.0
-    focal_alpha: float = 0.25
-    focal_gamma: float = 2.0
+    num_grids: tuple[int, ...]
+    scale_ranges: tuple[tuple[float, float], ...]
+    pos_scale: float
+    head_width: int
+    stacked_convs: int
+    mask_width: int
+    kernel_channels: int
+    mask_loss_weight: float
+    focal_alpha: float
+    focal_gamma: float
 
 
 def _conv_gn(cin: int, cout: int, kernel: int = 3) -> nn.Sequential:
@@ -149,11 +147,12 @@ class LevelTargets:
 
 
 def grid_targets(masks: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, shape: tuple[int, int],
-                 s: HeadSettings) -> list[LevelTargets]:
+                 s: HeadSettings, *, grid_size: int) -> list[LevelTargets]:
     """The grid cells of each level that predict each instance (SOLO's centre sampling).
 
     ``masks``: N x H x W instances on the network's input (``shape`` = H, W), ``boxes`` their ``x0, y0, x1,
-    y1``, ``labels`` their class indices (0-based). An instance belongs to each level whose scale range holds
+    y1``, ``labels`` their class indices (0-based); a level's cells are ``grid_size / num_grids[level]`` pixels
+    wide. An instance belongs to each level whose scale range holds
     the square root of its box area; there, the cells within ``pos_scale`` x half its box of its centre of
     mass, and at most one cell from the cell of the centre, are positives of it (its class, its mask).
     """
@@ -168,8 +167,8 @@ def grid_targets(masks: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
     size = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
     out = []
     for (low, high), cells in zip(s.scale_ranges, s.num_grids, strict=True):
-        rows, cols = grid_shape(h, w, cells, s.grid_size)
-        cell = s.grid_size / cells
+        rows, cols = grid_shape(h, w, cells, grid_size)
+        cell = grid_size / cells
         level_labels = torch.full((rows, cols), -1, dtype=torch.long)
         owner = torch.full((rows, cols), -1, dtype=torch.long)
         for k in torch.nonzero((size >= low) & (size <= high) & (area > 0)).flatten().tolist():
@@ -199,22 +198,23 @@ def dice_loss(logits: torch.Tensor, targets: torch.Tensor, eps: float = 1e-3) ->
 class SOLOv2Head(nn.Module):
     """The location-category and kernel branches (weights shared over the levels) and the mask features."""
 
-    def __init__(self, in_channels: int, s: HeadSettings) -> None:
+    def __init__(self, in_channels: int, num_classes: int, grid_size: int, s: HeadSettings) -> None:
         super().__init__()
         if len(s.num_grids) != len(LEVEL_STRIDES) or len(s.scale_ranges) != len(LEVEL_STRIDES):
             raise ValueError(f"num_grids and scale_ranges need {len(LEVEL_STRIDES)} entries (one per level)")
-        self.settings = s
-        self.kernel_convs = nn.Sequential(*(_conv_gn(in_channels + 2 if k == 0 else s.width, s.width)
+        self.settings, self.grid_size = s, grid_size
+        width = s.head_width
+        self.kernel_convs = nn.Sequential(*(_conv_gn(in_channels + 2 if k == 0 else width, width)
                                             for k in range(s.stacked_convs)))
-        self.cls_convs = nn.Sequential(*(_conv_gn(in_channels if k == 0 else s.width, s.width)
+        self.cls_convs = nn.Sequential(*(_conv_gn(in_channels if k == 0 else width, width)
                                          for k in range(s.stacked_convs)))
-        self.conv_kernel = nn.Conv2d(s.width, s.kernel_channels, 3, padding=1)
-        self.conv_cls = nn.Conv2d(s.width, s.num_classes, 3, padding=1)
+        self.conv_kernel = nn.Conv2d(width, s.kernel_channels, 3, padding=1)
+        self.conv_cls = nn.Conv2d(width, num_classes, 3, padding=1)
         for conv in (self.conv_kernel, self.conv_cls):
             nn.init.normal_(conv.weight, std=0.01)
         nn.init.zeros_(self.conv_kernel.bias)
         nn.init.constant_(self.conv_cls.bias, -math.log((1 - 0.01) / 0.01))  # a prior of 0.01 per class
-        self.mask_features = MaskFeatures(in_channels, s.mask_width, s.kernel_channels, s.grid_size)
+        self.mask_features = MaskFeatures(in_channels, s.mask_width, s.kernel_channels, grid_size)
 
     def forward(self, feats: Sequence[torch.Tensor], shape: tuple[int, int]
                 ) -> tuple[list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
@@ -236,16 +236,15 @@ class SOLOv2Head(nn.Module):
     def _at_cells(self, x: torch.Tensor, stride: int, cells: int, shape: tuple[int, int]
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` sampled bilinearly at the centres of the level's grid cells, and the centres' coordinates."""
-        s = self.settings
-        rows, cols = grid_shape(*shape, cells, s.grid_size)
-        cell = s.grid_size / cells
+        rows, cols = grid_shape(*shape, cells, self.grid_size)
+        cell = self.grid_size / cells
         ys = (torch.arange(rows, device=x.device, dtype=x.dtype) + 0.5) * cell
         xs = (torch.arange(cols, device=x.device, dtype=x.dtype) + 0.5) * cell
         h, w = x.shape[-2:]
         gy, gx = torch.meshgrid(2 * ys / (stride * h) - 1, 2 * xs / (stride * w) - 1, indexing="ij")
         grid = torch.stack([gx, gy], dim=-1)[None].expand(len(x), -1, -1, -1)
         sampled = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-        return sampled, _coords(ys, xs, s.grid_size)
+        return sampled, _coords(ys, xs, self.grid_size)
 
     def loss(self, kernels: list[torch.Tensor], logits: list[torch.Tensor], mask_feats: torch.Tensor,
              targets: Sequence[dict[str, torch.Tensor]], shape: tuple[int, int]) -> dict[str, torch.Tensor]:
@@ -256,7 +255,8 @@ class SOLOv2Head(nn.Module):
         for b, target in enumerate(targets):
             masks = target["masks"]  # at the resized image's size: padded like the input
             masks = F.pad(masks, (0, shape[1] - masks.shape[-1], 0, shape[0] - masks.shape[-2]))
-            levels = grid_targets(masks.cpu().bool(), target["boxes"].cpu(), target["labels"].cpu() - 1, shape, s)
+            levels = grid_targets(masks.cpu().bool(), target["boxes"].cpu(), target["labels"].cpu() - 1, shape, s,
+                                  grid_size=self.grid_size)
             # the instances at stride 4 (the mask feature's), as MMDetection rescales them
             small = (F.interpolate(masks[None].float().to(mask_feats.device), size=(mh, mw), mode="bilinear",
                                    align_corners=False)[0] >= 0.5) if len(masks) else masks.bool()
