@@ -313,7 +313,7 @@ class MesmerMethod(SemanticMethod):
     requires = ("torch", "torchvision", "monai")
     extra = "mesmer"
     Config = MesmerConfig
-    #: ``cpu``: ResNet-18, 128 px crops in batches of 4, 300 steps (~1.2 s of CPU a step on one thread).
+    #: ``cpu``: ResNet-18, 128 px crops in batches of 4, 300 steps (~0.8 s of CPU a step on one thread, ~4 min).
     presets = {"cpu": {"backbone": "resnet18",
                        "train": {"patch_size": 128, "batch_size": 4, "epochs": 100, "steps_per_epoch": 3}}}
 
