@@ -89,6 +89,8 @@ METHOD_CONFIGS = {
     "msrcnn": lambda args: _config_file("msrcnn"),
     "cascade": lambda args: _config_file("cascade"),
     "mask2former": lambda args: _config_file("mask2former"),
+    "mesmer": lambda args: _config_file("mesmer"),
+    "featurenet": lambda args: _config_file("featurenet"),
     "sam": lambda args: _config_file("sam"),
     # Ultralytics is AGPL-3.0: run this one from .venv-yolo (`make test-yolo` builds it, stardist included).
     "yolo": lambda args: _config_file("yolo"),
