@@ -88,6 +88,7 @@ METHOD_CONFIGS = {
     "maskrcnn": lambda args: _config_file("maskrcnn"),
     "msrcnn": lambda args: _config_file("msrcnn"),
     "cascade": lambda args: _config_file("cascade"),
+    "solov2": lambda args: _config_file("solov2"),
     "mask2former": lambda args: _config_file("mask2former"),
     "mesmer": lambda args: _config_file("mesmer"),
     "featurenet": lambda args: _config_file("featurenet"),
