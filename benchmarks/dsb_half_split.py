@@ -43,6 +43,7 @@ from skimage.segmentation import relabel_sequential, watershed
 from cellbench.data.dataset import Sample
 from cellbench.instances import InstanceSet
 from cellbench.methods import config_from_dict, get_method
+from cellbench.methods.config_file import read_config_file
 from cellbench.methods.tiling import method_tiling, predict_image
 from cellbench.metrics import evaluate
 
@@ -99,15 +100,9 @@ METHOD_CONFIGS = {
 
 
 def _config_file(method: str) -> dict:
-    """examples/configs/dsb/<method>.yaml, beside this script's repository."""
-    return _read_yaml(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "dsb", f"{method}.yaml"))
-
-
-def _read_yaml(path: str) -> dict:
-    import yaml
-
-    with open(path) as fh:
-        return yaml.safe_load(fh) or {}
+    """examples/configs/dsb/<method>.yaml beside this script, read as `cellbench train --config` reads it."""
+    return read_config_file(os.path.join(os.path.dirname(__file__), "..", "examples", "configs", "dsb",
+                                         f"{method}.yaml"))
 
 
 def main() -> int:
@@ -153,7 +148,7 @@ def main() -> int:
     print("\nmethod      train wall s  train cpu s   F1@0.5  F1@0.75  F1@0.9   AP@0.5  precision  recall")
     for name in args.methods:
         cls = get_method(name)
-        values = _read_yaml(args.config) if args.config else METHOD_CONFIGS[name](args)
+        values = read_config_file(args.config) if args.config else METHOD_CONFIGS[name](args)
         tiling = values.pop("tiling", None)
         method = cls(config_from_dict(cls.Config, values))
         method.tiling = method_tiling(cls, tiling, config=method.config)  # the model's tiling: SAM's grid tiles with it
