@@ -23,12 +23,14 @@ Policies:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, get_args
 
 import numpy as np
 
-from cellbench.instances.instance import InstanceSet
+from cellbench.instances.box_index import BoxIndex
+from cellbench.instances.instance import BBox, Instance, InstanceSet
 
 __all__ = [
     "FlatLabels",
@@ -36,9 +38,12 @@ __all__ = [
     "FlattenPolicy",
     "NearestCentroidFlatten",
     "PriorityFlatten",
+    "WindowFlattener",
     "DEFAULT_POLICY",
     "FLATTEN_NAMES",
     "flatten",
+    "flatten_record",
+    "label_dtype",
     "policy_from_name",
 ]
 
@@ -48,15 +53,25 @@ FLATTEN_NAMES: tuple[FlattenName, ...] = get_args(FlattenName)
 
 
 class FlattenPolicy(Protocol):
-    """What a flatten policy provides: a name, its parameters, and the label image."""
+    """What a flatten policy provides: a name, its parameters, and the labels of any window of the image.
+
+    A window's labels depend only on the instances that reach into it (and, for
+    a policy that drops instances, on what :meth:`prepare` decided once for the
+    whole set), so a whole-slide label image can be written tile by tile.
+    """
 
     @property
     def name(self) -> str: ...
 
     def params(self) -> dict: ...
 
-    def label_image(self, instances: InstanceSet) -> np.ndarray:
-        """Label image where label ``k`` is instance ``k - 1`` (0 is background)."""
+    def prepare(self, instances: InstanceSet, index: BoxIndex) -> np.ndarray:
+        """Which instances take part (boolean per instance), decided once for the set."""
+        ...
+
+    def label_window(self, instances: InstanceSet, window: BBox, near: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        """Labels of ``window`` (label ``k`` is instance ``k - 1``, 0 background); ``near``: the instances whose
+        box meets the window, ascending; ``kept``: :meth:`prepare`'s answer."""
         ...
 
 
@@ -77,12 +92,16 @@ class PriorityFlatten:
     def params(self) -> dict:
         return {"winner": self.winner}
 
-    def label_image(self, instances: InstanceSet) -> np.ndarray:
-        labels = np.zeros(instances.shape, dtype=_label_dtype(len(instances)))
-        order = range(len(instances))
-        for k in order if self.winner == "last" else reversed(order):
-            inst = instances[k]
-            labels[inst.slices][inst.mask] = k + 1
+    def prepare(self, instances: InstanceSet, index: BoxIndex) -> np.ndarray:
+        return np.ones(len(instances), dtype=bool)
+
+    def label_window(self, instances: InstanceSet, window: BBox, near: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        labels = _window_zeros(instances, window)
+        for k in near if self.winner == "last" else near[::-1]:
+            clipped = _clip(instances[k], window)
+            if clipped is not None:
+                where, mask, _ = clipped
+                labels[where][mask] = k + 1
         return labels
 
 
@@ -103,28 +122,53 @@ class NearestCentroidFlatten:
     def params(self) -> dict:
         return {"drop_covered": self.drop_covered}
 
-    def label_image(self, instances: InstanceSet) -> np.ndarray:
-        coverage = instances.coverage().astype(np.int32)
+    def prepare(self, instances: InstanceSet, index: BoxIndex) -> np.ndarray:
+        """Smallest first, drop an instance when ``drop_covered`` of its pixels are covered by another kept one."""
         kept = np.ones(len(instances), dtype=bool)
         for k in np.argsort(instances.areas, kind="stable"):
             inst = instances[k]
-            shared = np.count_nonzero(coverage[inst.slices][inst.mask] > 1)
-            if shared >= self.drop_covered * inst.area:
+            coverage = np.zeros(inst.mask.shape, dtype=np.int32)
+            for j in index.query(inst.bbox):
+                clipped = _clip(instances[j], inst.bbox) if kept[j] else None
+                if clipped is not None:
+                    where, mask, _ = clipped
+                    coverage[where] += mask
+            if np.count_nonzero(coverage[inst.mask] > 1) >= self.drop_covered * inst.area:
                 kept[k] = False
-                coverage[inst.slices] -= inst.mask
-        labels = np.zeros(instances.shape, dtype=_label_dtype(len(instances)))
-        nearest = np.full(instances.shape, np.inf)
-        for k in np.flatnonzero(kept):
-            inst = instances[k]
-            cy, cx = inst.centroid
-            y0, x0, y1, x1 = inst.bbox
+        return kept
+
+    def label_window(self, instances: InstanceSet, window: BBox, near: np.ndarray, kept: np.ndarray) -> np.ndarray:
+        labels = _window_zeros(instances, window)
+        nearest = np.full(labels.shape, np.inf)
+        for k in near:
+            clipped = _clip(instances[k], window) if kept[k] else None
+            if clipped is None:
+                continue
+            where, mask, (y0, x0, y1, x1) = clipped
+            cy, cx = instances[k].centroid
             yy, xx = np.ogrid[y0:y1, x0:x1]
             dist = (yy - cy) ** 2 + (xx - cx) ** 2
-            best = nearest[inst.slices]
-            wins = inst.mask & (dist < best)
+            best = nearest[where]
+            wins = mask & (dist < best)
             best[wins] = dist[wins]
-            labels[inst.slices][wins] = k + 1
+            labels[where][wins] = k + 1
         return labels
+
+
+def _window_zeros(instances: InstanceSet, window: BBox) -> np.ndarray:
+    return np.zeros((window[2] - window[0], window[3] - window[1]), dtype=label_dtype(len(instances)))
+
+
+def _clip(inst: Instance, window: BBox) -> tuple[tuple[slice, slice], np.ndarray, BBox] | None:
+    """The part of ``inst`` inside ``window``: its place in the window, its mask there, its image box; None when
+    the boxes do not meet."""
+    y0, x0 = max(inst.bbox[0], window[0]), max(inst.bbox[1], window[1])
+    y1, x1 = min(inst.bbox[2], window[2]), min(inst.bbox[3], window[3])
+    if y0 >= y1 or x0 >= x1:
+        return None
+    mask = inst.mask[y0 - inst.bbox[0] : y1 - inst.bbox[0], x0 - inst.bbox[1] : x1 - inst.bbox[1]]
+    where = (slice(y0 - window[0], y1 - window[0]), slice(x0 - window[1], x1 - window[1]))
+    return where, mask, (y0, x0, y1, x1)
 
 
 DEFAULT_POLICY: FlattenPolicy = PriorityFlatten("last")
@@ -146,12 +190,7 @@ class FlatLabels:
 
     def metadata(self) -> dict:
         """JSON-ready record of how this label image was made."""
-        return {
-            "flatten_policy": self.policy,
-            "flatten_params": dict(self.params),
-            "label_meaning": "label k is instance k-1 of the source annotation order; 0 is background",
-            "lost_instances": list(self.lost),
-        }
+        return flatten_record(self.policy, self.params, self.lost)
 
     def to_instance_set(self) -> InstanceSet:
         """The flattened instances, keeping class, score and source id of each survivor."""
@@ -167,6 +206,16 @@ class FlatLabels:
         return InstanceSet(shape=flat.shape, instances=tuple(kept), classes=self.source.classes)
 
 
+def flatten_record(policy: str, params: dict, lost: Iterable[int]) -> dict:
+    """JSON-ready record of how a label image was made: the policy, its parameters, the instances it lost."""
+    return {
+        "flatten_policy": policy,
+        "flatten_params": dict(params),
+        "label_meaning": "label k is instance k-1 of the source annotation order; 0 is background",
+        "lost_instances": [int(k) for k in lost],
+    }
+
+
 def flatten(instances: InstanceSet, policy: FlattenPolicy = DEFAULT_POLICY) -> FlatLabels:
     """Flatten ``instances`` to a label image with ``policy``; the result records the policy.
 
@@ -179,11 +228,41 @@ def flatten(instances: InstanceSet, policy: FlattenPolicy = DEFAULT_POLICY) -> F
     >>> flatten(s, PriorityFlatten("last")).labels.tolist()
     [[1, 2, 2]]
     """
-    labels = policy.label_image(instances)
-    present = np.zeros(len(instances) + 1, dtype=bool)
-    present[np.unique(labels)] = True
-    lost = tuple(int(k) for k in np.flatnonzero(~present[1:]))
-    return FlatLabels(labels=labels, policy=policy.name, params=policy.params(), lost=lost, source=instances)
+    flattener = WindowFlattener(instances, policy)
+    labels = flattener.window((0, 0, *instances.shape))
+    return FlatLabels(labels=labels, policy=policy.name, params=policy.params(), lost=flattener.lost,
+                      source=instances)
+
+
+class WindowFlattener:
+    """The labels of any window, as :func:`flatten` labels the whole image, without the whole image.
+
+    :attr:`lost` is the instances left with no pixel in the windows asked for
+    so far (all of them, once the windows have covered the image).
+
+    >>> from cellbench.instances import Instance
+    >>> a = Instance(np.ones((1, 2), bool), (0, 0, 1, 2))
+    >>> b = Instance(np.ones((1, 2), bool), (0, 1, 1, 3))
+    >>> flat = WindowFlattener(InstanceSet((1, 3), (a, b)), PriorityFlatten("last"))
+    >>> flat.window((0, 0, 1, 2)).tolist(), flat.window((0, 2, 1, 3)).tolist(), flat.lost
+    ([[1, 2]], [[2]], ())
+    """
+
+    def __init__(self, instances: InstanceSet, policy: FlattenPolicy) -> None:
+        self.instances, self.policy = instances, policy
+        self._index = BoxIndex(inst.bbox for inst in instances)
+        self._kept = policy.prepare(instances, self._index)
+        self._present = np.zeros(len(instances) + 1, dtype=bool)
+
+    def window(self, window: BBox) -> np.ndarray:
+        """Labels of ``window`` (y0, x0, y1, x1)."""
+        labels = self.policy.label_window(self.instances, window, self._index.query(window), self._kept)
+        self._present[np.unique(labels)] = True
+        return labels
+
+    @property
+    def lost(self) -> tuple[int, ...]:
+        return tuple(int(k) for k in np.flatnonzero(~self._present[1:]))
 
 
 def policy_from_name(name: str) -> FlattenPolicy:
@@ -197,5 +276,6 @@ def policy_from_name(name: str) -> FlattenPolicy:
     raise ValueError(f"unknown flatten policy {name!r}; choose one of {', '.join(FLATTEN_NAMES)}")
 
 
-def _label_dtype(n: int) -> type:
+def label_dtype(n: int) -> type:
+    """The integer type of a label image of ``n`` instances."""
     return np.uint16 if n < 2**16 else np.uint32

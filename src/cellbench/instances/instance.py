@@ -17,6 +17,7 @@ from functools import cached_property
 import numpy as np
 
 from cellbench.errors import DataError
+from cellbench.instances.box_index import BoxIndex
 
 __all__ = ["BBox", "Instance", "InstanceSet"]
 
@@ -208,11 +209,15 @@ class InstanceSet:
         return count
 
     def overlapping(self) -> np.ndarray:
-        """Boolean per instance: does it share a pixel with another instance?"""
-        count = self.coverage()
-        return np.array(
-            [bool((count[i.slices][i.mask] > 1).any()) for i in self.instances], dtype=bool
-        )
+        """Boolean per instance: does it share a pixel with another instance? (Only instances whose boxes meet
+        are compared, so a whole slide costs no full-image array.)"""
+        index = BoxIndex(inst.bbox for inst in self.instances)
+        found = np.zeros(len(self.instances), dtype=bool)
+        for i, inst in enumerate(self.instances):
+            for j in index.query(inst.bbox):
+                if j > i and _share_pixel(inst, self.instances[j]):
+                    found[i] = found[j] = True
+        return found
 
     @property
     def n_overlapping(self) -> int:
@@ -239,6 +244,13 @@ class InstanceSet:
 
     def replace(self, **changes) -> InstanceSet:
         return dataclasses.replace(self, **changes)
+
+
+def _share_pixel(a: Instance, b: Instance) -> bool:
+    y0, x0 = max(a.bbox[0], b.bbox[0]), max(a.bbox[1], b.bbox[1])
+    y1, x1 = min(a.bbox[2], b.bbox[2]), min(a.bbox[3], b.bbox[3])
+    return bool((a.mask[y0 - a.bbox[0] : y1 - a.bbox[0], x0 - a.bbox[1] : x1 - a.bbox[1]]
+                 & b.mask[y0 - b.bbox[0] : y1 - b.bbox[0], x0 - b.bbox[1] : x1 - b.bbox[1]]).any())
 
 
 def _compact_labels(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -45,12 +45,13 @@ import numpy as np
 
 from cellbench.errors import DataError
 from cellbench.instances import Instance, InstanceSet
+from cellbench.instances.box_index import BoxIndex
 
 if TYPE_CHECKING:
     from cellbench.methods.base import Method
 
-__all__ = ["OLD_TILING_KEYS", "TileConfig", "Window", "method_tiling", "move_old_tiling_keys", "override_tiling",
-           "predict_image", "predict_tiled", "tile_windows"]
+__all__ = ["OLD_TILING_KEYS", "SLIDE_TILING", "TileConfig", "Window", "method_tiling", "move_old_tiling_keys",
+           "override_tiling", "predict_image", "predict_tiled", "slide_tiling", "tile_windows"]
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,20 @@ def predict_image(
     return predict_tiled(method.predict, image, tiling, progress=progress)
 
 
+#: The tiling of a model that predicts whole images (tile 0) on an image too large to read whole (an
+#: :class:`~cellbench.data.image_file.ImageFile`): 2048 px tiles, cells under 256 px stitched exactly.
+SLIDE_TILING = TileConfig(tile=2048, overlap=256)
+
+
+def slide_tiling(tiling: TileConfig) -> TileConfig:
+    """``tiling``, or :data:`SLIDE_TILING` where it says whole images: a whole slide is predicted in tiles.
+
+    >>> slide_tiling(TileConfig(tile=0)), slide_tiling(TileConfig(tile=512, overlap=64))
+    (TileConfig(tile=2048, overlap=256), TileConfig(tile=512, overlap=64))
+    """
+    return SLIDE_TILING if tiling.tile == 0 else tiling
+
+
 #: Keys of a config that held a tiling before the model's tiling was the only one (SAM and CellSeg1,
 #: the methods that tile themselves): old key -> :class:`TileConfig` field.
 OLD_TILING_KEYS = {"tile": "tile", "tile_overlap": "overlap"}
@@ -274,7 +289,9 @@ def predict_tiled(
 ) -> InstanceSet:
     """Run ``predict_tile`` on overlapping tiles of ``image`` and stitch the instances.
 
-    ``image`` is H x W or H x W x C. Instances keep their score and class id
+    ``image`` is H x W or H x W x C: an array, or anything with ``shape`` and
+    ``ndim`` that gives a window's pixels when sliced (an
+    :class:`~cellbench.data.image_file.ImageFile`, read tile by tile). Instances keep their score and class id
     and come back in full-image coordinates, ordered by tile then by the
     predictor's order. ``progress`` is a tqdm-like factory wrapping the tiles.
 
@@ -286,7 +303,8 @@ def predict_tiled(
     >>> len(out), out[0].bbox
     (1, (15, 14, 25, 26))
     """
-    image = np.asarray(image)
+    if not (hasattr(image, "shape") and hasattr(image, "ndim")):
+        image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
     h, w = image.shape[:2]
@@ -295,7 +313,7 @@ def predict_tiled(
     if len(windows) == 1:
         for _ in iterator:  # let the progress bar tick once
             pass
-        return _checked(predict_tile(image), (h, w))
+        return _checked(predict_tile(np.asarray(image[0:h, 0:w])), (h, w))
 
     ys = sorted({win[0] for win in windows})
     xs = sorted({win[1] for win in windows})
@@ -307,7 +325,7 @@ def predict_tiled(
     candidates: list[_Candidate] = []
     for k, window in enumerate(iterator):
         y0, x0, y1, x1 = window
-        found = _checked(predict_tile(image[y0:y1, x0:x1]), (y1 - y0, x1 - x0))
+        found = _checked(predict_tile(np.asarray(image[y0:y1, x0:x1])), (y1 - y0, x1 - x0))
         if classes is None:
             classes = found.classes
         elif found.classes != classes:
@@ -404,16 +422,11 @@ def _stitch(candidates: list[_Candidate]) -> list[_Candidate]:
                        -candidates[i].inst.area, candidates[i].tile, candidates[i].order),
     )
     kept: list[_Candidate] = []
-    boxes = np.zeros((0, 4), dtype=np.int64)
+    index = BoxIndex()
     for i in rank:
         cand = candidates[i]
-        y0, x0, y1, x1 = cand.inst.bbox
-        if len(kept):
-            hits = np.flatnonzero((boxes[:, 0] < y1) & (boxes[:, 2] > y0) & (boxes[:, 1] < x1) & (boxes[:, 3] > x0))
-        else:
-            hits = np.zeros(0, dtype=np.int64)
         duplicate = False
-        for j in hits:
+        for j in index.query(cand.inst.bbox):
             other = kept[j]
             if other.tile == cand.tile:
                 continue
@@ -421,7 +434,7 @@ def _stitch(candidates: list[_Candidate]) -> list[_Candidate]:
                 joined = _union(other.inst, cand.inst)
                 kept[j] = _Candidate(joined, other.tile, other.order, _span(other.window, cand.window),
                                      clean=False, in_core=other.in_core)
-                boxes[j] = joined.bbox
+                index.update(j, joined.bbox)
                 duplicate = True
                 break
             inter = _intersection(cand.inst, other.inst)
@@ -430,7 +443,7 @@ def _stitch(candidates: list[_Candidate]) -> list[_Candidate]:
                 break
         if not duplicate:
             kept.append(cand)
-            boxes = np.vstack([boxes, np.asarray(cand.inst.bbox, dtype=np.int64)[None]])
+            index.add(cand.inst.bbox)
     return kept
 
 
