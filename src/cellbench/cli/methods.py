@@ -20,17 +20,19 @@ from pathlib import Path
 from cellbench.data import LAYOUTS
 from cellbench.data.layouts import read_with_options
 from cellbench.data.dataset import Sample
-from cellbench.data.images import image_files, missing_path, read_image
+from cellbench.data.images import image_files, missing_path
 from cellbench.errors import DataError
 from cellbench.files import atomic_write_bytes, check_output_dir, staged_dir
-from cellbench.instances import FLATTEN_NAMES, flatten, policy_from_name
+from cellbench.instances import FLATTEN_NAMES, policy_from_name
 from cellbench.methods import METHODS, get_method, missing_requirements, unmet_requirements
 from cellbench.cli.estimate import CostEstimate, format_duration
 from cellbench.methods.base import config_from_dict, merge_config
 from cellbench.methods.checkpoint import check_leftover
 from cellbench.methods.config_file import read_config_file
 from cellbench.methods.model_dir import MODEL_FILE, load_model
-from cellbench.methods.tiling import TileConfig, method_tiling, move_old_tiling_keys, override_tiling
+from cellbench.methods.tiling import (
+    TileConfig, method_tiling, move_old_tiling_keys, override_tiling, slide_tiling,
+)
 from cellbench.methods.training import needs_class_models, select_training, train_model
 
 __all__ = ["add_method_commands"]
@@ -198,7 +200,9 @@ def _image_files(path: Path) -> list[Path]:
 
 def _predict(args: argparse.Namespace) -> int:
     from cellbench.cli.gallery import resolve_model_argument
-    from cellbench.data.export import to_coco, write_label_tiff
+    from cellbench.data.export import to_coco
+    from cellbench.data.export.labels import write_instance_labels
+    from cellbench.data.image_file import ImageFile, open_image
 
     args.model = resolve_model_argument(args.model, args.gallery)  # gallery:NAME -> the model pulled into the cache
     if (Path(args.model) / CLASS_MODELS_FILE).is_file():
@@ -215,13 +219,24 @@ def _predict(args: argparse.Namespace) -> int:
     with staged_dir(args.out, overwrite=args.overwrite) as tmp:
         (tmp / "labels").mkdir()
         for path in progress(files, desc="predicting", unit="image"):
-            instances = model.predict(read_image(path), progress=progress)
-            flat = flatten(instances, policy)
-            write_label_tiff(tmp / "labels" / f"{path.stem}.tif", flat,
-                             extra={"image": path.name, "method": model.name, "model": str(Path(args.model))})
+            image = open_image(path)  # a whole slide is read tile by tile, as it is predicted
+            tiling = slide_tiling(model.tiling) if isinstance(image, ImageFile) and not given else model.tiling
+            if tiling != model.tiling:
+                print(f"cellbench: {path.name} ({image.shape[0]} x {image.shape[1]}) is read a window at a time: "
+                      f"predicted in {tiling.tile} px tiles, {tiling.overlap} px overlap, instead of whole "
+                      f"(--tile / --overlap to choose)", file=sys.stderr)
+            try:
+                instances = dataclasses.replace(model, tiling=tiling).predict(image, progress=progress)
+            finally:
+                if isinstance(image, ImageFile):
+                    image.close()
+            lost = write_instance_labels(tmp / "labels" / f"{path.stem}.tif", instances, policy,
+                                         extra={"image": path.name, "method": model.name,
+                                                "model": str(Path(args.model))})
             samples.append(Sample(path.stem, instances, image_path=path))
             entries.append({"image": path.name, "labels": f"labels/{path.stem}.tif", "n_instances": len(instances),
-                            "n_overlapping": instances.n_overlapping, "lost_in_flatten": list(flat.lost)})
+                            "n_overlapping": instances.n_overlapping, "lost_in_flatten": list(lost),
+                            **({"tiling": tiling.to_dict()} if tiling != model.tiling else {})})
         scored = any(s.instances.scores is not None and len(s.instances) for s in samples)
         overlapping = any(e["n_overlapping"] for e in entries)
         manifest = {

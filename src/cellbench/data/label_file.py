@@ -22,10 +22,7 @@ that are no numpy type) and files of other formats are read whole, as one band.
 
 from __future__ import annotations
 
-import math
-import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +32,7 @@ import tifffile
 from cellbench.data.images import (
     check_ids, check_labels, is_tiff, missing_path, read_label_image, tiff_shape, unreadable_error,
 )
+from cellbench.data.tiff_rows import TiffRows, rows_readable
 from cellbench.errors import DataError
 
 __all__ = ["BAND_ROWS", "LabelFile"]
@@ -88,15 +86,16 @@ class LabelFile:
     def bands(self, rows: int | None = None) -> Iterator[np.ndarray]:
         """Full-width bands of about ``rows`` rows (default :data:`BAND_ROWS`; a whole number of the file's
         tiles or strips, at least one), top to bottom, each checked for negative ids."""
-        rows = BAND_ROWS if rows is None else rows
+        rows = max(1, int(BAND_ROWS if rows is None else rows))
         if not self.banded:
             yield self.read()
             return
         try:
             with tifffile.TiffFile(self.path) as tif:
-                page = tif.series[0].pages[0]
-                reader = _direct_rows if page.compression == 1 and not page.is_tiled else _decoded_rows
-                for band in reader(tif, page, max(1, int(rows))):
+                reader = TiffRows(tif, tif.series[0].pages[0])
+                step = rows if reader.direct else max(1, rows // reader.segment_rows) * reader.segment_rows
+                for y0 in range(0, reader.height, step):
+                    band = reader.read(y0, y0 + step)
                     check_ids(band, self.path)
                     yield band
         except DataError:
@@ -106,65 +105,5 @@ class LabelFile:
 
 
 def _bandable(page: tifffile.TiffPage) -> bool:
-    """One sample per pixel, one plane, whole bytes, no fill-order trick: bands can be cut from the page."""
-    return (
-        page.samplesperpixel == 1
-        and page.imagedepth == 1
-        and page.fillorder == 1
-        and page.dtype is not None
-        and page.bitspersample == page.dtype.itemsize * 8
-        and (page.compression != 1 or page.predictor == 1)
-    )
-
-
-def _direct_rows(tif: tifffile.TiffFile, page: tifffile.TiffPage, rows: int) -> Iterator[np.ndarray]:
-    """Bands of an uncompressed striped page, read straight from the file (no strip is read whole)."""
-    height, width = page.imagelength, page.imagewidth
-    dtype = page.dtype.newbyteorder(tif.byteorder)
-    row_bytes = width * dtype.itemsize
-    per_strip = min(page.rowsperstrip or height, height)
-    fh = tif.filehandle
-    for y0 in range(0, height, rows):
-        y1 = min(height, y0 + rows)
-        band = np.empty((y1 - y0, width), dtype=dtype)
-        y = y0
-        while y < y1:
-            strip, inside = divmod(y, per_strip)
-            n = min(y1 - y, per_strip - inside)
-            offset = page.dataoffsets[strip] + inside * row_bytes
-            fh.seek(offset)
-            data = fh.read(n * row_bytes)
-            if len(data) != n * row_bytes:
-                raise ValueError(f"failed to read {n * row_bytes} bytes at offset {offset}, got {len(data)}: "
-                                 "the file is truncated")
-            band[y - y0 : y - y0 + n] = np.frombuffer(data, dtype=dtype).reshape(n, width)
-            y += n
-        yield band.astype(page.dtype, copy=False)
-
-
-def _decoded_rows(tif: tifffile.TiffFile, page: tifffile.TiffPage, rows: int) -> Iterator[np.ndarray]:
-    """Bands of a tiled or compressed page: the tiles or strips each band covers, decoded in threads."""
-    height, width = page.imagelength, page.imagewidth
-    seg_h, seg_w = page.chunks[-2:] if page.is_tiled else (min(page.rowsperstrip or height, height), width)
-    across = math.ceil(width / seg_w)
-    per_band = max(1, rows // seg_h)
-    decode = page.decode
-    fh = tif.filehandle
-    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
-        for first in range(0, math.ceil(height / seg_h), per_band):
-            y0 = first * seg_h
-            band = np.zeros((min(height, y0 + per_band * seg_h) - y0, width), dtype=page.dtype)
-            last = math.ceil((y0 + band.shape[0]) / seg_h)
-            index = [r * across + c for r in range(first, last) for c in range(across)]
-            chunks = fh.read_segments([page.dataoffsets[i] for i in index], [page.databytecounts[i] for i in index],
-                                      indices=index, sort=True)
-
-            def place(chunk, band=band, y0=y0):
-                segment, (_, _, y, x, _), _ = decode(*chunk, jpegtables=page.jpegtables)
-                if segment is not None:  # None: an empty chunk, whose pixels stay 0
-                    h, w = min(segment.shape[1], y0 + band.shape[0] - y), min(segment.shape[2], width - x)
-                    band[y - y0 : y - y0 + h, x : x + w] = segment[0, :h, :w, 0]
-
-            for _ in pool.map(place, chunks):
-                pass
-            yield band
+    """One sample per pixel and rows that can be cut from the page (:func:`~cellbench.data.tiff_rows.rows_readable`)."""
+    return page.samplesperpixel == 1 and rows_readable(page)
