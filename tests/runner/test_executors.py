@@ -104,7 +104,8 @@ def test_ray_executor_yields_results_as_tasks_complete(fake_ray):
     results = list(executor.map(functools.partial(_scale, factor=2), [1, 2, 3]))
     assert results == [6, 4, 2]  # completion order, not submission order
     assert fake_ray.waits == 3
-    assert fake_ray.remote_options == [{"num_cpus": 0.5, "max_retries": 0}]  # a failed grid entry is not rerun
+    # an entry lost with its worker or node reruns; one that raised does not
+    assert fake_ray.remote_options == [{"num_cpus": 0.5, "max_retries": 3, "retry_exceptions": False}]
     assert fake_ray.inits == [{"include_dashboard": False, "log_to_driver": False, "num_cpus": 3}]
 
 

@@ -8,6 +8,9 @@ moment it arrives, so what finished is safe whatever happens next.
 * :class:`RayExecutor` sends grid entries to a Ray cluster (``pip install 'cellbench[ray]'``);
   ``address=None`` starts a local Ray, ``"auto"`` or ``"ray://host:10001"`` joins one.
   Workers must see the dataset paths and the run folder (a shared file system).
+  A grid entry lost with its worker or node (killed, out of memory, a machine gone)
+  is run again on another (up to :data:`SYSTEM_RETRIES` times); an entry that
+  raised is recorded as failed, not rerun.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from typing import Any, Protocol
 
 from cellbench.errors import DataError
 
-__all__ = ["Executor", "LocalExecutor", "RayExecutor"]
+__all__ = ["SYSTEM_RETRIES", "Executor", "LocalExecutor", "RayExecutor"]
+
+#: Times Ray reruns a grid entry whose worker process or node died under it (Ray's ``max_retries``, which
+#: counts system failures only: an exception raised by the entry is not retried, ``retry_exceptions`` stays off).
+#: What a lost entry wrote is whole files only (the run cache writes atomically), so its rerun starts clean.
+SYSTEM_RETRIES = 3
 
 
 class Executor(Protocol):
@@ -87,7 +95,7 @@ class RayExecutor:
 
     def map(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
         ray = self._ray()
-        remote = ray.remote(num_cpus=self.cpus_per_entry, max_retries=0)(_call)
+        remote = ray.remote(num_cpus=self.cpus_per_entry, max_retries=SYSTEM_RETRIES, retry_exceptions=False)(_call)
         fn_ref = ray.put(fn)
         pending = [remote.remote(fn_ref, item) for item in items]
         while pending:
