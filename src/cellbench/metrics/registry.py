@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from cellbench.errors import DataError
 from cellbench.metrics.aji import AggregatedJaccard, AggregatedJaccardPlus
 from cellbench.metrics.base import Metric
+from cellbench.metrics.boundary_f import BoundaryF
 from cellbench.metrics.coco import CocoMetric
 from cellbench.metrics.dice import PixelDice
 from cellbench.metrics.matched_counts import MatchedCounts
@@ -33,6 +34,7 @@ METRICS: tuple[type[Metric], ...] = (
     AggregatedJaccard,
     AggregatedJaccardPlus,
     CanonicalPQ,
+    BoundaryF,
     CocoMetric,
 )
 #: What is scored unless told otherwise. The matching counts are always scored (every aggregation rests on them).
