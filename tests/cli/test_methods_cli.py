@@ -124,3 +124,30 @@ def test_methods_lists_requirements(capsys):
     assert rows["cellpose"]["requires"] == ["torch", "cellpose"] and rows["cellpose"]["extra"] == "cellpose"
     assert main(["methods"]) == 0
     assert "watershed" in capsys.readouterr().out
+
+
+def test_a_whole_slide_is_read_and_predicted_tile_by_tile(dsb, monkeypatch, capsys):
+    """A TIFF above the whole-slide size is read a window at a time; a whole-image model predicts it in the slide
+    tiling, and the labels (a tiled TIFF) equal those of the image read whole and predicted in the same tiles."""
+    import cellbench.data.image_file as image_file
+    import cellbench.methods.tiling as tiling
+
+    assert train(dsb, "--tile", "0") == 0
+    one = tifffile.imread(dsb / "dsb" / "test" / "images" / "img4.tif")
+    slide = np.tile(one, (3, 3))  # 240 x 360
+    (dsb / "slide").mkdir()
+    tifffile.imwrite(dsb / "slide" / "big.tif", slide, tile=(32, 32), compression="zlib")
+    monkeypatch.setattr(image_file, "LAZY_PIXELS", 200 * 200)
+    monkeypatch.setattr(tiling, "SLIDE_TILING", tiling.TileConfig(tile=96, overlap=32))
+    capsys.readouterr()
+    assert main(["predict", str(dsb / "model"), "--images", str(dsb / "slide"), "--out", str(dsb / "lazy")]) == 0
+    assert "read a window at a time: predicted in 96 px tiles, 32 px overlap" in capsys.readouterr().err
+    manifest = json.loads((dsb / "lazy" / "cellbench-predict.json").read_text())
+    assert manifest["tiling"]["tile"] == 0 and manifest["images"][0]["tiling"] == {"tile": 96, "overlap": 32}
+    monkeypatch.setattr(image_file, "LAZY_PIXELS", 10**9)
+    assert main(["predict", str(dsb / "model"), "--images", str(dsb / "slide"), "--out", str(dsb / "whole"),
+                 "--tile", "96", "--overlap", "32"]) == 0
+    lazy, whole = (tifffile.TiffFile(dsb / run / "labels" / "big.tif") for run in ("lazy", "whole"))
+    assert lazy.pages[0].is_tiled and np.array_equal(lazy.asarray(), whole.asarray())
+    assert lazy.asarray().max() >= 9 * 10  # every copy's cells, stitched across tiles
+    lazy.close(), whole.close()

@@ -94,10 +94,12 @@ class ImageFile:
 
 
 def open_image(path: str | Path, *, max_pixels: int | None = None,
-               lazy_pixels: int = LAZY_PIXELS) -> np.ndarray | ImageFile:
+               lazy_pixels: int | None = None) -> np.ndarray | ImageFile:
     """The pixels of an image file: an array, or an :class:`ImageFile` for a TIFF of more than ``lazy_pixels``
-    pixels whose rows can be read apart (``max_pixels``: see :func:`~cellbench.data.images.read_image`)."""
+    (default :data:`LAZY_PIXELS`) pixels whose rows can be read apart (``max_pixels``: see
+    :func:`~cellbench.data.images.read_image`)."""
     path = Path(path)
+    lazy_pixels = LAZY_PIXELS if lazy_pixels is None else lazy_pixels
     if is_tiff(path) and path.is_file():
         try:
             with tifffile.TiffFile(path) as tif:
