@@ -55,6 +55,15 @@ def test_default_evaluation():
     assert EvaluationSpec().boundary_px == 0
 
 
+def test_metrics_are_read_and_change_the_fingerprint_only_when_given(tiny_data):
+    d = experiment_dict(tiny_data)
+    plain = experiment_from_dict(d)
+    assert plain.evaluation.metrics == () and "metrics" not in plain.to_dict()["evaluation"]
+    d["evaluation"]["metrics"] = ["matching", "aji", "bf"]
+    chosen = experiment_from_dict(d)
+    assert chosen.evaluation.metrics == ("matching", "aji", "bf") and chosen.fingerprint != plain.fingerprint
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (lambda d: d.pop("name"), r"name: must be a non-empty string"),
     (lambda d: d.update(extra=1), r"experiment: unknown key\(s\) \['extra'\]"),
@@ -72,6 +81,8 @@ def test_default_evaluation():
     (lambda d: d["evaluation"].update(flatten="random"), r"evaluation.flatten: 'random' is not one of"),
     (lambda d: d["evaluation"].update(coco="yes please"), r"evaluation.coco: must be true or false"),
     (lambda d: d["evaluation"].update(bounday_px=2), r"evaluation: unknown key\(s\) \['bounday_px'\]"),
+    (lambda d: d["evaluation"].update(metrics=["aji", "hausdorff"]), r"evaluation.metrics: 'hausdorff' is not a metric"),
+    (lambda d: d["evaluation"].update(metrics=["aji", "aji"]), r"evaluation.metrics: a metric is named twice"),
     (lambda d: d.update(methods={}), r"methods: is empty"),
     (lambda d: d.pop("regimes"), r"regimes: is missing"),
     (lambda d: d["datasets"]["tiny"].update(test=[{"split": "test", "tasks": ["soma"]}]),

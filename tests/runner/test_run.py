@@ -67,6 +67,20 @@ def test_run_stores_every_score_with_its_config(tmp_path, tiny_data):
     assert len([x for x in lines if x.startswith("predict")]) == 12
 
 
+def test_evaluation_metrics_are_scored_and_stored(tmp_path, tiny_data):
+    d = experiment_dict(tiny_data)
+    d["methods"] = {"low": d["methods"]["low"]}
+    d["evaluation"]["metrics"] = ["matching", "aji", "pq_canonical", "bf"]
+    run_experiment(experiment_from_dict(d), tmp_path / "run")
+    with ResultStore.open(tmp_path / "run" / "results.sqlite") as store:
+        stored = {r["metric"] for r in store.query("SELECT DISTINCT metric FROM scores WHERE scope = 'pooled'")}
+        ev = store.evaluations(1)
+    assert {"f1", "aji", "pq_canonical", "bf", "bf_precision", "bf_recall"} <= stored
+    assert "dice" not in stored  # the metrics named, not the default ones
+    record = next(iter(ev.values()))[0]
+    assert set(record.result["settings"]["metrics"]) == {"matching", "aji", "pq_canonical", "bf"}
+
+
 def test_resume_skips_done_entries_and_refuses_other_experiments(tmp_path, tiny_data):
     log = tmp_path / "calls.log"
     d = experiment_dict(tiny_data, log=log, fail=True)

@@ -196,6 +196,7 @@ def run_entry(
                     boundary_px=ev.boundary_px,
                     coco=coco,
                     per_class=ev.per_class,
+                    metrics=list(ev.metrics) or None,
                 ).to_dict()
                 if ev.coco and not coco:
                     result["coco_skipped"] = "the method gives no instance scores, which COCO ranking needs"

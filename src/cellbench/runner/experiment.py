@@ -41,6 +41,7 @@ A file looks like this (``method`` is a name of the method table, or
       flatten: priority-last
       coco: true
       per_class: false
+      metrics: [matching, dice, aji, pq_canonical]   # optional; default matching, dice
 """
 
 from __future__ import annotations
@@ -163,6 +164,9 @@ class EvaluationSpec:
     are, overlaps kept) and ``flattened`` (flattened with the ``flatten`` policy,
     as label-image methods are trained). ``boundary_px`` is the NeurIPS-2022
     rule (instances touching a frame of that width are dropped; 0 is off).
+    ``metrics`` names the metric families to score (``cellbench evaluate
+    --metrics``; :data:`cellbench.metrics.registry.METRICS`), empty for the
+    default ``matching`` and ``dice``; ``coco: true`` adds COCO either way.
     """
 
     thresholds: tuple[float, ...] = REPORT_THRESHOLDS
@@ -171,6 +175,8 @@ class EvaluationSpec:
     flatten: str = "priority-last"
     coco: bool = False
     per_class: bool = False
+    # absent from to_dict when empty, so experiments written before it keep their fingerprint
+    metrics: tuple[str, ...] = field(default=(), metadata={"omit_empty": True})
 
     def to_dict(self) -> dict:
         return _plain(self)
@@ -233,7 +239,8 @@ def stable_hash(value: Any) -> str:
 
 def _plain(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {f.name: _plain(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                if not (f.metadata.get("omit_empty") and not getattr(obj, f.name))}
     if isinstance(obj, Mapping):
         return {str(k): _plain(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -565,6 +572,16 @@ def _evaluation(r: _Reader, raw: Any) -> EvaluationSpec:
     for key in ("coco", "per_class"):
         if not isinstance(raw.get(key, False), bool):
             r.fail(f"{where}.{key}", f"must be true or false, got {_kind(raw[key])}")
+    metrics = tuple(r.listing(raw.get("metrics", []), f"{where}.metrics"))
+    if metrics:
+        from cellbench.metrics.registry import METRICS
+
+        known = [m.name for m in METRICS]
+        for name in metrics:
+            if not isinstance(name, str) or name not in known:
+                r.fail(f"{where}.metrics", f"{name!r} is not a metric; metrics: {', '.join(known)}")
+        if len(set(metrics)) != len(metrics):
+            r.fail(f"{where}.metrics", f"a metric is named twice: {list(metrics)}")
     return EvaluationSpec(
         thresholds=tuple(float(t) for t in sorted(set(thresholds))),
         boundary_px=r.integer(raw.get("boundary_px", default.boundary_px), f"{where}.boundary_px"),
@@ -572,4 +589,5 @@ def _evaluation(r: _Reader, raw: Any) -> EvaluationSpec:
         flatten=flatten,
         coco=raw.get("coco", False),
         per_class=raw.get("per_class", False),
+        metrics=metrics,
     )
