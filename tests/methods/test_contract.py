@@ -46,6 +46,12 @@ FAST: dict[str, dict] = {
     "solov2": {"backbone": "resnet18", "head_width": 16, "mask_width": 16, "kernel_channels": 16,
                "num_grids": [12, 10, 8, 6, 4], "patch_size": 64, "batch_size": 2, "epochs": 1, "crops_per_epoch": 2,
                "detections_per_image": 20, "score_threshold": 0.0, "update_threshold": 0.0, "mask_threshold": 0.3},
+    # RetinaMask on ResNet-18-FPN (P2-P6) with narrow heads, two steps of 64 px crops; every detection kept
+    # (untrained scores are low).
+    "retinamask": {"backbone": "resnet18", "head_width": 16, "pyramid_levels": [2, 3, 4, 5, 6],
+                   "anchor_sizes": [8, 16, 32, 64, 128], "mask_rois": 8, "patch_size": 64, "batch_size": 2,
+                   "epochs": 1, "crops_per_epoch": 2, "detections_per_image": 20, "score_threshold": 0.0,
+                   "mask_threshold": 0.3},
     # The random `tiny` SAM zero-shot (on 64 px tiles: TILING); thresholds off so it keeps what it finds.
     "sam": {"backbone": "tiny",
             "inference": {"points_per_side": 4, "points_batch": 16, "pred_iou_thresh": -1e9, "stability_thresh": 0.0,
@@ -97,6 +103,7 @@ NEEDS["stardist"] = ("tensorflow", "stardist")
 NEEDS["nnunet"] = ("torch", "nnunetv2")
 NEEDS["maskrcnn"] = ("torch", "torchvision")
 NEEDS["msrcnn"] = NEEDS["cascade"] = NEEDS["solov2"] = ("torch", "torchvision")
+NEEDS["retinamask"] = ("torch", "torchvision")
 NEEDS["mask2former"] = ("torch", "transformers")
 NEEDS["sam"] = ("torch", "segment_anything")
 NEEDS["unet"] = ("torch", "monai")

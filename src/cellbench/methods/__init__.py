@@ -50,6 +50,7 @@ METHODS: dict[str, str] = {
     "msrcnn": "cellbench.methods.adapters.detection.msrcnn:MSRCNNMethod",
     "cascade": "cellbench.methods.adapters.detection.cascade:CascadeMethod",
     "solov2": "cellbench.methods.adapters.detection.solov2:SOLOv2Method",
+    "retinamask": "cellbench.methods.adapters.detection.retinamask:RetinaMaskMethod",
     "mask2former": "cellbench.methods.adapters.mask2former.method:Mask2FormerMethod",
     "sam": "cellbench.methods.adapters.sam:SAMMethod",
     "yolo": "cellbench.methods.adapters.yolo.method:YOLOMethod",

@@ -13,7 +13,9 @@
   (``cascade``, Cascade Mask R-CNN), their RoI heads beside them
   (:mod:`.maskiou_head`, :mod:`.cascade_heads`); the single-stage :mod:`.solov2`
   (``solov2``, SOLOv2), its head and Matrix NMS beside it (:mod:`.solov2_head`,
-  :mod:`.matrix_nms`).
+  :mod:`.matrix_nms`); the single-stage :mod:`.retinamask` (``retinamask``,
+  RetinaMask), RetinaNet's dense head and the mask head beside it
+  (:mod:`.retinanet_head`, :mod:`.retinamask_head`).
 
 Importing this package, :mod:`.backbones` and :mod:`.config` needs no torch (a
 config validates its backbone without it); the other modules do.
