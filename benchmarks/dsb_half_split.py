@@ -90,6 +90,7 @@ METHOD_CONFIGS = {
     "msrcnn": lambda args: _config_file("msrcnn"),
     "cascade": lambda args: _config_file("cascade"),
     "solov2": lambda args: _config_file("solov2"),
+    "retinamask": lambda args: _config_file("retinamask"),
     "mask2former": lambda args: _config_file("mask2former"),
     "mesmer": lambda args: _config_file("mesmer"),
     "featurenet": lambda args: _config_file("featurenet"),
