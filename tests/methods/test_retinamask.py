@@ -240,11 +240,11 @@ def test_a_few_steps_lower_the_loss(blobs):
     first = last = None
     for _ in range(20):
         losses = model(*inputs)
-        first = first or {k: float(v) for k, v in losses.items()}
+        first = first or {k: float(v.detach()) for k, v in losses.items()}
         opt.zero_grad()
         sum(losses.values()).backward()
         opt.step()
-    last = {k: float(v) for k, v in model(*inputs).items()}
+    last = {k: float(v.detach()) for k, v in model(*inputs).items()}
     assert all(last[k] < first[k] for k in first), (first, last)
 
 
