@@ -99,13 +99,16 @@ def train(method: str, image: Path, gt: Path, out: Path, epochs: int) -> Path:
     return folder
 
 
-def _run(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MB) of one child process (the peak of all children so far: run methods in
-    separate invocations to see a smaller one)."""
+def _run(cmd: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one child process (the peak of all children so far: run
+    methods in separate invocations to see a smaller one)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     subprocess.run(cmd, check=True)
     wall = time.perf_counter() - t
-    return wall, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return wall, cpu, after.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -125,7 +128,7 @@ def main() -> None:
         rows = args.cellpose_rows if method == "cellpose" else 0
         image, truth = build(args.out, args.size, args.spacing, rows) if rows else (slide, gt)
         pred = args.out / f"pred-{method}"
-        wall, peak = _run([sys.executable, "-c", CLI, "predict", str(model), "--images", str(image),
+        wall, cpu, peak = _run([sys.executable, "-c", CLI, "predict", str(model), "--images", str(image),
                            "--out", str(pred), "--overwrite"])
         manifest = json.loads((pred / "cellbench-predict.json").read_text())
         labels = pred / "labels" / f"{image.stem}.tif"
@@ -137,7 +140,8 @@ def main() -> None:
                         str(labels.parent), "--json", str(scored)], check=True, stdout=subprocess.DEVNULL)
         p = json.loads(scored.read_text())["pooled"]["0.5"]
         n = manifest["images"][0]["n_instances"]
-        print(f"{method}: cellbench predict {wall:.1f} s wall, peak RSS {peak:.0f} MB, {n:,} instances; "
+        print(f"{method}: cellbench predict {wall:.1f} s wall, {cpu:.1f} CPU s, peak RSS {peak:.0f} MB, "
+              f"{n:,} instances; "
               f"labels {layout}; F1@0.5 {p['f1']:.4f} (TP {p['tp']:,} FP {p['fp']:,} FN {p['fn']:,})", flush=True)
 
 
