@@ -27,8 +27,9 @@ EXPECTED = {
     "neurips22_report.yaml": (4, {"neurips22": "neurips22-cellseg"}, "neurips22_cellseg_model_benchmark_report"),
     # 5 tasks x (cellpose, stardist, maskrcnn, its Swin-S / Swin-T / ResNeSt / Res2Net / HRNet rows, MS-RCNN,
     # Cascade-Mask-RCNN-seesaw, SOLOv2, RetinaMask, Mask2Former, cellseg1)
-    "cellseg_18_methods.yaml": (5 * 14, {"tissuenet-nuclear": "tissuenet", "tissuenet-dual": "tissuenet",
-                                        "tissuenet-whole-cell": "tissuenet", "livecell": "livecell"},
+    "cellseg_18_methods.yaml": (5 * 17, {"tissuenet-nuclear": "tissuenet", "tissuenet-dual-nuclei": "tissuenet",
+                                        "tissuenet-dual-whole-cell": "tissuenet", "tissuenet-whole-cell": "tissuenet",
+                                        "livecell": "livecell"},
                                 "cell_segmentation_benchmark_18_methods_seggal"),
 }
 
