@@ -118,7 +118,7 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["watershed"], choices=["watershed", "cellpose"])
     ap.add_argument("--cellpose-rows", type=int, default=1024,
                     help="rows of the slide cellpose predicts (0: all; CPU cellpose costs seconds a tile)")
-    ap.add_argument("--cellpose-epochs", type=int, default=20)
+    ap.add_argument("--cellpose-epochs", type=int, default=60)
     ap.add_argument("--out", type=Path, default=Path("/tmp/cellbench-wsi-predict"))
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
