@@ -8,9 +8,12 @@ sources:
   torchvision's own ``_resnet_fpn_extractor``: the layout of
   ``maskrcnn_resnet50_fpn_v2``, so its COCO checkpoint loads;
 * timm models with ``features_only=True`` (``swin_t``, ``swin_s``,
-  ``resnest50``, ``res2net50``, ``res2net101``, ``hrnet_w32``): the backbones
-  of the 18-methods benchmark's Swin-T, Swin-S, ResNeSt, Res2Net and HRNet
-  rows (MMDetection / detectron2-ResNeSt Mask R-CNN configs). Swin follows
+  ``resnest50``, ``res2net50``, ``res2net101``, ``hrnet_w32``, ``vovnet39``):
+  the backbones of the 18-methods benchmark's Swin-T, Swin-S, ResNeSt,
+  Res2Net and HRNet rows (MMDetection / detectron2-ResNeSt Mask R-CNN
+  configs) and of its Centermask2 row (VoVNetV2-39: one-shot aggregation
+  with identity mapping and effective squeeze-excitation, timm's
+  ``ese_vovnet39b``, the V-39-eSE of CenterMask's paper). Swin follows
   MMDetection's Swin Mask R-CNN: stochastic depth 0.2, windows of 7 at every
   stage whatever the input size (padded, shifted), a LayerNorm on each output.
 
@@ -82,6 +85,7 @@ REGISTRY: dict[str, Backbone] = {
     "res2net101": _timm("res2net101_26w_4s", paper="Res2Net"),
     "hrnet_w32": _timm("hrnet_w32", feature_location="", stages=("layer1", "stage2", "stage3", "stage4"),
                        paper="HRNet"),
+    "vovnet39": _timm("ese_vovnet39b", paper="Centermask2"),
 }
 
 #: Backbones a config may name.

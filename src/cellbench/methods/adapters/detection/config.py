@@ -27,7 +27,7 @@ class DetectorConfig:
     Attributes:
         backbone: a name of :data:`~cellbench.methods.adapters.detection.backbones.BACKBONES`, with an FPN:
             ``resnet50`` (published), ``resnet34``, ``resnet18``, ``swin_t``, ``swin_s``, ``resnest50``,
-            ``res2net50``, ``res2net101``, ``hrnet_w32``.
+            ``res2net50``, ``res2net101``, ``hrnet_w32``, ``vovnet39`` (VoVNetV2-39, CenterMask's).
         pretrained: weights to start from: a file, or a name in the pretrained-model
             registry (``cellbench pretrained list``): a whole Mask R-CNN, or an ImageNet classifier of the
             backbone (its trunk only); None trains from scratch.
