@@ -52,6 +52,11 @@ FAST: dict[str, dict] = {
                    "anchor_sizes": [8, 16, 32, 64, 128], "mask_rois": 8, "patch_size": 64, "batch_size": 2,
                    "epochs": 1, "crops_per_epoch": 2, "detections_per_image": 20, "score_threshold": 0.0,
                    "mask_threshold": 0.3},
+    # CenterMask on ResNet-18-FPN with narrow FCOS towers and mask head, two steps of 64 px crops; every detection
+    # kept (untrained scores are low, untrained mask probabilities near 0.5).
+    "centermask2": {"backbone": "resnet18", "head_width": 16, "mask_width": 16, "patch_size": 64, "batch_size": 2,
+                    "epochs": 1, "crops_per_epoch": 2, "train_proposals": 20, "mask_batch_size": 8,
+                    "detections_per_image": 20, "score_threshold": 0.0, "mask_threshold": 0.3},
     # The random `tiny` SAM zero-shot (on 64 px tiles: TILING); thresholds off so it keeps what it finds.
     "sam": {"backbone": "tiny",
             "inference": {"points_per_side": 4, "points_batch": 16, "pred_iou_thresh": -1e9, "stability_thresh": 0.0,
@@ -102,7 +107,7 @@ NEEDS: dict[str, tuple[str, ...]] = {"cellpose": ("torch", "cellpose"), "cellseg
 NEEDS["stardist"] = ("tensorflow", "stardist")
 NEEDS["nnunet"] = ("torch", "nnunetv2")
 NEEDS["maskrcnn"] = ("torch", "torchvision")
-NEEDS["msrcnn"] = NEEDS["cascade"] = NEEDS["solov2"] = ("torch", "torchvision")
+NEEDS["msrcnn"] = NEEDS["cascade"] = NEEDS["solov2"] = NEEDS["centermask2"] = ("torch", "torchvision")
 NEEDS["retinamask"] = ("torch", "torchvision")
 NEEDS["mask2former"] = ("torch", "transformers")
 NEEDS["sam"] = ("torch", "segment_anything")

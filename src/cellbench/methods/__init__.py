@@ -51,6 +51,7 @@ METHODS: dict[str, str] = {
     "cascade": "cellbench.methods.adapters.detection.cascade:CascadeMethod",
     "solov2": "cellbench.methods.adapters.detection.solov2:SOLOv2Method",
     "retinamask": "cellbench.methods.adapters.detection.retinamask:RetinaMaskMethod",
+    "centermask2": "cellbench.methods.adapters.detection.centermask:CenterMaskMethod",
     "mask2former": "cellbench.methods.adapters.mask2former.method:Mask2FormerMethod",
     "sam": "cellbench.methods.adapters.sam:SAMMethod",
     "yolo": "cellbench.methods.adapters.yolo.method:YOLOMethod",
