@@ -54,7 +54,7 @@ TORCH_METHODS: dict[str, tuple[tuple[str, ...], dict, Callable[[bytes], dict], s
                  "maskrcnn.pt"),
     **{name: (("torchvision",), {"backbone": "resnet18"},
               lambda w, name=name: {f"{name}.json": {"classes": ["cell"], "backbone": "resnet18"}, f"{name}.pt": w},
-              f"{name}.pt") for name in ("msrcnn", "cascade", "solov2", "retinamask")},
+              f"{name}.pt") for name in ("msrcnn", "cascade", "solov2", "retinamask", "centermask2")},
     "cellseg1": (("segment_anything",), {"backbone": "tiny", "input_size": 64},
                  lambda w: {"cellseg1.json": _tiny_identity(), "weights.pt": w}, "weights.pt"),
     "yolo": ((), {"model_size": "n"}, lambda w: {"yolo.json": {"classes": ["cell"], "model_size": "n",

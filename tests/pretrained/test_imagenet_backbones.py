@@ -30,7 +30,7 @@ def test_imagenet_entries_name_a_backbone_of_their_method_and_the_hubs_sha256():
         backbone = entry.settings["backbone"]
         if entry.method == "maskrcnn":  # timm's classifier of the very architecture the backbone builds
             assert owner == "timm" and repo.split(".")[0] == DETECTION[backbone].model
-            assert entry.methods == ("maskrcnn", "msrcnn", "cascade", "solov2", "retinamask")
+            assert entry.methods == ("maskrcnn", "msrcnn", "cascade", "solov2", "retinamask", "centermask2")
         else:
             assert entry.method == "mask2former" and backbone in MASK2FORMER
     names = [f.file_name for e in list_pretrained() for f in e.files]

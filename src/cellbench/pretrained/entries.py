@@ -83,7 +83,7 @@ def _hub(name: str, repo: str, file: str, revision: str, sha256: str, *, backbon
     method = name.split("/", 1)[0]
     return PretrainedModel(
         name=name, method=method,
-        used_by=("msrcnn", "cascade", "solov2", "retinamask") if method == "maskrcnn" else (),
+        used_by=("msrcnn", "cascade", "solov2", "retinamask", "centermask2") if method == "maskrcnn" else (),
         files=(RemoteFile(f"{repo.replace('/', '--')}--{file}",
                           f"https://huggingface.co/{repo}/resolve/{revision}/{file}", sha256=sha256),),
         training=_IMAGENET, checksum_published=True,
@@ -164,7 +164,7 @@ REGISTRY: tuple[PretrainedModel, ...] = (
     ),
     PretrainedModel(
         name="maskrcnn/resnet50_fpn_v2_coco", method="maskrcnn",
-        used_by=("msrcnn", "cascade", "solov2", "retinamask"),
+        used_by=("msrcnn", "cascade", "solov2", "retinamask", "centermask2"),
         files=(RemoteFile("maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
                           "https://download.pytorch.org/models/maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth",
                           sha256_prefix="73cbd019"),),
@@ -178,7 +178,8 @@ REGISTRY: tuple[PretrainedModel, ...] = (
         checksum_source=("torchvision puts the first 8 digits of the sha256 in the file name (checked); the "
                          "full sha256 is recorded on first use"),
         notes=("torchvision's MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1, about 177 MB. msrcnn takes all of it but "
-               "its MaskIoU head; cascade its backbone and RPN; solov2 and retinamask its backbone and FPN."),
+               "its MaskIoU head; cascade its backbone and RPN; solov2, retinamask and centermask2 its backbone and "
+               "FPN."),
     ),
     *(PretrainedModel(
         name=f"yolo/yolo11{size}-seg", method="yolo",
