@@ -24,7 +24,7 @@ from cellbench.runner.grid import expand_grid
 
 PROTOCOLS = Path(__file__).parents[2] / "examples" / "protocols"
 # protocol -> (values, of which read with doubt); counted by hand from the papers (see each file's header)
-COUNTS = {"glioma_c6": (2 * 26 * 6 + 8 * 6, 2), "cellseg1": (7, 3), "cellseg_18_methods": (2, 0),
+COUNTS = {"glioma_c6": (2 * 26 * 6 + 8 * 6, 2), "cellseg1": (7, 3), "cellseg_18_methods": (4, 0),
           "neurips22_report": (3 * 17, 0)}
 
 

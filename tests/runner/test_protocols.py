@@ -26,8 +26,9 @@ EXPECTED = {
     "glioma_c6.yaml": (None, {"glioma-c6": "glioma-c6"}, "glioma_c6_dataset_paper"),
     "neurips22_report.yaml": (4, {"neurips22": "neurips22-cellseg"}, "neurips22_cellseg_model_benchmark_report"),
     # 5 tasks x (cellpose, stardist, maskrcnn, its Swin-S / Swin-T / ResNeSt / Res2Net / HRNet rows, MS-RCNN,
-    # Cascade-Mask-RCNN-seesaw, SOLOv2, RetinaMask, Mask2Former, cellseg1)
-    "cellseg_18_methods.yaml": (5 * 17, {"tissuenet-nuclear": "tissuenet", "tissuenet-dual-nuclei": "tissuenet",
+    # Cascade-Mask-RCNN-seesaw, SOLOv2, RetinaMask, Centermask2, Mask2Former, Mesmer, FeatureNet,
+    # Segment-Anything, cellseg1)
+    "cellseg_18_methods.yaml": (5 * 18, {"tissuenet-nuclear": "tissuenet", "tissuenet-dual-nuclei": "tissuenet",
                                         "tissuenet-dual-whole-cell": "tissuenet", "tissuenet-whole-cell": "tissuenet",
                                         "livecell": "livecell"},
                                 "cell_segmentation_benchmark_18_methods_seggal"),
