@@ -222,12 +222,13 @@ def test_centermask_config_tiling_and_description():
 
 @pytest.mark.slow
 def test_centermask_learns_the_blobs(blobs):
-    """A small CenterMask overfits two blob images in about a CPU minute: most cells found at IoU 0.5."""
+    """A small CenterMask overfits two blob images in under a CPU minute: most cells found at IoU 0.5 (scores
+    from 0.45: the half-trained detector's low-scored boxes are duplicates)."""
     from cellbench.methods.tiling import TileConfig, predict_image
     from cellbench.methods.validation import pooled_f1
 
     cm = method(head_width=32, mask_width=32, patch_size=64, epochs=15, crops_per_epoch=16, optimizer="adamw",
-                lr=0.001, warmup_iters=10, val_every=0, output_threshold=0.3, mask_batch_size=16, threads=1)
+                lr=0.001, warmup_iters=10, val_every=0, output_threshold=0.45, mask_batch_size=16, threads=1)
     cm.train(blobs["train"], seed=0)
     sample = blobs["train"][0]
     found = predict_image(cm, sample.load_image(), TileConfig(tile=64, overlap=16))
