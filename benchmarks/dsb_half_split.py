@@ -91,6 +91,7 @@ METHOD_CONFIGS = {
     "cascade": lambda args: _config_file("cascade"),
     "solov2": lambda args: _config_file("solov2"),
     "retinamask": lambda args: _config_file("retinamask"),
+    "centermask2": lambda args: _config_file("centermask2"),
     "mask2former": lambda args: _config_file("mask2former"),
     "mesmer": lambda args: _config_file("mesmer"),
     "featurenet": lambda args: _config_file("featurenet"),
