@@ -9,9 +9,14 @@ that joins them is :class:`~cellbench.methods.adapters.detection.centermask_net.
 ran CenterMask2 (the authors' detectron2 re-implementation) on VoVNetV2-39;
 here the backbone is the family's (``vovnet39``, timm's ``ese_vovnet39b``, as
 published; ``resnet18`` / ``resnet34`` / ``resnet50`` and the others of
-:mod:`.backbones` too) under the family's FPN (batch norm in it, and its P2
-available to the mask head; CenterMask2's FPN has no norm). The optional
+:mod:`.backbones` too) under the family's FPN (batch norm in it, as
+torchvision's v2 detectors; its P2 available to the mask head). The optional
 MaskIoU scoring head of the paper is left out: scores are FCOS's.
+
+Written from the CenterMask and FCOS papers; the settings were checked against
+centermask2's configuration files of its Apache-2.0 releases (2020; the
+repository has been under CC BY-NC 4.0 since June 2021). No code of
+centermask2, AdelaiDet or detectron2 is used.
 
 Training: the network's losses (FCOS's focal, GIoU and centerness losses, the
 mask head's cross-entropy on the detector's own proposals plus the
@@ -58,7 +63,8 @@ class CenterMaskConfig(DetectorConfig):
         score_threshold: class probability a location needs to become a detection (FCOS.INFERENCE_TH_TEST).
         pre_nms: detections kept per level before NMS, by probability x centerness (FCOS.PRE_NMS_TOPK).
         nms_threshold: box IoU of NMS within a class (FCOS.NMS_TH, 0.6).
-        detections_per_image: at most this many detections per image (tile) (FCOS.POST_NMS_TOPK_TEST, 100).
+        detections_per_image: at most this many detections per image (tile) (FCOS.POST_NMS_TOPK_TEST: 100;
+            CenterMask2's VoVNet configs set 50).
         train_proposals: the detector's best boxes after NMS given to the mask head in training, before the
             ground-truth boxes are added (FCOS.POST_NMS_TOPK_TRAIN, 100).
         output_threshold: score (square root of probability x centerness) a detection needs to be output;
