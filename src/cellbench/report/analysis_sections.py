@@ -2,7 +2,8 @@
 
 Error analysis (every run), morphology of ground truth vs predictions (every
 run whose data is still there), annotation agreement (when the run folder
-holds ``agreement*.json``), the 18-methods ranking (when the run holds >= 2
+holds ``agreement*.json``), the 18-methods paper's methods in cellbench (a run
+of that paper's protocol), the 18-methods ranking (when the run holds >= 2
 models and COCO metrics), the mAP regression (when some method has more
 observations than terms) and data efficiency (when a method was trained on
 >= 2 training-set sizes). A section that cannot be made is left out with a
@@ -19,6 +20,7 @@ from cellbench.errors import DataError
 from cellbench.report.error_section import ERROR_THRESHOLD, error_analysis
 from cellbench.report.html import Section
 from cellbench.report.morphology_section import agreement_tables, morphology_section
+from cellbench.report.paper_methods import paper_methods_section
 from cellbench.report.paper_sections import (
     EFFICIENCY_THRESHOLD,
     efficiency_section,
@@ -115,7 +117,8 @@ def analysis_sections(
             "Annotation agreement",
             text="From `cellbench agreement --json` files in the run folder (Glioma C6 Table 3 layout).",
             tables=tuple(tables)))
-    for make in (lambda: _ranking(results, figures_dir), lambda: _regression(results)):
+    for make in (lambda: paper_methods_section(results), lambda: _ranking(results, figures_dir),
+                 lambda: _regression(results)):
         section = make()
         if section is not None:
             sections.append(section)
