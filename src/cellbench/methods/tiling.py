@@ -181,8 +181,8 @@ def predict_image(
 
 
 #: The tiling of a model that predicts whole images (tile 0) on an image too large to read whole (an
-#: :class:`~cellbench.data.image_file.ImageFile`): 1024 px tiles, cells under 128 px stitched exactly. (2048 px
-#: tiles cost as much per pixel, and Cellpose's peak on them was 1.8 GB, against 2 GB wanted.)
+#: :class:`~cellbench.data.image_file.ImageFile`): 1024 px tiles, cells under 128 px stitched exactly. (Measured on
+#: a 4096 x 20000 band, benchmarks/wsi_predict.py: Cellpose peaked at 1.8 GB with 1024 and with 2048 px tiles.)
 SLIDE_TILING = TileConfig(tile=1024, overlap=128)
 
 
