@@ -40,7 +40,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from cellbench.errors import DataError
 from cellbench.instances import InstanceSet
 from cellbench.methods.adapters.detection.backbones import BACKBONES
 from cellbench.methods.adapters.detection.config import DetectorConfig
@@ -155,26 +154,7 @@ class CenterMaskMethod(MaskRCNNMethod):
     @on_config_threads
     def predict(self, image: np.ndarray) -> InstanceSet:
         """The instances of one image (a tile), scored by FCOS, overlaps and classes kept."""
-        import torch
+        from cellbench.methods.adapters.detection.inference import box_mask_instances
 
-        from cellbench.methods.adapters.detection.inference import paste_mask, set_input_size
-
-        image = np.asarray(image)
-        if image.ndim not in (2, 3):
-            raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
-        cfg = self.config
-        model = self._require_model()
-        model.eval()
-        h, w = image.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(self._input(image).transpose(2, 0, 1)))
-        rh, rw = set_input_size(model, h, w, cfg.scale)
-        with torch.no_grad():
-            ((found, probs),), _ = model([x.to(next(model.parameters()).device)])
-        boxes = found.boxes.cpu() * torch.tensor([w / rw, h / rh, w / rw, h / rh])
-        instances = []
-        for k in range(len(boxes)):
-            inst = paste_mask(probs[k].cpu(), boxes[k].numpy(), (h, w), cfg.mask_threshold)
-            if inst is not None:
-                instances.append(inst.replace(score=float(found.scores[k]), class_id=int(found.labels[k])))
-        return InstanceSet(shape=(h, w), instances=tuple(instances), classes=self._classes)
+        return box_mask_instances(self, image)
 
