@@ -69,7 +69,8 @@ def test_panopticnet_has_mesmers_heads_and_keeps_the_size():
     net.eval()
     with torch.no_grad():
         out = net(torch.rand(1, 2, 96, 64))
-    assert out.shape == (1, 4, 96, 64) and (out[:, 0] >= 0).all()  # the inner distance passes a ReLU
+    # the inner distance's ReLU is applied by the loss and at prediction, so a negative output keeps a gradient
+    assert out.shape == (1, 4, 96, 64)
     no_location = MesmerMethod(MesmerConfig(backbone="resnet18", location=False)).build_network()
     assert no_location.channels.in_channels == 2
 
@@ -105,3 +106,19 @@ def test_instances_of_perfect_maps_are_the_cells():
         found = np.bincount(labels[lab == k]).argmax()
         assert found > 0 and ((labels == found) & (lab == k)).sum() / (lab == k).sum() > 0.6
     assert ((labels > 0) <= (classes == INTERIOR)).all()  # interior > 0.2: the edge class stays out
+
+
+def test_the_inner_distance_head_cannot_die():
+    """A head whose outputs are all negative still learns where cells are (a ReLU output would pass no gradient),
+    and the loss equals the MSE of the ReLU output wherever that output is positive or the target 0."""
+    torch = pytest.importorskip("torch")
+    from cellbench.methods.adapters.mesmer import relu_regression_loss
+
+    z = torch.full((1, 1, 4, 4), -0.5, requires_grad=True)
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., 1:3, 1:3] = 0.8
+    relu_regression_loss(z, target).backward()
+    assert (z.grad[..., 1:3, 1:3] < 0).all() and (z.grad[..., 0, :] == 0).all()  # pushed up only inside cells
+    a = torch.tensor([0.3, 1.2, -0.4, 0.0])
+    t = torch.tensor([0.5, 0.0, 0.0, 0.0])
+    assert float(relu_regression_loss(a, t)) == pytest.approx(float(((a.clamp(min=0) - t) ** 2).mean()))

@@ -16,7 +16,9 @@ What the 18-methods paper ran (deepcell-tf 0.12.9, ``deepcell/model_zoo/panoptic
   reads P3 (stride 8): three rounds of a 3x3 convolution (64 channels) and a
   2x bilinear upsampling back to full resolution, a 1x1 convolution (128),
   batch norm, ReLU and a 1x1 convolution to the head's outputs, ReLU on the
-  regression head and softmax on the class head.
+  regression head (applied by the loss and at prediction, so that training
+  keeps a gradient where the head's output is negative and the target is not:
+  :func:`relu_regression_loss`) and softmax on the class head.
 * **Heads** (Mesmer's ``num_semantic_classes=[1, 3, 1, 3]``): per compartment,
   whole cell and nucleus, the inner distance (1 channel) and the
   ``pixelwise`` classes (edge / interior / background).
@@ -242,10 +244,29 @@ def mesmer_input(image: np.ndarray, channels: tuple[Channel, Channel], prep: Mes
     return out
 
 
+def relu_regression_loss(z: Any, target: Any) -> Any:
+    """MSE of ``relu(z)`` against ``target`` (DeepCell's ReLU inner-distance head), with the gradient kept where
+    the target is positive and ``z`` is not: ``(z - t)^2`` there, ``relu(z)^2`` on the background.
+
+    Equal to the MSE of the ReLU output wherever ``z > 0`` or the target is 0. Without it the head can die: on
+    DSB right -> left every output went below zero within 40 epochs (a ReLU passes no gradient there), the loss
+    stayed at the MSE of predicting 0 and no cell was found.
+
+    >>> import torch
+    >>> float(relu_regression_loss(torch.tensor([-1.0, 2.0, -3.0]), torch.tensor([0.5, 1.0, 0.0])))
+    1.0833333730697632
+    """
+    import torch
+    import torch.nn.functional as F
+
+    return torch.where(target > 0, (z - target) ** 2, F.relu(z) ** 2).mean()
+
+
 def build_panopticnet(backbone: str, *, in_channels: int = 2, heads: tuple[int, ...] = (1, 3), location: bool = True,
                       feature_size: int = 256, head_filters: int = 64, head_dense: int = 128) -> Any:
     """DeepCell's PanopticNet on a torchvision ResNet: one semantic head per entry of ``heads`` (its outputs;
-    1 is a ReLU regression, more are class logits), the heads' outputs concatenated (B x sum(heads) x H x W)."""
+    1 is a regression, ReLU'd by :func:`relu_regression_loss` and at prediction, more are class logits), the heads'
+    outputs concatenated (B x sum(heads) x H x W)."""
     import torch
     import torch.nn.functional as F
     from torch import nn
@@ -263,14 +284,12 @@ def build_panopticnet(backbone: str, *, in_channels: int = 2, heads: tuple[int, 
                 nn.Conv2d(feature_size if i == 0 else head_filters, head_filters, 3, padding=1) for i in range(3))
             self.dense = nn.Sequential(nn.Conv2d(head_filters, head_dense, 1), nn.BatchNorm2d(head_dense),
                                        nn.ReLU(inplace=True), nn.Conv2d(head_dense, n_out, 1))
-            self.regression = n_out == 1
 
         def forward(self, p3: torch.Tensor) -> torch.Tensor:
             x = p3
             for conv in self.upsample:
                 x = up(conv(x))
-            x = self.dense(x)
-            return F.relu(x) if self.regression else x
+            return self.dense(x)  # the regression head's ReLU is applied by the loss and by ``instances``
 
     class PanopticNet(nn.Module):
         def __init__(self) -> None:
@@ -355,18 +374,17 @@ class MesmerMethod(SemanticMethod):
                 inner_distance(labels, erosion_width=cfg.inner_erosion, beta=cfg.inner_beta))
 
     def loss(self, output: Any, batch: dict[str, Any]) -> Any:
-        import torch.nn.functional as F
-
-        distance = F.mse_loss(output[:, :1], batch["regression"])
+        distance = relu_regression_loss(output[:, :1], batch["regression"])
         return distance + self.config.class_loss_weight * weighted_cross_entropy(output[:, 1:], batch["classes"])
 
     def loss_name(self) -> str:
-        return f"MSE on the inner distance + {self.config.class_loss_weight} x class-weighted cross-entropy"
+        return (f"MSE on the inner distance (ReLU, gradient kept where the target is positive) + "
+                f"{self.config.class_loss_weight} x class-weighted cross-entropy")
 
     def instances(self, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.config
         p_interior = softmax(maps[1:])[INTERIOR]
-        labels = deep_watershed(maps[0], p_interior, radius=cfg.radius, maxima_threshold=cfg.maxima,
+        labels = deep_watershed(np.maximum(maps[0], 0.0), p_interior, radius=cfg.radius, maxima_threshold=cfg.maxima,
                                 interior_threshold=cfg.interior_threshold, maxima_smooth=cfg.maxima_smooth,
                                 interior_smooth=cfg.interior_smooth, small_objects_threshold=cfg.small_objects,
                                 fill_holes_threshold=cfg.fill_holes)
