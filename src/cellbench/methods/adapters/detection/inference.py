@@ -21,7 +21,7 @@ from torch import nn
 from cellbench.errors import DataError
 from cellbench.instances import Instance, InstanceSet
 
-__all__ = ["Detection", "box_mask_instances", "detect", "paste_mask", "set_input_size"]
+__all__ = ["Detection", "box_mask_instances", "detect", "network_output", "paste_mask", "set_input_size"]
 
 
 def set_input_size(model: nn.Module, height: int, width: int, scale: float) -> tuple[int, int]:
@@ -101,25 +101,31 @@ def detect(model: nn.Module, image: np.ndarray, *, scale: float, mask_threshold:
     return detections
 
 
-def box_mask_instances(method: Any, image: np.ndarray) -> InstanceSet:
-    """The instances of one image (a tile) from a single-stage detector whose network returns, in eval mode,
-    ``((detections, mask probabilities),)`` per image (RetinaMask, CenterMask): boxes scaled back from the
-    network's input size, each mask pasted into its own box at ``mask_threshold``; scores and classes kept."""
+@torch.no_grad()
+def network_output(method: Any, image: np.ndarray) -> tuple[Any, tuple[int, int], tuple[int, int]]:
+    """What a single-stage detector's network (``method``'s, in eval mode) returns for one image (a tile), with
+    the image's size (h, w) and the network's input size (rh, rw) its boxes and masks are in."""
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
-    cfg = method.config
     model = method._require_model()
     model.eval()
     h, w = image.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(method._input(image).transpose(2, 0, 1)))
-    rh, rw = set_input_size(model, h, w, cfg.scale)
-    with torch.no_grad():
-        ((found, probs),), _ = model([x.to(next(model.parameters()).device)])
+    rh, rw = set_input_size(model, h, w, method.config.scale)
+    output, _ = model([x.to(next(model.parameters()).device)])
+    return output, (h, w), (rh, rw)
+
+
+def box_mask_instances(method: Any, image: np.ndarray) -> InstanceSet:
+    """The instances of one image (a tile) from a single-stage detector whose network returns, in eval mode,
+    ``((detections, mask probabilities),)`` per image (RetinaMask, CenterMask): boxes scaled back from the
+    network's input size, each mask pasted into its own box at ``mask_threshold``; scores and classes kept."""
+    ((found, probs),), (h, w), (rh, rw) = network_output(method, image)
     boxes = found.boxes.cpu() * torch.tensor([w / rw, h / rh, w / rw, h / rh])
     instances = []
     for k in range(len(boxes)):
-        inst = paste_mask(probs[k].cpu(), boxes[k].numpy(), (h, w), cfg.mask_threshold)
+        inst = paste_mask(probs[k].cpu(), boxes[k].numpy(), (h, w), method.config.mask_threshold)
         if inst is not None:
             instances.append(inst.replace(score=float(found.scores[k]), class_id=int(found.labels[k])))
     return InstanceSet(shape=(h, w), instances=tuple(instances), classes=method._classes)

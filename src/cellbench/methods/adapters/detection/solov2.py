@@ -31,7 +31,6 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from cellbench.errors import DataError
 from cellbench.instances import Instance, InstanceSet
 from cellbench.methods.adapters.detection.backbones import BACKBONES
 from cellbench.methods.adapters.detection.config import DetectorConfig
@@ -155,20 +154,12 @@ class SOLOv2Method(MaskRCNNMethod):
         overlaps and classes kept."""
         import torch
 
-        from cellbench.methods.adapters.detection.inference import set_input_size
+        from cellbench.methods.adapters.detection.inference import network_output
         from cellbench.methods.adapters.detection.solov2_head import MASK_STRIDE, predict_masks
 
-        image = np.asarray(image)
-        if image.ndim not in (2, 3):
-            raise DataError(f"image must be H x W or H x W x C, got shape {image.shape}")
         cfg = self.config
-        model = self._require_model()
-        model.eval()
-        h, w = image.shape[:2]
-        x = torch.from_numpy(np.ascontiguousarray(self._input(image).transpose(2, 0, 1)))
-        rh, rw = set_input_size(model, h, w, cfg.scale)
+        (kernels, logits, mask_feats), (h, w), (rh, rw) = network_output(self, image)
         with torch.no_grad():
-            (kernels, logits, mask_feats), _ = model([x.to(next(model.parameters()).device)])
             probs, labels, scores = predict_masks(
                 kernels, logits, mask_feats, score_threshold=cfg.score_threshold, mask_threshold=cfg.mask_threshold,
                 update_threshold=cfg.update_threshold, nms_pre=cfg.nms_pre, max_instances=cfg.detections_per_image,
