@@ -221,7 +221,8 @@ def _predict(args: argparse.Namespace) -> int:
         for path in progress(files, desc="predicting", unit="image"):
             image = open_image(path)  # a whole slide is read tile by tile, as it is predicted
             tiling = slide_tiling(model.tiling) if isinstance(image, ImageFile) and not given else model.tiling
-            if tiling != model.tiling:
+            retiled = tiling != model.tiling
+            if retiled:
                 print(f"cellbench: {path.name} ({image.shape[0]} x {image.shape[1]}) is read a window at a time: "
                       f"predicted in {tiling.tile} px tiles, {tiling.overlap} px overlap, instead of whole "
                       f"(--tile / --overlap to choose)", file=sys.stderr)
@@ -236,7 +237,7 @@ def _predict(args: argparse.Namespace) -> int:
             samples.append(Sample(path.stem, instances, image_path=path))
             entries.append({"image": path.name, "labels": f"labels/{path.stem}.tif", "n_instances": len(instances),
                             "n_overlapping": instances.n_overlapping, "lost_in_flatten": list(lost),
-                            **({"tiling": tiling.to_dict()} if tiling != model.tiling else {})})
+                            **({"tiling": tiling.to_dict()} if retiled else {})})
         scored = any(s.instances.scores is not None and len(s.instances) for s in samples)
         overlapping = any(e["n_overlapping"] for e in entries)
         manifest = {
